@@ -1,0 +1,294 @@
+"""The ``certform`` command line: thin wiring from options to the engine.
+
+Exit codes: 0 success (and, with --detailed-exitcode, no changes), 1 error,
+2 changes or drift present (--detailed-exitcode only).  Usage errors exit 1 so
+that 2 keeps meaning "changes" in CI scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import click
+import typer
+
+from reconciler import __version__
+from reconciler.config.loader import load_var_file, parse_var_assignments
+from reconciler.config.validate import ValidatedConfig, load_and_validate
+from reconciler.engine.apply import Applier, check_applicable
+from reconciler.engine.planning import plan_from
+from reconciler.engine.workspace import open_store
+from reconciler.errors import CertformError, ConfigError, PlanError
+from reconciler.fsutil import write_atomic
+from reconciler.plan.model import Plan
+from reconciler.plan.render import render_plan
+from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
+from reconciler.state.records import RecordedState
+from reconciler.state.sqlite import SqliteStateStore
+from reconciler.timeparse import parse_at
+
+app = typer.Typer(
+    name="certform",
+    help="TLS certificates as code: declare CAs, certificates and bindings; plan; apply.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="Config file or directory of *.yaml files."),
+]
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option("--var", help="Template variable key=value (repeatable)."),
+]
+VarFileOption = Annotated[
+    list[Path] | None,
+    typer.Option("--var-file", help="YAML file of template variables (repeatable)."),
+]
+LockTimeoutOption = Annotated[
+    float,
+    typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default: fail fast)."),
+]
+DEFAULT_CONFIG = Path("certform.yaml")
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fail(message: str) -> NoReturn:
+    _err(f"Error: {message}")
+    raise typer.Exit(1)
+
+
+def _variables(pairs: list[str] | None, files: list[Path] | None) -> dict[str, Any]:
+    variables: dict[str, Any] = {}
+    for path in files or []:
+        variables.update(load_var_file(path))
+    variables.update(parse_var_assignments(pairs or []))
+    return variables
+
+
+def _load(config: Path, var: list[str] | None, var_file: list[Path] | None) -> ValidatedConfig:
+    return load_and_validate(config, _variables(var, var_file))
+
+
+def _read_state(store: SqliteStateStore, lock_timeout: float, operation: str) -> RecordedState:
+    """Read the state under its lock; a state that does not exist yet is empty."""
+    if not store.exists:
+        return RecordedState(lineage="", serial=0)
+    store.open()
+    store.lock(operation, lock_timeout)
+    try:
+        return store.read()
+    finally:
+        store.unlock()
+
+
+@app.command()
+def validate(
+    config: ConfigOption = DEFAULT_CONFIG,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+) -> None:
+    """Check the configuration; print every problem with file, line and field."""
+    validated = _load(config, var, var_file)
+    desired = validated.desired
+    typer.echo(
+        f"Configuration is valid: {len(desired.authorities)} authorities, "
+        f"{len(desired.certificates)} certificates, {len(desired.bindings)} bindings."
+    )
+
+
+@app.command()
+def plan(
+    config: ConfigOption = DEFAULT_CONFIG,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the plan for apply.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 0 no changes, 1 error, 2 changes/drift."),
+    ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Plan as if the clock said this (ISO-8601 or +61d)."),
+    ] = None,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+) -> None:
+    """Show what apply would change; nothing is changed."""
+    now = datetime.now(UTC)
+    try:
+        when = parse_at(at, now) if at else now
+    except ValueError as exc:
+        _fail(str(exc))
+    validated = _load(config, var, var_file)
+    store = open_store(validated.config.state, validated.root)
+    recorded = _read_state(store, lock_timeout, "plan")
+    the_plan = plan_from(validated, recorded, str(store.path.resolve()), when)
+    if json_output:
+        typer.echo(the_plan.dumps(), nl=False)
+    else:
+        typer.echo(render_plan(the_plan), nl=False)
+    if out is not None:
+        write_atomic(out, the_plan.dumps().encode(), 0o644)
+        if not json_output:
+            typer.echo(f"\nSaved the plan to {out}. Apply it with: certform apply {out}")
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="A plan saved by 'plan --out'; applied exactly.")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")
+    ] = False,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+) -> None:
+    """Issue, renew, deploy and remove until the world matches the configuration."""
+    validated = _load(config, var, var_file)
+    store = open_store(validated.config.state, validated.root)
+    saved = _read_plan_file(plan_file) if plan_file else None
+    if saved is not None and Path(saved.state_path) != store.path.resolve():
+        _fail(f"{plan_file} was made for the state {saved.state_path}, not {store.path}")
+    if saved is None and not auto_approve and not sys.stdin.isatty():
+        # Decide before touching the state: a CI job without approval changes nothing.
+        typer.echo(render_plan(plan_from(validated, _read_state(store, lock_timeout, "plan"),
+                                         str(store.path.resolve()), datetime.now(UTC))), nl=False)  # fmt: skip
+        _fail("refusing to apply without confirmation: no terminal to ask; pass --auto-approve")
+    store.open()
+    store.lock("apply", lock_timeout)
+    try:
+        recorded = store.read()
+        if saved is not None:
+            check_applicable(saved, recorded)
+            the_plan = saved
+        else:
+            the_plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
+            typer.echo(render_plan(the_plan), nl=False)
+        if not the_plan.has_changes and not recorded.interrupted:
+            if saved is not None:
+                typer.echo("No changes.")
+            return
+        if saved is None and not auto_approve and not _confirm():
+            _fail("apply cancelled; nothing was changed")
+        result = Applier(store, the_plan, recorded, _progress).run()
+    finally:
+        store.unlock()
+        store.close()
+    if not result.ok:
+        _err(
+            f"\nApply incomplete: {len(result.done)} done, {len(result.failed)} failed, "
+            f"{len(result.skipped)} skipped. Fix the errors above and run apply again."
+        )
+        raise typer.Exit(1)
+    typer.echo(f"\nApply complete: {len(result.done)} change(s) made.")
+
+
+def _progress(message: str) -> None:
+    typer.echo(message)
+
+
+def _confirm() -> bool:
+    typer.echo("\nDo you want to perform these actions? Only 'yes' will be accepted.")
+    answer = typer.prompt("  Enter a value", default="", show_default=False)
+    return answer.strip() == "yes"
+
+
+def _read_plan_file(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text())
+        the_plan = Plan.from_json(data)
+    except FileNotFoundError:
+        raise PlanError(f"no plan file at {path}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PlanError(f"{path} is not a certform plan ({type(exc).__name__}: {exc})") from None
+    if the_plan.format_version != "1":
+        raise PlanError(f"{path} has plan format {the_plan.format_version}; expected 1")
+    return the_plan
+
+
+@app.command()
+def show(
+    config: ConfigOption = DEFAULT_CONFIG,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+) -> None:
+    """Inventory: authorities and certificates, serials, expiry, where bound, tags."""
+    from reconciler.inventory import inventory, render_inventory
+
+    validated = _load(config, var, var_file)
+    store = open_store(validated.config.state, validated.root)
+    recorded = _read_state(store, lock_timeout, "show")
+    rows = inventory(validated.desired, recorded, datetime.now(UTC))
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render_inventory(rows)
+
+
+@app.command()
+def schema(
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write the JSON Schema ('-' for stdout).")
+    ] = DEFAULT_SCHEMA_PATH,
+) -> None:
+    """Write the JSON Schema of the configuration (generated from the models)."""
+    if str(out) == "-":
+        from reconciler.schema import schema_text
+
+        typer.echo(schema_text(), nl=False)
+        return
+    write_schema(out)
+    typer.echo(f"Wrote {out}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"certform {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """certform: TLS certificates as code."""
+
+
+def main() -> None:
+    """Entry point: map every certform error to exit 1 with a clear message."""
+    try:
+        code = app(standalone_mode=False)
+    except ConfigError as exc:
+        _err(f"Error: the configuration is invalid ({len(exc.issues)} problem(s)):")
+        for issue in exc.issues:
+            _err(f"  {issue}")
+        sys.exit(1)
+    except CertformError as exc:
+        _err(f"Error: {exc}")
+        sys.exit(1)
+    except click.exceptions.Abort:
+        _err("Aborted; nothing was changed.")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

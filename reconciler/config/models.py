@@ -1,0 +1,156 @@
+"""The configuration as pydantic models: the single source of the JSON Schema.
+
+Only shape and per-field rules live here; rules that relate entries to each
+other (references, cycles, name constraints) live in ``semantic.py`` where the
+whole config is visible.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, Field
+
+from reconciler.config.types import (
+    Duration,
+    EntryName,
+    KeyAlgorithm,
+    RenewBefore,
+    StrictModel,
+)
+from reconciler.pki.names import dns_name_error
+from reconciler.providers.catalog import TargetConfig
+
+SCHEMA_URL = "../../schemas/certform.schema.json"
+
+
+def _check_name(value: str) -> str:
+    error = dns_name_error(value)
+    if error:
+        raise ValueError(error)
+    return value.lower()
+
+
+CertificateName = Annotated[
+    str,
+    Field(description="A DNS name (wildcard only as the whole leftmost label) or an IP address."),
+    AfterValidator(_check_name),
+]
+
+
+class Subject(StrictModel):
+    """Distinguished name of a CA certificate."""
+
+    common_name: str = Field(min_length=1, max_length=64)
+    organization: str | None = Field(default=None, max_length=64)
+    organizational_unit: str | None = Field(default=None, max_length=64)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    state: str | None = Field(default=None, max_length=128)
+    locality: str | None = Field(default=None, max_length=128)
+
+
+class NameConstraints(StrictModel):
+    """RFC 5280 name constraints: DNS suffixes (``example.test``) or CIDRs."""
+
+    permitted: list[str] = Field(default_factory=list)
+    excluded: list[str] = Field(default_factory=list)
+
+
+class Lifecycle(StrictModel):
+    """Guards against accidental removal."""
+
+    prevent_destroy: bool = Field(
+        default=False,
+        description="Refuse any plan that destroys this resource; remembered in state.",
+    )
+
+
+class _AuthorityBase(StrictModel):
+    subject: Subject
+    key: KeyAlgorithm = "ec-p384"
+    renew_before: RenewBefore | None = Field(
+        default=None, description="Default: when a third of the lifetime remains."
+    )
+    name_constraints: NameConstraints | None = None
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+
+
+class PrivateRootAuthority(_AuthorityBase):
+    """A self-signed root CA whose key certform keeps (encrypted) in its state."""
+
+    type: Literal["private-root"]
+    validity: Duration = "3650d"
+    path_length: int | None = Field(default=None, ge=0, le=16)
+
+
+class PrivateSubordinateAuthority(_AuthorityBase):
+    """An intermediate CA signed by another certform authority (``parent``)."""
+
+    type: Literal["private-subordinate"]
+    parent: EntryName
+    validity: Duration = "1825d"
+    path_length: int | None = Field(default=0, ge=0, le=16)
+
+
+Authority = Annotated[
+    Union[PrivateRootAuthority, PrivateSubordinateAuthority],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+Usage = Literal["server_auth", "client_auth"]
+
+
+class Certificate(StrictModel):
+    """A leaf certificate: its names, issuer, key and renewal policy."""
+
+    names: list[CertificateName] = Field(
+        min_length=1, description="First name is the subject CN; DNS names, wildcards, IPs."
+    )
+    issuer: EntryName
+    key: KeyAlgorithm | None = Field(default=None, description="Default: defaults.key or ec-p256.")
+    validity: Duration | None = Field(default=None, description="Default: defaults.validity or 90d.")
+    renew_before: RenewBefore | None = Field(
+        default=None, description="Default: defaults.renew_before, else a third of the lifetime."
+    )
+    usages: list[Usage] = Field(default_factory=lambda: ["server_auth"], min_length=1)
+    tags: dict[str, str] = Field(default_factory=dict)
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    exportable: bool = False
+
+
+class Binding(StrictModel):
+    """Where a certificate is served."""
+
+    certificate: EntryName
+    target: TargetConfig
+
+
+class Defaults(StrictModel):
+    """Values used by certificates that do not set their own."""
+
+    key: KeyAlgorithm = "ec-p256"
+    validity: Duration = "90d"
+    renew_before: RenewBefore | None = None
+
+
+class StateConfig(StrictModel):
+    """Where the embedded state lives (relative to the config)."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = ".certform/state.db"
+    master_key_file: str | None = Field(
+        default=None,
+        description="File holding the base64 master key; default .certform/master.key "
+        "unless CERTFORM_MASTER_KEY is set.",
+    )
+
+
+class CertformConfig(StrictModel):
+    """Root of a certform configuration (one file or a directory of files merged)."""
+
+    schema_ref: str | None = Field(default=None, alias="$schema")
+    state: StateConfig = Field(default_factory=StateConfig)
+    defaults: Defaults = Field(default_factory=Defaults)
+    authorities: dict[EntryName, Authority] = Field(default_factory=dict)
+    certificates: dict[EntryName, Certificate] = Field(default_factory=dict)
+    bindings: list[Binding] = Field(default_factory=list)

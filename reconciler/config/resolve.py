@@ -1,0 +1,111 @@
+"""From a validated config to the desired state the diff consumes.
+
+Effective values are settled here once (defaults applied, authorities sorted
+parents-first, binding addresses computed), so the diff never needs to know
+about defaults or config files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reconciler.config.models import (
+    CertformConfig,
+    PrivateSubordinateAuthority,
+)
+from reconciler.desired import (
+    DesiredAuthority,
+    DesiredBinding,
+    DesiredCertificate,
+    DesiredState,
+    binding_address,
+)
+from reconciler.providers.catalog import build_target
+
+
+def resolve(config: CertformConfig, root: Path) -> DesiredState:
+    return DesiredState(
+        authorities=tuple(_authorities(config)),
+        certificates=tuple(_certificates(config)),
+        bindings=tuple(_bindings(config, root)),
+    )
+
+
+def _authority_order(config: CertformConfig) -> list[str]:
+    order: list[str] = []
+    placed: set[str] = set()
+
+    def place(name: str) -> None:
+        if name in placed:
+            return
+        placed.add(name)
+        authority = config.authorities[name]
+        if isinstance(authority, PrivateSubordinateAuthority):
+            place(authority.parent)
+        order.append(name)
+
+    for name in config.authorities:
+        place(name)
+    return order
+
+
+def _authorities(config: CertformConfig) -> list[DesiredAuthority]:
+    result = []
+    for name in _authority_order(config):
+        authority = config.authorities[name]
+        spec: dict[str, Any] = {
+            "type": authority.type,
+            "subject": authority.subject.model_dump(exclude_none=True),
+            "key": authority.key,
+            "validity": authority.validity,
+            "path_length": authority.path_length,
+            "name_constraints": (
+                authority.name_constraints.model_dump() if authority.name_constraints else None
+            ),
+        }
+        if isinstance(authority, PrivateSubordinateAuthority):
+            spec["parent"] = authority.parent
+        result.append(
+            DesiredAuthority(
+                name, spec, authority.renew_before, authority.lifecycle.prevent_destroy
+            )
+        )
+    return result
+
+
+def _certificates(config: CertformConfig) -> list[DesiredCertificate]:
+    defaults = config.defaults
+    result = []
+    for name, certificate in config.certificates.items():
+        spec = {
+            "names": list(certificate.names),
+            "issuer": certificate.issuer,
+            "key": certificate.key or defaults.key,
+            "validity": certificate.validity or defaults.validity,
+            "usages": list(certificate.usages),
+        }
+        result.append(
+            DesiredCertificate(
+                name,
+                spec,
+                certificate.renew_before or defaults.renew_before,
+                certificate.lifecycle.prevent_destroy,
+                dict(certificate.tags),
+            )
+        )
+    return result
+
+
+def _bindings(config: CertformConfig, root: Path) -> list[DesiredBinding]:
+    result = []
+    for binding in config.bindings:
+        target = build_target(binding.target, root)
+        result.append(
+            DesiredBinding(
+                binding_address(target.type_name, target.identity()),
+                binding.certificate,
+                target.settings(),
+            )
+        )
+    return result

@@ -1,0 +1,242 @@
+"""Rules that relate config entries to each other, checked after the shape is valid.
+
+Every rule returns (path, message) pairs; the caller turns paths into file and
+line through the source map.  All rules run, so a user sees every problem at
+once rather than one per attempt.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+
+from reconciler.config.models import (
+    CertformConfig,
+    PrivateSubordinateAuthority,
+)
+from reconciler.durations import parse_duration, parse_renew_before
+from reconciler.pki.names import dns_name_error, name_permitted
+from reconciler.providers.catalog import build_target
+
+Path_ = tuple[str | int, ...]
+Finding = tuple[Path_, str]
+
+
+def check(config: CertformConfig, root: Path) -> list[Finding]:
+    findings: list[Finding] = []
+    for rule in (
+        _authority_parents,
+        _parent_cycles,
+        _path_lengths,
+        _constraint_syntax,
+        _issuers,
+        _name_constraints,
+        _duplicate_names,
+        _renewal_windows,
+        _validity_within_issuer,
+        _binding_references,
+    ):
+        findings.extend(rule(config))
+    findings.extend(_duplicate_targets(config, root))
+    return findings
+
+
+def _authority_parents(config: CertformConfig) -> Iterator[Finding]:
+    for name, authority in config.authorities.items():
+        if isinstance(authority, PrivateSubordinateAuthority):
+            if authority.parent not in config.authorities:
+                yield (
+                    ("authorities", name, "parent"),
+                    f"unknown authority {authority.parent!r}; expected one of: "
+                    + _choices(config.authorities),
+                )
+            elif authority.parent == name:
+                yield (("authorities", name, "parent"), "an authority cannot be its own parent")
+
+
+def _parent_cycles(config: CertformConfig) -> Iterator[Finding]:
+    for name in config.authorities:
+        chain = [name]
+        current = _parent(config, name)
+        while current is not None and current in config.authorities:
+            if current == name:
+                cycle = " → ".join([*chain, name])
+                yield (("authorities", name, "parent"), f"CA parent cycle: {cycle}")
+                break
+            if current in chain:
+                break
+            chain.append(current)
+            current = _parent(config, current)
+
+
+def _parent(config: CertformConfig, name: str) -> str | None:
+    authority = config.authorities.get(name)
+    if isinstance(authority, PrivateSubordinateAuthority) and authority.parent != name:
+        return authority.parent
+    return None
+
+
+def _path_lengths(config: CertformConfig) -> Iterator[Finding]:
+    for name, authority in config.authorities.items():
+        parent_name = _parent(config, name)
+        parent = config.authorities.get(parent_name) if parent_name else None
+        if parent is None or parent.path_length is None:
+            continue
+        if parent.path_length == 0:
+            yield (
+                ("authorities", name, "parent"),
+                f"authority {parent_name!r} has path_length 0 and cannot sign a subordinate CA",
+            )
+        elif authority.path_length is None or authority.path_length >= parent.path_length:
+            yield (
+                ("authorities", name, "path_length"),
+                f"must be less than the parent's path_length {parent.path_length}",
+            )
+
+
+def _constraint_syntax(config: CertformConfig) -> Iterator[Finding]:
+    for name, authority in config.authorities.items():
+        constraints = authority.name_constraints
+        if constraints is None:
+            continue
+        for field in ("permitted", "excluded"):
+            for index, entry in enumerate(getattr(constraints, field)):
+                if not _valid_constraint(entry):
+                    yield (
+                        ("authorities", name, "name_constraints", field, index),
+                        f"invalid name constraint {entry!r}: expected a DNS suffix "
+                        "(example.test or .example.test) or a CIDR (10.0.0.0/8)",
+                    )
+
+
+def _valid_constraint(entry: str) -> bool:
+    if "/" in entry:
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            return False
+        return True
+    domain = entry[1:] if entry.startswith(".") else entry
+    return "*" not in domain and (dns_name_error(domain) is None or "." not in domain)
+
+
+def _issuers(config: CertformConfig) -> Iterator[Finding]:
+    for name, certificate in config.certificates.items():
+        if certificate.issuer not in config.authorities:
+            yield (
+                ("certificates", name, "issuer"),
+                f"unknown authority {certificate.issuer!r}; expected one of: "
+                + _choices(config.authorities),
+            )
+
+
+def _ancestors(config: CertformConfig, name: str) -> list[str]:
+    chain: list[str] = []
+    current: str | None = name
+    while current is not None and current in config.authorities and current not in chain:
+        chain.append(current)
+        current = _parent(config, current)
+    return chain
+
+
+def _name_constraints(config: CertformConfig) -> Iterator[Finding]:
+    for name, certificate in config.certificates.items():
+        for authority_name in _ancestors(config, certificate.issuer):
+            constraints = config.authorities[authority_name].name_constraints
+            if constraints is None:
+                continue
+            for index, dns in enumerate(certificate.names):
+                if not name_permitted(dns, constraints.permitted, constraints.excluded):
+                    yield (
+                        ("certificates", name, "names", index),
+                        f"{dns!r} is not allowed by the name constraints of authority "
+                        f"{authority_name!r} (permitted: {', '.join(constraints.permitted) or '-'}"
+                        f"; excluded: {', '.join(constraints.excluded) or '-'})",
+                    )
+
+
+def _duplicate_names(config: CertformConfig) -> Iterator[Finding]:
+    for name, certificate in config.certificates.items():
+        seen: set[str] = set()
+        for index, dns in enumerate(certificate.names):
+            if dns in seen:
+                yield (("certificates", name, "names", index), f"duplicate name {dns!r}")
+            seen.add(dns)
+
+
+def _window_finding(validity: str, renew_before: str | None) -> str | None:
+    if renew_before is None:
+        return None
+    window = parse_renew_before(renew_before)
+    if window.duration is not None and window.duration >= parse_duration(validity):
+        return f"renew_before {renew_before} must be shorter than the validity {validity}"
+    return None
+
+
+def _renewal_windows(config: CertformConfig) -> Iterator[Finding]:
+    defaults = config.defaults
+    for name, certificate in config.certificates.items():
+        validity = certificate.validity or defaults.validity
+        renew_before = certificate.renew_before or defaults.renew_before
+        message = _window_finding(validity, renew_before)
+        if message:
+            field = "renew_before" if certificate.renew_before else "validity"
+            yield (("certificates", name, field), message)
+    for name, authority in config.authorities.items():
+        message = _window_finding(authority.validity, authority.renew_before)
+        if message:
+            yield (("authorities", name, "renew_before"), message)
+    message = _window_finding(defaults.validity, defaults.renew_before)
+    if message:
+        yield (("defaults", "renew_before"), message)
+
+
+def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
+    for name, certificate in config.certificates.items():
+        issuer = config.authorities.get(certificate.issuer)
+        validity = certificate.validity or config.defaults.validity
+        if issuer and parse_duration(validity) > parse_duration(issuer.validity):
+            yield (
+                ("certificates", name, "validity"),
+                f"validity {validity} is longer than the issuer's validity {issuer.validity}",
+            )
+    for name in config.authorities:
+        parent_name = _parent(config, name)
+        parent = config.authorities.get(parent_name) if parent_name else None
+        child = config.authorities[name]
+        if parent and parse_duration(child.validity) > parse_duration(parent.validity):
+            yield (
+                ("authorities", name, "validity"),
+                f"validity {child.validity} is longer than the parent's validity "
+                f"{parent.validity}",
+            )
+
+
+def _binding_references(config: CertformConfig) -> Iterator[Finding]:
+    for index, binding in enumerate(config.bindings):
+        if binding.certificate not in config.certificates:
+            yield (
+                ("bindings", index, "certificate"),
+                f"unknown certificate {binding.certificate!r}; expected one of: "
+                + _choices(config.certificates),
+            )
+
+
+def _duplicate_targets(config: CertformConfig, root: Path) -> Iterator[Finding]:
+    seen: dict[tuple[str, str], int] = {}
+    for index, binding in enumerate(config.bindings):
+        target = build_target(binding.target, root)
+        key = (target.type_name, target.identity())
+        if key in seen:
+            yield (
+                ("bindings", index, "target"),
+                f"writes the same {key[0]} target ({key[1]}) as bindings[{seen[key]}]; "
+                "each target can serve one certificate",
+            )
+        else:
+            seen[key] = index
+
+
+def _choices(entries: dict) -> str:
+    return ", ".join(sorted(entries)) or "(none declared)"

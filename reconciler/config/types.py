@@ -1,0 +1,58 @@
+"""Field types shared by the config models and the target modules.
+
+Durations stay strings as the user wrote them (plans echo ``90d``), validated
+here once; the policy code converts them with the cached parser.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from reconciler.durations import (
+    DURATION_PATTERN,
+    RENEW_BEFORE_PATTERN,
+    parse_duration,
+    parse_renew_before,
+)
+
+KeyAlgorithm = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_renew_before(value: str) -> str:
+    parse_renew_before(value)
+    return value
+
+
+Duration = Annotated[
+    str,
+    Field(
+        json_schema_extra={"pattern": DURATION_PATTERN},
+        description="A duration: a number with a unit s, m, h, d or w (90d, 12h, 1d12h).",
+    ),
+    AfterValidator(_check_duration),
+]
+
+RenewBefore = Annotated[
+    str,
+    Field(
+        json_schema_extra={"pattern": RENEW_BEFORE_PATTERN},
+        description="Renew this long before expiry (30d) or when this share of the "
+        "lifetime remains (33%).",
+    ),
+    AfterValidator(_check_renew_before),
+]
+
+EntryName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=128)]
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)

@@ -1,0 +1,336 @@
+"""The write side: execute a plan's changes in order, each one journaled.
+
+Every step writes a journal entry before it touches anything (with the new
+private key, sealed, when it generates one) and records its result together
+with closing that entry in one transaction.  A process killed anywhere leaves
+either nothing or an open entry whose key the next run reuses; targets are
+re-observed on the next plan, so a half-deployed binding shows up as drift.
+
+A failed step does not stop independent ones; steps that depend on it
+(certificates under a failed CA, bindings of a failed certificate) are skipped.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.errors import CertformError, PlanError, ProviderError
+from reconciler.pki.builder import certificate_from_pem
+from reconciler.pki.keys import (
+    generate_private_key,
+    private_key_from_der,
+    private_key_to_der,
+    private_key_to_pem,
+)
+from reconciler.plan.model import Action, Change, Plan
+from reconciler.providers.base import CertificateMaterial
+from reconciler.providers.catalog import target_from_settings
+from reconciler.providers.private_ca import (
+    Issued,
+    SigningAuthority,
+    issue_authority,
+    issue_leaf,
+    key_id_of,
+)
+from reconciler.state.records import (
+    AuthorityRecord,
+    BindingRecord,
+    CertificateRecord,
+    IssuedMaterial,
+    RecordedState,
+)
+from reconciler.state.store import StateStore
+
+Reporter = Callable[[str], None]
+
+
+@dataclass
+class ApplyResult:
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+def actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def check_applicable(plan: Plan, recorded: RecordedState) -> None:
+    """Refuse a plan made against another state, or an older version of this one."""
+    if plan.lineage and plan.lineage != recorded.lineage:
+        raise PlanError(
+            "the saved plan was made for another state (lineage differs); run plan again"
+        )
+    if not plan.lineage and recorded.lineage and recorded.serial:
+        raise PlanError("the state was created after this plan was made; run plan again")
+    if plan.state_serial != recorded.serial:
+        raise PlanError(
+            f"the state changed since this plan was made (serial {plan.state_serial} → "
+            f"{recorded.serial}); nothing was applied. Run plan again."
+        )
+
+
+class Applier:
+    """Executes one plan against one state store."""
+
+    def __init__(
+        self, store: StateStore, plan: Plan, recorded: RecordedState, report: Reporter
+    ) -> None:
+        self.store = store
+        self.plan = plan
+        self.recorded = recorded
+        self.report = report
+        self.root = Path(plan.config_root)
+        self.run_id = str(uuid.uuid4())
+        self.actor = actor()
+        self.result = ApplyResult()
+        self._authorities: dict[str, SigningAuthority] = {}
+
+    def run(self) -> ApplyResult:
+        if self.recorded.interrupted:
+            self.report(
+                f"Recovering from an interrupted apply ({len(self.recorded.interrupted)} "
+                "unfinished step(s)); generated keys are reused."
+            )
+            self.store.mark_interrupted()
+        for change in self.plan.changes:
+            blocker = self._blocked_by(change)
+            if blocker:
+                self.result.skipped[change.address] = f"{blocker} failed"
+                self.report(f"{change.address}: skipped ({blocker} failed)")
+                continue
+            self._run_step(change)
+        self._apply_state_updates()
+        return self.result
+
+    # -- orchestration ------------------------------------------------------------
+    def _blocked_by(self, change: Change) -> str | None:
+        after = change.after or {}
+        dependencies: list[str] = []
+        if change.kind == "binding" and after:
+            dependencies.append(f"certificate.{after['certificate']}")
+        elif change.kind == "certificate" and after:
+            dependencies.append(f"authority.{after['issuer']}")
+        elif change.kind == "authority" and after.get("parent"):
+            dependencies.append(f"authority.{after['parent']}")
+        for dependency in dependencies:
+            if dependency in self.result.failed or dependency in self.result.skipped:
+                return dependency
+        return None
+
+    def _run_step(self, change: Change) -> None:
+        step = getattr(self, f"_{change.kind}_{change.action.value}", None)
+        if step is None:
+            raise PlanError(f"cannot {change.action.value} a {change.kind}")
+        self.report(f"{change.address}: {change.action.value}…")
+        try:
+            detail = step(change)
+        except (CertformError, OSError, ValueError) as exc:
+            message = str(exc) if isinstance(exc, CertformError) else type(exc).__name__
+            if isinstance(exc, OSError):
+                message = f"{exc.strerror or exc}"
+            self.result.failed[change.address] = message
+            self.store.audit(
+                self.actor, "apply", change.address, change.action.value, "failed", message
+            )
+            self.report(f"{change.address}: {change.action.value} FAILED: {message}")
+            return
+        self.result.done.append(change.address)
+        self.report(f"{change.address}: {change.action.value} done{detail}")
+
+    def _journal(self, change: Change, key_der: bytes | None = None) -> int:
+        return self.store.journal_start(
+            self.run_id, change.address, change.action.value, key_der
+        )
+
+    def _new_key(self, change: Change, algorithm: str) -> bytes:
+        """A key for a new issuance: the one an interrupted run generated, if any."""
+        reused = self.store.journaled_key(change.address)
+        if reused is not None:
+            return reused
+        return private_key_to_der(generate_private_key(algorithm))
+
+    # -- authorities --------------------------------------------------------------
+    def _signing_authority(self, name: str) -> SigningAuthority:
+        cached = self._authorities.get(name)
+        if cached is not None:
+            return cached
+        material = self.store.material("authority", name)
+        authority = SigningAuthority(
+            name=name,
+            certificate=certificate_from_pem(material.certificate_pem),
+            key=private_key_from_der(self.store.private_key("authority", name)),
+            chain_pem=material.chain_pem,
+            root_pem=material.root_pem,
+        )
+        self._authorities[name] = authority
+        return authority
+
+    def _authority_issue(self, change: Change) -> str:
+        assert change.after is not None
+        key_der = self._new_key(change, change.after["key"])
+        return self._sign_authority(change, key_der, keep_key=False)
+
+    _authority_replace = _authority_issue
+
+    def _authority_renew(self, change: Change) -> str:
+        key_der = self.store.private_key("authority", change.name)
+        return self._sign_authority(change, key_der, keep_key=True)
+
+    def _sign_authority(self, change: Change, key_der: bytes, *, keep_key: bool) -> str:
+        spec = _spec(change.after, ("renew_before", "prevent_destroy"))
+        entry = self._journal(change, None if keep_key else key_der)
+        parent = self._signing_authority(spec["parent"]) if spec.get("parent") else None
+        key = private_key_from_der(key_der)
+        issued = issue_authority(spec, key, parent, datetime.now(UTC))
+        record = AuthorityRecord(
+            name=change.name,
+            spec=spec,
+            serial=issued.serial,
+            not_before=issued.certificate.not_valid_before_utc,
+            not_after=issued.certificate.not_valid_after_utc,
+            key_id=key_id_of(issued.certificate),
+            issuer_key_id=parent.key_id if parent else None,
+            prevent_destroy=bool(change.after and change.after.get("prevent_destroy")),
+        )
+        with self.store.transaction(entry) as writer:
+            writer.put_authority(record, _material(issued), None if keep_key else key_der)
+            writer.recovered(change.address)
+            self._audit(writer, change, f"serial {issued.serial}")
+        self._authorities.pop(change.name, None)
+        return f" (serial {issued.serial[:16]}…)"
+
+    def _authority_destroy(self, change: Change) -> str:
+        entry = self._journal(change)
+        with self.store.transaction(entry) as writer:
+            writer.destroy("authority", change.name)
+            self._audit(writer, change)
+        return ""
+
+    # -- certificates -------------------------------------------------------------
+    def _certificate_issue(self, change: Change) -> str:
+        assert change.after is not None
+        after = change.after
+        spec = _spec(after, ("renew_before", "prevent_destroy", "tags"))
+        key_der = self._new_key(change, spec["key"])
+        entry = self._journal(change, key_der)
+        issuer = self._signing_authority(spec["issuer"])
+        issued = issue_leaf(spec, private_key_from_der(key_der), issuer, datetime.now(UTC))
+        record = CertificateRecord(
+            name=change.name,
+            spec=spec,
+            serial=issued.serial,
+            not_before=issued.certificate.not_valid_before_utc,
+            not_after=issued.certificate.not_valid_after_utc,
+            issuer_key_id=issuer.key_id,
+            fingerprint=issued.fingerprint,
+            prevent_destroy=bool(after.get("prevent_destroy")),
+            tags=dict(after.get("tags") or {}),
+            has_key=True,
+        )
+        with self.store.transaction(entry) as writer:
+            writer.put_certificate(record, _material(issued), key_der)
+            writer.recovered(change.address)
+            self._audit(writer, change, f"serial {issued.serial}")
+        return f" (serial {issued.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
+
+    _certificate_renew = _certificate_issue
+    _certificate_replace = _certificate_issue
+
+    def _certificate_destroy(self, change: Change) -> str:
+        entry = self._journal(change)
+        with self.store.transaction(entry) as writer:
+            writer.destroy("certificate", change.name)
+            self._audit(writer, change)
+        return ""
+
+    # -- bindings -----------------------------------------------------------------
+    def _binding_bind(self, change: Change) -> str:
+        assert change.after is not None
+        name = change.after["certificate"]
+        target = target_from_settings(change.after["target"], self.root)
+        material = self._certificate_material(name)
+        entry = self._journal(change)
+        try:
+            facts = target.deploy(material)
+        except ProviderError:
+            self.store.journal_finish(entry, "failed")
+            raise
+        record = BindingRecord(
+            address=change.address,
+            certificate=name,
+            target=change.after["target"],
+            serial=material.serial,
+            facts=facts,
+            deployed_at=datetime.now(UTC),
+        )
+        with self.store.transaction(entry) as writer:
+            writer.put_binding(record)
+            self._audit(writer, change, f"serial {material.serial}")
+        return f" (serial {material.serial[:16]}…)"
+
+    _binding_rebind = _binding_bind
+
+    def _binding_unbind(self, change: Change) -> str:
+        record = self.recorded.bindings.get(change.address)
+        assert change.before is not None
+        target = target_from_settings(change.before["target"], self.root)
+        entry = self._journal(change)
+        target.remove(record.facts if record else {})
+        with self.store.transaction(entry) as writer:
+            writer.delete_binding(change.address)
+            self._audit(writer, change)
+        return ""
+
+    def _certificate_material(self, name: str) -> CertificateMaterial:
+        material = self.store.material("certificate", name)
+        certificate = certificate_from_pem(material.certificate_pem)
+        key = private_key_from_der(self.store.private_key("certificate", name))
+        return CertificateMaterial(
+            address=f"certificate.{name}",
+            name=name,
+            serial=format(certificate.serial_number, "x"),
+            not_after=certificate.not_valid_after_utc,
+            certificate_pem=material.certificate_pem,
+            chain_pem=material.chain_pem,
+            root_pem=material.root_pem,
+            private_key_pem=private_key_to_pem(key),
+        )
+
+    # -- remembered settings ------------------------------------------------------
+    def _apply_state_updates(self) -> None:
+        for update in self.plan.state_updates:
+            kind, name = update.address.split(".", 1)
+            with self.store.transaction() as writer:
+                writer.set_guard(
+                    kind, name, bool(update.after.get("prevent_destroy")), update.after.get("tags")
+                )
+                writer.audit(self.actor, "apply", update.address, "update", "ok", "state only")
+            self.result.done.append(update.address)
+            self.report(f"{update.address}: settings recorded")
+
+    def _audit(self, writer, change: Change, detail: str = "") -> None:  # type: ignore[no-untyped-def]
+        writer.audit(self.actor, "apply", change.address, change.action.value, "ok", detail)
+
+
+def _spec(after: dict | None, drop: tuple[str, ...]) -> dict:
+    assert after is not None
+    return {k: v for k, v in after.items() if k not in drop}
+
+
+def _material(issued: Issued) -> IssuedMaterial:
+    return IssuedMaterial(issued.certificate_pem, issued.chain_pem, issued.root_pem)

@@ -1,0 +1,50 @@
+"""Make a plan: read the state, refresh targets, diff.  Changes nothing but the lock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reconciler.config.validate import ValidatedConfig
+from reconciler.engine.refresh import refresh
+from reconciler.plan.diff import diff
+from reconciler.plan.model import Plan
+from reconciler.state.records import RecordedState
+from reconciler.state.sqlite import SqliteStateStore
+
+
+def make_plan(
+    validated: ValidatedConfig, store: SqliteStateStore, at: datetime | None = None
+) -> Plan:
+    """The plan for ``validated`` against ``store`` as of ``at`` (default: now).
+
+    The caller holds the state lock when the state exists.
+    """
+    now = at or datetime.now(UTC)
+    recorded = store.read()
+    return plan_from(validated, recorded, str(store.path), now)
+
+
+def plan_from(
+    validated: ValidatedConfig, recorded: RecordedState, state_path: str, now: datetime
+) -> Plan:
+    observed = refresh(validated.desired, recorded, validated.root)
+    result = diff(validated.desired, recorded, observed, now)
+    warnings = list(result.warnings)
+    if recorded.interrupted:
+        steps = ", ".join(f"{s.address} ({s.action})" for s in recorded.interrupted[:5])
+        warnings.append(
+            f"a previous apply was interrupted during {steps}; apply recovers it "
+            "(generated keys are reused)"
+        )
+    return Plan(
+        changes=result.changes,
+        state_updates=result.state_updates,
+        planned_at=now,
+        lineage=recorded.lineage,
+        state_serial=recorded.serial,
+        state_path=state_path,
+        config_root=str(validated.root),
+        warnings=tuple(warnings),
+        created_at=datetime.now(UTC),
+        interrupted=tuple(s.address for s in recorded.interrupted),
+    )

@@ -1,0 +1,21 @@
+"""The read side: what targets really serve now, for bindings certform recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.desired import DesiredState
+from reconciler.providers.base import Observation
+from reconciler.providers.catalog import target_from_settings
+from reconciler.state.records import RecordedState
+
+
+def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[str, Observation]:
+    """Observe every recorded binding that is still desired (read-only)."""
+    wanted = {b.address for b in desired.bindings}
+    observed: dict[str, Observation] = {}
+    for address, record in recorded.bindings.items():
+        if address in wanted:
+            target = target_from_settings(record.target, root)
+            observed[address] = target.observe(record.facts)
+    return observed

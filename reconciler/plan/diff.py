@@ -1,0 +1,414 @@
+"""The diff: (desired, recorded, observed, now) -> changes.  Pure: no I/O, no clock.
+
+Ordering is part of the result: authorities parents-first, then certificates,
+then bind/rebind (so a renewed or replaced certificate is in place everywhere
+before anything old goes away), then unbind, then destroy of certificates,
+then destroy of authorities children-first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from reconciler.desired import (
+    DesiredAuthority,
+    DesiredBinding,
+    DesiredCertificate,
+    DesiredState,
+)
+from reconciler.errors import PlanError
+from reconciler.plan.model import Action, Change, StateUpdate
+from reconciler.policy.reissue import (
+    AUTHORITY_CHECKS,
+    CERTIFICATE_CHECKS,
+    IssuedFacts,
+    ReissueInput,
+    evaluate,
+    strongest,
+)
+from reconciler.providers.base import Observation
+from reconciler.state.records import (
+    AuthorityRecord,
+    BindingRecord,
+    CertificateRecord,
+    RecordedState,
+)
+
+NEW_KEY_ACTIONS = (Action.ISSUE, Action.REPLACE)
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    changes: tuple[Change, ...]
+    state_updates: tuple[StateUpdate, ...]
+    warnings: tuple[str, ...]
+
+
+def diff(
+    desired: DesiredState,
+    recorded: RecordedState,
+    observed: Mapping[str, Observation],
+    now: datetime,
+) -> DiffResult:
+    """Compute the plan's changes; raise PlanError when a guard forbids them."""
+    _refuse_guarded_destroys(desired, recorded)
+    authority_changes, rekeyed = _authority_changes(desired, recorded, now)
+    certificate_changes = _certificate_changes(desired, recorded, rekeyed, now)
+    changed_certs = {c.name: c for c in certificate_changes}
+    binding_changes, warnings = _binding_changes(desired, recorded, observed, changed_certs)
+    changes = (
+        authority_changes
+        + certificate_changes
+        + binding_changes
+        + _unbinds(desired, recorded)
+        + _certificate_destroys(desired, recorded)
+        + _authority_destroys(desired, recorded)
+    )
+    touched = {c.address for c in changes}
+    return DiffResult(tuple(changes), _state_updates(desired, recorded, touched), warnings)
+
+
+# -- guards --------------------------------------------------------------------------
+def _refuse_guarded_destroys(desired: DesiredState, recorded: RecordedState) -> None:
+    wanted = {a.name for a in desired.authorities} | {c.name for c in desired.certificates}
+    guarded = [
+        record.address
+        for record in (*recorded.authorities.values(), *recorded.certificates.values())
+        if record.prevent_destroy and record.name not in wanted
+    ]
+    if guarded:
+        raise PlanError(
+            "refusing to destroy "
+            + ", ".join(sorted(guarded))
+            + ": lifecycle.prevent_destroy is set in the state. To destroy, put the block "
+            "back with prevent_destroy: false, apply, then remove it."
+        )
+
+
+# -- authorities ---------------------------------------------------------------------
+def _authority_changes(
+    desired: DesiredState, recorded: RecordedState, now: datetime
+) -> tuple[list[Change], set[str]]:
+    changes: list[Change] = []
+    rekeyed: set[str] = set()
+    for authority in desired.authorities:
+        record = recorded.authorities.get(authority.name)
+        parent = recorded.authorities.get(authority.parent) if authority.parent else None
+        change = _authority_change(authority, record, parent, authority.parent in rekeyed, now)
+        if change is None:
+            continue
+        changes.append(change)
+        if change.action in NEW_KEY_ACTIONS:
+            rekeyed.add(authority.name)
+    return changes, rekeyed
+
+
+def _authority_change(
+    authority: DesiredAuthority,
+    record: AuthorityRecord | None,
+    parent: AuthorityRecord | None,
+    parent_rekeyed: bool,
+    now: datetime,
+) -> Change | None:
+    after = _authority_after(authority)
+    if record is None:
+        return Change(authority.address, Action.ISSUE, ("not issued yet",), None, after)
+    facts = IssuedFacts(
+        record.spec, record.not_before, record.not_after, record.issuer_key_id, True
+    )
+    data = ReissueInput(
+        authority.spec,
+        authority.renew_before,
+        facts,
+        parent.key_id if parent else None,
+        parent_rekeyed,
+        now,
+    )
+    violations = evaluate(AUTHORITY_CHECKS, data)
+    action = strongest(violations)
+    if action is None:
+        return None
+    return Change(
+        authority.address,
+        Action(action),
+        tuple(v.reason for v in violations),
+        _authority_before(record),
+        after,
+    )
+
+
+def _authority_after(authority: DesiredAuthority) -> dict[str, Any]:
+    return {
+        **authority.spec,
+        "renew_before": authority.renew_before,
+        "prevent_destroy": authority.prevent_destroy,
+    }
+
+
+def _authority_before(record: AuthorityRecord) -> dict[str, Any]:
+    return {
+        **record.spec,
+        "serial": record.serial,
+        "not_after": record.not_after.isoformat(),
+        "key_id": record.key_id,
+    }
+
+
+# -- certificates --------------------------------------------------------------------
+def _certificate_changes(
+    desired: DesiredState, recorded: RecordedState, rekeyed: set[str], now: datetime
+) -> list[Change]:
+    radius = _blast_radius(desired)
+    changes = []
+    for certificate in desired.certificates:
+        record = recorded.certificates.get(certificate.name)
+        issuer = recorded.authorities.get(certificate.issuer)
+        change = _certificate_change(
+            certificate,
+            record,
+            issuer.key_id if issuer else None,
+            certificate.issuer in rekeyed,
+            now,
+            radius.get(certificate.name, ()),
+        )
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def _blast_radius(desired: DesiredState) -> dict[str, tuple[str, ...]]:
+    radius: dict[str, list[str]] = {}
+    for binding in desired.bindings:
+        radius.setdefault(binding.certificate, []).append(binding.address)
+    return {name: tuple(addresses) for name, addresses in radius.items()}
+
+
+def _certificate_change(
+    certificate: DesiredCertificate,
+    record: CertificateRecord | None,
+    issuer_key_id: str | None,
+    issuer_rekeyed: bool,
+    now: datetime,
+    bindings: tuple[str, ...],
+) -> Change | None:
+    after = {
+        **certificate.spec,
+        "renew_before": certificate.renew_before,
+        "prevent_destroy": certificate.prevent_destroy,
+        "tags": certificate.tags,
+    }
+    if record is None:
+        return Change(
+            certificate.address, Action.ISSUE, ("not issued yet",), None, after, bindings
+        )
+    facts = IssuedFacts(
+        record.spec,
+        record.not_before,
+        record.not_after,
+        record.issuer_key_id,
+        record.has_key,
+        record.revoked_at,
+    )
+    data = ReissueInput(
+        certificate.spec, certificate.renew_before, facts, issuer_key_id, issuer_rekeyed, now
+    )
+    violations = evaluate(CERTIFICATE_CHECKS, data)
+    action = strongest(violations)
+    if action is None:
+        return None
+    before = {
+        **record.spec,
+        "serial": record.serial,
+        "not_after": record.not_after.isoformat(),
+        "fingerprint": record.fingerprint,
+    }
+    return Change(
+        certificate.address,
+        Action(action),
+        tuple(v.reason for v in violations),
+        before,
+        after,
+        bindings,
+    )
+
+
+# -- bindings ------------------------------------------------------------------------
+def _binding_changes(
+    desired: DesiredState,
+    recorded: RecordedState,
+    observed: Mapping[str, Observation],
+    changed_certs: dict[str, Change],
+) -> tuple[list[Change], tuple[str, ...]]:
+    changes: list[Change] = []
+    warnings: list[str] = []
+    for binding in desired.bindings:
+        record = recorded.bindings.get(binding.address)
+        after = {"certificate": binding.certificate, "target": binding.target}
+        if record is None:
+            changes.append(Change(binding.address, Action.BIND, ("new binding",), None, after))
+            continue
+        observation = observed.get(binding.address)
+        reasons, drift = _rebind_reasons(binding, record, recorded, observation, changed_certs)
+        if observation is not None and observation.status == "unreachable":
+            warnings.append(f"{binding.address} unreachable: {'; '.join(observation.details)}")
+        if reasons:
+            before = {
+                "certificate": record.certificate,
+                "target": record.target,
+                "serial": record.serial,
+            }
+            changes.append(
+                Change(binding.address, Action.REBIND, tuple(reasons), before, after, (), drift)
+            )
+    return changes, tuple(warnings)
+
+
+def _rebind_reasons(
+    binding: DesiredBinding,
+    record: BindingRecord,
+    recorded: RecordedState,
+    observation: Observation | None,
+    changed_certs: dict[str, Change],
+) -> tuple[list[str], bool]:
+    reasons: list[str] = []
+    if record.certificate != binding.certificate:
+        reasons.append(f"certificate changed: {record.certificate} → {binding.certificate}")
+    if binding.certificate in changed_certs:
+        change = changed_certs[binding.certificate]
+        reasons.append(f"certificate.{binding.certificate} will be {_past(change.action)}")
+    if record.target != binding.target:
+        reasons.append("target settings changed: " + _settings_delta(record.target, binding.target))
+    current = recorded.certificates.get(binding.certificate)
+    if (
+        not reasons
+        and current is not None
+        and current.serial != record.serial
+        and record.certificate == binding.certificate
+    ):
+        reasons.append(f"deployed serial {record.serial[:16]}… is not the current one")
+    drift = bool(observation and observation.needs_redeploy)
+    if drift and observation is not None:
+        reasons.append("drift: " + "; ".join(observation.details))
+    return reasons, drift
+
+
+def _past(action: Action) -> str:
+    return {Action.ISSUE: "issued", Action.RENEW: "renewed", Action.REPLACE: "replaced"}.get(
+        action, action.value
+    )
+
+
+def _settings_delta(before: dict[str, Any], after: dict[str, Any]) -> str:
+    delta = DeepDiff(before, after, verbose_level=2)
+    parts = []
+    for kind, entries in delta.items():
+        for path in entries:
+            field = path.replace("root", "").strip("[]").replace("']['", ".").strip("'")
+            parts.append(f"{field} ({kind.replace('_', ' ')})")
+    return ", ".join(parts) or "changed"
+
+
+def _unbinds(desired: DesiredState, recorded: RecordedState) -> list[Change]:
+    wanted = {b.address for b in desired.bindings}
+    return [
+        Change(
+            record.address,
+            Action.UNBIND,
+            (_unbind_reason(record, desired),),
+            {"certificate": record.certificate, "target": record.target, "serial": record.serial},
+            None,
+        )
+        for record in recorded.bindings.values()
+        if record.address not in wanted
+    ]
+
+
+def _unbind_reason(record: BindingRecord, desired: DesiredState) -> str:
+    if not any(c.name == record.certificate for c in desired.certificates):
+        return f"certificate.{record.certificate} removed from the configuration"
+    return "binding removed from the configuration"
+
+
+def _certificate_destroys(desired: DesiredState, recorded: RecordedState) -> list[Change]:
+    wanted = {c.name for c in desired.certificates}
+    changes = []
+    for record in recorded.certificates.values():
+        if record.name in wanted:
+            continue
+        bound = tuple(b.address for b in recorded.bindings.values() if b.certificate == record.name)
+        before = {
+            **record.spec,
+            "serial": record.serial,
+            "not_after": record.not_after.isoformat(),
+        }
+        changes.append(
+            Change(
+                record.address,
+                Action.DESTROY,
+                ("removed from the configuration",),
+                before,
+                None,
+                bound,
+            )
+        )
+    return changes
+
+
+def _authority_destroys(desired: DesiredState, recorded: RecordedState) -> list[Change]:
+    wanted = {a.name for a in desired.authorities}
+    gone = [r for r in recorded.authorities.values() if r.name not in wanted]
+    depth = {r.name: _depth(r.name, recorded) for r in gone}
+    gone.sort(key=lambda r: -depth[r.name])
+    return [
+        Change(
+            r.address,
+            Action.DESTROY,
+            ("removed from the configuration",),
+            _authority_before(r),
+            None,
+        )
+        for r in gone
+    ]
+
+
+def _depth(name: str, recorded: RecordedState) -> int:
+    depth, seen = 0, set()
+    record = recorded.authorities.get(name)
+    while record is not None and record.spec.get("parent") and name not in seen:
+        seen.add(name)
+        name = record.spec["parent"]
+        record = recorded.authorities.get(name)
+        depth += 1
+    return depth
+
+
+# -- remembered settings -------------------------------------------------------------
+def _state_updates(
+    desired: DesiredState, recorded: RecordedState, touched: set[str]
+) -> tuple[StateUpdate, ...]:
+    updates = []
+    for authority in desired.authorities:
+        record = recorded.authorities.get(authority.name)
+        if record and authority.address not in touched:
+            if record.prevent_destroy != authority.prevent_destroy:
+                updates.append(
+                    StateUpdate(
+                        authority.address,
+                        {"prevent_destroy": record.prevent_destroy},
+                        {"prevent_destroy": authority.prevent_destroy},
+                    )
+                )
+    for certificate in desired.certificates:
+        record = recorded.certificates.get(certificate.name)
+        if record is None or certificate.address in touched:
+            continue
+        before = {"prevent_destroy": record.prevent_destroy, "tags": record.tags}
+        after = {"prevent_destroy": certificate.prevent_destroy, "tags": certificate.tags}
+        if before != after:
+            updates.append(StateUpdate(certificate.address, before, after))
+    return tuple(updates)

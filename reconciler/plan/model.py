@@ -1,0 +1,176 @@
+"""Plans as frozen data: a closed set of actions, changes, and the context they
+were made in.  A plan survives a JSON round trip unchanged, so ``plan --out``
+and ``apply FILE`` execute exactly what was reviewed.
+
+Reasons are for people; apply never parses them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+FORMAT_VERSION = "1"
+
+
+class Action(StrEnum):
+    ISSUE = "issue"
+    RENEW = "renew"
+    REPLACE = "replace"
+    BIND = "bind"
+    REBIND = "rebind"
+    UNBIND = "unbind"
+    REVOKE = "revoke"
+    DESTROY = "destroy"
+
+    @property
+    def symbol(self) -> str:
+        return _SYMBOLS[self]
+
+
+_SYMBOLS = {
+    Action.ISSUE: "+",
+    Action.BIND: "+",
+    Action.RENEW: "~",
+    Action.REBIND: "~",
+    Action.REPLACE: "-/+",
+    Action.UNBIND: "-",
+    Action.REVOKE: "-",
+    Action.DESTROY: "-",
+}
+
+SUMMARY_ORDER = (
+    Action.ISSUE,
+    Action.RENEW,
+    Action.REPLACE,
+    Action.BIND,
+    Action.REBIND,
+    Action.UNBIND,
+    Action.REVOKE,
+    Action.DESTROY,
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step: ``after`` holds everything apply needs (public data only)."""
+
+    address: str
+    action: Action
+    reasons: tuple[str, ...]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    bindings: tuple[str, ...] = ()
+    drift: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.address.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.address.split(".", 1)[1]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["action"] = self.action.value
+        data["reasons"] = list(self.reasons)
+        data["bindings"] = list(self.bindings)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Change:
+        return cls(
+            address=data["address"],
+            action=Action(data["action"]),
+            reasons=tuple(data["reasons"]),
+            before=data.get("before"),
+            after=data.get("after"),
+            bindings=tuple(data.get("bindings", ())),
+            drift=bool(data.get("drift", False)),
+        )
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """A remembered setting that changed without touching any certificate
+    (lifecycle guard, tags): recorded by apply, never sent to a target."""
+
+    address: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered changes plus the context needed to refuse a stale apply."""
+
+    changes: tuple[Change, ...]
+    state_updates: tuple[StateUpdate, ...]
+    planned_at: datetime
+    lineage: str
+    state_serial: int
+    state_path: str
+    config_root: str
+    warnings: tuple[str, ...] = ()
+    format_version: str = FORMAT_VERSION
+    created_at: datetime | None = None
+    interrupted: tuple[str, ...] = field(default=())
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes or self.state_updates)
+
+    @property
+    def has_drift(self) -> bool:
+        return any(c.drift for c in self.changes)
+
+    def counts(self) -> dict[str, int]:
+        counts = {a.value: 0 for a in SUMMARY_ORDER}
+        for change in self.changes:
+            counts[change.action.value] += 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "planned_at": self.planned_at.isoformat(),
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "lineage": self.lineage,
+            "state_serial": self.state_serial,
+            "state_path": self.state_path,
+            "config_root": self.config_root,
+            "summary": self.counts() | {"state_updates": len(self.state_updates)},
+            "has_changes": self.has_changes,
+            "drift": self.has_drift,
+            "changes": [c.to_json() for c in self.changes],
+            "state_updates": [u.to_json() for u in self.state_updates],
+            "warnings": list(self.warnings),
+            "interrupted": list(self.interrupted),
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        created = data.get("created_at")
+        return cls(
+            changes=tuple(Change.from_json(c) for c in data["changes"]),
+            state_updates=tuple(StateUpdate(**u) for u in data.get("state_updates", ())),
+            planned_at=datetime.fromisoformat(data["planned_at"]),
+            lineage=data["lineage"],
+            state_serial=int(data["state_serial"]),
+            state_path=data["state_path"],
+            config_root=data["config_root"],
+            warnings=tuple(data.get("warnings", ())),
+            format_version=data["format_version"],
+            created_at=datetime.fromisoformat(created) if created else None,
+            interrupted=tuple(data.get("interrupted", ())),
+        )

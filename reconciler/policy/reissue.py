@@ -1,0 +1,170 @@
+"""Does a certificate (or CA) need a new issuance, and why?
+
+Each check is a small pure function of one gathered input, named after the
+condition it detects, returning a Violation (the action it calls for and a
+reason for the plan) or None.  The plan lists every violation; the strongest
+action wins (replace over renew).  The clock is an input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconciler.durations import format_duration, parse_duration
+from reconciler.policy.renewal import describe_window, renewal_time
+
+RENEW = "renew"
+REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class Violation:
+    action: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IssuedFacts:
+    """What is recorded about the current issuance."""
+
+    spec: dict[str, Any]
+    not_before: datetime
+    not_after: datetime
+    issuer_key_id: str | None
+    has_key: bool
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReissueInput:
+    """Everything the checks look at, gathered beforehand."""
+
+    desired_spec: dict[str, Any]
+    renew_before: str | None
+    issued: IssuedFacts
+    issuer_key_id: str | None
+    issuer_rekeyed: bool
+    now: datetime
+
+
+Check = Callable[[ReissueInput], Violation | None]
+
+
+def private_key_missing(i: ReissueInput) -> Violation | None:
+    if not i.issued.has_key:
+        return Violation(REPLACE, "private key missing from state")
+    return None
+
+
+def names_changed(i: ReissueInput) -> Violation | None:
+    old, new = i.issued.spec.get("names"), i.desired_spec.get("names")
+    if old is None or new is None or old == new:
+        return None
+    added = [f"+{n}" for n in new if n not in old]
+    removed = [f"-{n}" for n in old if n not in new]
+    detail = " ".join(added + removed) or "order changed (first name is the subject CN)"
+    return Violation(REPLACE, f"names changed: {detail}")
+
+
+def _field_changed(field: str, label: str, action: str) -> Check:
+    def check(i: ReissueInput) -> Violation | None:
+        old, new = i.issued.spec.get(field), i.desired_spec.get(field)
+        if old == new:
+            return None
+        return Violation(action, f"{label} changed: {_show(old)} → {_show(new)}")
+
+    check.__name__ = f"{field}_changed"
+    return check
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_show(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def issuer_rekeyed(i: ReissueInput) -> Violation | None:
+    if i.issuer_rekeyed:
+        issuer = i.desired_spec.get("issuer") or i.desired_spec.get("parent")
+        return Violation(REPLACE, f"issuer authority.{issuer} gets a new key in this plan")
+    return None
+
+
+def chain_broken(i: ReissueInput) -> Violation | None:
+    if i.issuer_key_id is not None and i.issued.issuer_key_id not in (None, i.issuer_key_id):
+        return Violation(REPLACE, "chain no longer verifies: the issuing CA's key changed")
+    return None
+
+
+def revoked(i: ReissueInput) -> Violation | None:
+    if i.issued.revoked_at is not None:
+        return Violation(RENEW, f"revoked on {i.issued.revoked_at:%Y-%m-%d}")
+    return None
+
+
+def validity_changed(i: ReissueInput) -> Violation | None:
+    old, new = i.issued.spec.get("validity"), i.desired_spec.get("validity")
+    if old is None or new is None or parse_duration(old) == parse_duration(new):
+        return None
+    return Violation(RENEW, f"validity changed: {old} → {new}")
+
+
+def expiring(i: ReissueInput) -> Violation | None:
+    if i.now >= i.issued.not_after:
+        return Violation(RENEW, f"expired on {i.issued.not_after:%Y-%m-%d}")
+    due = renewal_time(i.issued.not_before, i.issued.not_after, i.renew_before)
+    if i.now >= due:
+        return Violation(
+            RENEW,
+            f"expires {i.issued.not_after:%Y-%m-%d}, {describe_window(i.renew_before)}",
+        )
+    return None
+
+
+CERTIFICATE_CHECKS: tuple[Check, ...] = (
+    private_key_missing,
+    names_changed,
+    _field_changed("key", "key algorithm", REPLACE),
+    _field_changed("issuer", "issuer", REPLACE),
+    issuer_rekeyed,
+    chain_broken,
+    _field_changed("usages", "usages", REPLACE),
+    revoked,
+    validity_changed,
+    expiring,
+)
+
+AUTHORITY_CHECKS: tuple[Check, ...] = (
+    private_key_missing,
+    _field_changed("type", "type", REPLACE),
+    _field_changed("key", "key algorithm", REPLACE),
+    _field_changed("subject", "subject", REPLACE),
+    _field_changed("parent", "parent", REPLACE),
+    issuer_rekeyed,
+    chain_broken,
+    _field_changed("path_length", "path_length", REPLACE),
+    _field_changed("name_constraints", "name_constraints", REPLACE),
+    validity_changed,
+    expiring,
+)
+
+
+def evaluate(checks: tuple[Check, ...], data: ReissueInput) -> list[Violation]:
+    """Every violation, in check order."""
+    return [v for check in checks if (v := check(data)) is not None]
+
+
+def strongest(violations: list[Violation]) -> str | None:
+    if not violations:
+        return None
+    return REPLACE if any(v.action == REPLACE for v in violations) else RENEW
+
+
+__all__ = ["format_duration"]

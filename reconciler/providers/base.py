@@ -1,0 +1,98 @@
+"""The small interface every deployment target implements.
+
+A target is built from its validated config model and the config's root
+directory.  The engine calls, in this order and nothing else:
+
+* ``identity()`` — a stable key for the place it writes to; two bindings with
+  the same identity are a config error, and the binding's address is built
+  from it.
+* ``observe(facts)`` — read-only: what is there now, compared with the facts
+  ``deploy`` returned last time.  Must not change anything; must not raise for
+  a missing or altered deployment (that is drift, reported as an Observation).
+* ``deploy(material)`` — put the certificate in place, all or nothing, and
+  return the facts to remember.  Idempotent: deploying the same material twice
+  leaves the same result.  Raises ProviderError on failure.
+* ``remove(facts)`` — take the deployment away.  Idempotent: removing what is
+  already gone succeeds.
+
+Targets never see other certificates, the state store or the plan.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+ObservationStatus = Literal["in_sync", "drifted", "missing", "unreachable"]
+
+
+@dataclass(frozen=True)
+class CertificateMaterial:
+    """Everything a target may need to serve one certificate.
+
+    ``private_key_pem`` is secret: it is excluded from ``repr`` so that it can
+    never reach a log line or a traceback through this object.
+    """
+
+    address: str
+    name: str
+    serial: str
+    not_after: datetime
+    certificate_pem: str
+    chain_pem: str
+    root_pem: str
+    private_key_pem: bytes = field(repr=False)
+
+    @property
+    def fullchain_pem(self) -> str:
+        return self.certificate_pem + self.chain_pem
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a target saw: in sync, drifted (with the reasons), missing, or unreachable."""
+
+    status: ObservationStatus
+    details: tuple[str, ...] = ()
+
+    @property
+    def needs_redeploy(self) -> bool:
+        return self.status in ("drifted", "missing")
+
+
+Facts = dict[str, Any]
+
+
+class Target(ABC):
+    """Base of every deployment target; subclasses register in ``catalog``."""
+
+    type_name: ClassVar[str]
+
+    def __init__(self, config: BaseModel, root: Path) -> None:
+        self.config = config
+        self.root = root
+
+    @abstractmethod
+    def identity(self) -> str:
+        """Stable key of the place this target writes to (e.g. the directory)."""
+
+    @abstractmethod
+    def observe(self, facts: Facts) -> Observation:
+        """Compare what is deployed now with ``facts`` from the last deploy; read-only."""
+
+    @abstractmethod
+    def deploy(self, material: CertificateMaterial) -> Facts:
+        """Deploy ``material`` atomically and return facts to record; raise ProviderError."""
+
+    @abstractmethod
+    def remove(self, facts: Facts) -> None:
+        """Remove the deployment described by ``facts``; succeed if already gone."""
+
+    def settings(self) -> dict[str, Any]:
+        """The target's settings as recorded in plans and state (no secrets)."""
+        return self.config.model_dump(mode="json", exclude_none=True)

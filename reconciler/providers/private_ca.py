@@ -1,0 +1,127 @@
+"""The private CA issuer: signs CA and leaf certificates with keys certform keeps.
+
+Pure apart from the randomness of keys and serials: the caller passes the
+clock, the issuer's certificate and key, and gets back certificates and the
+public chain to record.  A CA renewal keeps the CA's key (so everything it
+issued still verifies); only a replacement changes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+
+from reconciler.durations import parse_duration
+from reconciler.pki.builder import (
+    Subject,
+    build_ca_certificate,
+    build_leaf_certificate,
+    certificate_to_pem,
+    fingerprint_sha256,
+)
+from reconciler.pki.keys import PrivateKey
+
+BACKDATE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class SigningAuthority:
+    """A CA ready to sign: certificate, key, and the PEMs above it."""
+
+    name: str
+    certificate: x509.Certificate
+    key: PrivateKey
+    chain_pem: str
+    root_pem: str
+
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.certificate)
+
+    @property
+    def is_root(self) -> bool:
+        return not self.root_pem or self.root_pem == certificate_to_pem(self.certificate)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A freshly signed certificate and the public material that goes with it."""
+
+    certificate: x509.Certificate
+    certificate_pem: str
+    chain_pem: str
+    root_pem: str
+
+    @property
+    def serial(self) -> str:
+        return format(self.certificate.serial_number, "x")
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_sha256(self.certificate)
+
+
+def key_id_of(certificate: x509.Certificate) -> str:
+    """The subject key identifier: what ties a certificate to the key that signs below it."""
+    ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    return ski.value.digest.hex()
+
+
+def _window(validity: str, now: datetime, cap: datetime | None) -> tuple[datetime, datetime]:
+    not_before = (now - BACKDATE).replace(microsecond=0)
+    not_after = not_before + parse_duration(validity)
+    if cap is not None and not_after > cap:
+        not_after = cap
+    return not_before, not_after
+
+
+def issue_authority(
+    spec: dict[str, Any], key: PrivateKey, parent: SigningAuthority | None, now: datetime
+) -> Issued:
+    """Sign a root (``parent`` None, self-signed) or a subordinate CA certificate."""
+    constraints = spec.get("name_constraints") or {}
+    not_before, not_after = _window(
+        spec["validity"], now, parent.certificate.not_valid_after_utc if parent else None
+    )
+    certificate = build_ca_certificate(
+        public_key=key.public_key(),
+        subject=Subject(**spec["subject"]),
+        issuer_cert=parent.certificate if parent else None,
+        issuer_key=parent.key if parent else key,
+        not_before=not_before,
+        not_after=not_after,
+        path_length=spec.get("path_length"),
+        permitted=constraints.get("permitted", ()),
+        excluded=constraints.get("excluded", ()),
+    )
+    pem = certificate_to_pem(certificate)
+    if parent is None:
+        return Issued(certificate, pem, "", pem)
+    chain = "" if parent.is_root else certificate_to_pem(parent.certificate) + parent.chain_pem
+    return Issued(certificate, pem, chain, parent.root_pem)
+
+
+def issue_leaf(
+    spec: dict[str, Any], key: PrivateKey, issuer: SigningAuthority, now: datetime
+) -> Issued:
+    """Sign a leaf; its lifetime never outlasts the issuing CA."""
+    not_before, not_after = _window(spec["validity"], now, issuer.certificate.not_valid_after_utc)
+    usages = spec.get("usages", ["server_auth"])
+    certificate = build_leaf_certificate(
+        public_key=key.public_key(),
+        names=spec["names"],
+        issuer_cert=issuer.certificate,
+        issuer_key=issuer.key,
+        not_before=not_before,
+        not_after=not_after,
+        server_auth="server_auth" in usages,
+        client_auth="client_auth" in usages,
+    )
+    if issuer.is_root:
+        chain = ""
+    else:
+        chain = certificate_to_pem(issuer.certificate) + issuer.chain_pem
+    return Issued(certificate, certificate_to_pem(certificate), chain, issuer.root_pem)

@@ -1,0 +1,102 @@
+"""What certform remembers: the recorded side of every plan.
+
+Records are immutable and hold only public material (certificates, serials,
+dates, settings); private keys stay sealed inside the backend and are fetched
+one at a time by address when an apply step needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AuthorityRecord:
+    """An issued CA certificate and the spec it was issued from."""
+
+    name: str
+    spec: dict[str, Any]
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    key_id: str
+    issuer_key_id: str | None
+    prevent_destroy: bool
+    status: str = "active"
+
+    @property
+    def address(self) -> str:
+        return f"authority.{self.name}"
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """An issued leaf certificate, the spec it came from and what guards it."""
+
+    name: str
+    spec: dict[str, Any]
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    issuer_key_id: str
+    fingerprint: str
+    prevent_destroy: bool
+    tags: dict[str, str]
+    has_key: bool
+    status: str = "active"
+    revoked_at: datetime | None = None
+
+    @property
+    def address(self) -> str:
+        return f"certificate.{self.name}"
+
+
+@dataclass(frozen=True)
+class BindingRecord:
+    """A deployment: which certificate serial went to which target, and its facts."""
+
+    address: str
+    certificate: str
+    target: dict[str, Any]
+    serial: str
+    facts: dict[str, Any]
+    deployed_at: datetime
+
+
+@dataclass(frozen=True)
+class InterruptedStep:
+    """A journaled step that started and never finished (the process died)."""
+
+    id: int
+    run_id: str
+    address: str
+    action: str
+    started_at: datetime
+    has_key: bool
+
+
+@dataclass(frozen=True)
+class RecordedState:
+    """Everything recorded, as of ``serial`` in ``lineage``."""
+
+    lineage: str
+    serial: int
+    authorities: dict[str, AuthorityRecord] = field(default_factory=dict)
+    certificates: dict[str, CertificateRecord] = field(default_factory=dict)
+    bindings: dict[str, BindingRecord] = field(default_factory=dict)
+    interrupted: tuple[InterruptedStep, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.authorities or self.certificates or self.bindings)
+
+
+@dataclass(frozen=True)
+class IssuedMaterial:
+    """Public PEMs of an issued certificate, fetched on demand."""
+
+    certificate_pem: str
+    chain_pem: str
+    root_pem: str

@@ -1,0 +1,541 @@
+"""The embedded state backend: one SQLite file, WAL, one transaction per step.
+
+Contract shared by every backend (see ``StateStore`` in ``store.py``): ``read``
+returns public records only; private keys are sealed with the state's data key
+before they are written and opened only on demand; every transaction that
+changes records bumps the serial; the lock names its holder and a lock left by
+a process that died on this host is taken over.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import StateError, StateLockedError
+from reconciler.state.records import (
+    AuthorityRecord,
+    BindingRecord,
+    CertificateRecord,
+    InterruptedStep,
+    IssuedMaterial,
+    RecordedState,
+)
+from reconciler.state.sealing import MasterKeySource, Sealer
+from reconciler.state.store import LockInfo, StateStore, StateWriter
+
+FORMAT = "certform-state/1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authorities (
+  name TEXT PRIMARY KEY, status TEXT NOT NULL, spec TEXT NOT NULL, serial TEXT NOT NULL,
+  not_before TEXT NOT NULL, not_after TEXT NOT NULL, key_id TEXT NOT NULL,
+  issuer_key_id TEXT, prevent_destroy INTEGER NOT NULL, certificate_pem TEXT NOT NULL,
+  chain_pem TEXT NOT NULL, root_pem TEXT NOT NULL, sealed_key BLOB, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (
+  name TEXT PRIMARY KEY, status TEXT NOT NULL, spec TEXT NOT NULL, serial TEXT NOT NULL,
+  not_before TEXT NOT NULL, not_after TEXT NOT NULL, issuer_key_id TEXT NOT NULL,
+  fingerprint TEXT NOT NULL, prevent_destroy INTEGER NOT NULL, tags TEXT NOT NULL,
+  certificate_pem TEXT NOT NULL, chain_pem TEXT NOT NULL, root_pem TEXT NOT NULL,
+  sealed_key BLOB, revoked_at TEXT, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bindings (
+  address TEXT PRIMARY KEY, certificate TEXT NOT NULL, target TEXT NOT NULL,
+  serial TEXT NOT NULL, facts TEXT NOT NULL, deployed_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS history (
+  id INTEGER PRIMARY KEY, address TEXT NOT NULL, serial TEXT NOT NULL, not_after TEXT NOT NULL,
+  certificate_pem TEXT NOT NULL, superseded_at TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+  id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, address TEXT NOT NULL, action TEXT NOT NULL,
+  status TEXT NOT NULL, sealed_key BLOB, started_at TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, command TEXT NOT NULL,
+  address TEXT NOT NULL, action TEXT NOT NULL, result TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lock (
+  id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL,
+  host TEXT NOT NULL, operation TEXT NOT NULL, acquired_at TEXT NOT NULL);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SqliteStateStore(StateStore):
+    """State in ``path`` (created with its directory on first write)."""
+
+    def __init__(self, path: Path, master_key: MasterKeySource) -> None:
+        self.path = path
+        self._master_key = master_key
+        self._conn: sqlite3.Connection | None = None
+        self._sealer: Sealer | None = None
+        self._locked = False
+
+    # -- connection -------------------------------------------------------------
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        if not self.path.exists() and not create:
+            raise StateError(f"no state at {self.path}")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{self.path} is not a certform state (unreadable database: {exc}); "
+                "nothing was changed"
+            ) from None
+        if tables and "meta" not in tables:
+            raise StateError(f"{self.path} is not a certform state (foreign database)")
+        if not tables:
+            os.chmod(self.path, 0o600)
+            conn.executescript(_SCHEMA)
+        self._conn = conn
+        self._check_format(conn)
+        return conn
+
+    def _check_format(self, conn: sqlite3.Connection) -> None:
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        if not meta:
+            return
+        if meta.get("format") != FORMAT:
+            raise StateError(
+                f"{self.path} has state format {meta.get('format')!r}; this certform "
+                f"reads {FORMAT!r}"
+            )
+
+    def _meta(self) -> dict[str, str]:
+        conn = self._connect(create=True)
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        if meta:
+            return meta
+        master = self._master_key.load(create=True)
+        sealer, wrapped = Sealer.new(master)
+        meta = {
+            "format": FORMAT,
+            "lineage": str(uuid.uuid4()),
+            "serial": "0",
+            "data_key": base64.b64encode(wrapped).decode(),
+        }
+        with self._txn(conn):
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        self._sealer = sealer
+        return meta
+
+    def _sealer_for(self) -> Sealer:
+        if self._sealer is None:
+            meta = self._meta()
+            if self._sealer is None:
+                master = self._master_key.load(create=False)
+                self._sealer = Sealer.unwrap(master, base64.b64decode(meta["data_key"]))
+        return self._sealer
+
+    def open(self) -> None:
+        """Create or open the state and check that the master key opens it."""
+        self._sealer_for()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def _txn(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- reading ----------------------------------------------------------------
+    def read(self) -> RecordedState:
+        if not self.path.exists():
+            return RecordedState(lineage="", serial=0)
+        self._sealer_for()
+        conn = self._connect(create=False)
+        meta = self._meta()
+        return RecordedState(
+            lineage=meta["lineage"],
+            serial=int(meta["serial"]),
+            authorities=self._read_authorities(conn),
+            certificates=self._read_certificates(conn),
+            bindings=self._read_bindings(conn),
+            interrupted=self._read_interrupted(conn),
+        )
+
+    def _read_authorities(self, conn: sqlite3.Connection) -> dict[str, AuthorityRecord]:
+        rows = conn.execute(
+            "SELECT name, spec, serial, not_before, not_after, key_id, issuer_key_id, "
+            "prevent_destroy, status FROM authorities WHERE status = 'active'"
+        )
+        return {
+            r[0]: AuthorityRecord(
+                name=r[0],
+                spec=json.loads(r[1]),
+                serial=r[2],
+                not_before=datetime.fromisoformat(r[3]),
+                not_after=datetime.fromisoformat(r[4]),
+                key_id=r[5],
+                issuer_key_id=r[6],
+                prevent_destroy=bool(r[7]),
+                status=r[8],
+            )
+            for r in rows
+        }
+
+    def _read_certificates(self, conn: sqlite3.Connection) -> dict[str, CertificateRecord]:
+        rows = conn.execute(
+            "SELECT name, spec, serial, not_before, not_after, issuer_key_id, fingerprint, "
+            "prevent_destroy, tags, sealed_key IS NOT NULL, status, revoked_at "
+            "FROM certificates WHERE status = 'active'"
+        )
+        loads, parse = json.loads, datetime.fromisoformat
+        return {
+            r[0]: CertificateRecord(
+                name=r[0],
+                spec=loads(r[1]),
+                serial=r[2],
+                not_before=parse(r[3]),
+                not_after=parse(r[4]),
+                issuer_key_id=r[5],
+                fingerprint=r[6],
+                prevent_destroy=bool(r[7]),
+                tags=loads(r[8]),
+                has_key=bool(r[9]),
+                status=r[10],
+                revoked_at=_dt(r[11]),
+            )
+            for r in rows
+        }
+
+    def _read_bindings(self, conn: sqlite3.Connection) -> dict[str, BindingRecord]:
+        rows = conn.execute(
+            "SELECT address, certificate, target, serial, facts, deployed_at FROM bindings"
+        )
+        loads = json.loads
+        return {
+            r[0]: BindingRecord(
+                address=r[0],
+                certificate=r[1],
+                target=loads(r[2]),
+                serial=r[3],
+                facts=loads(r[4]),
+                deployed_at=datetime.fromisoformat(r[5]),
+            )
+            for r in rows
+        }
+
+    def _read_interrupted(self, conn: sqlite3.Connection) -> tuple[InterruptedStep, ...]:
+        rows = conn.execute(
+            "SELECT id, run_id, address, action, started_at, sealed_key IS NOT NULL "
+            "FROM journal WHERE status = 'started' ORDER BY id"
+        )
+        return tuple(
+            InterruptedStep(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), bool(r[5]))
+            for r in rows
+        )
+
+    def material(self, kind: str, name: str) -> IssuedMaterial:
+        table = _table(kind)
+        row = (
+            self._connect(create=False)
+            .execute(
+                f"SELECT certificate_pem, chain_pem, root_pem FROM {table} WHERE name = ?",
+                (name,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise StateError(f"{kind}.{name} is not in the state")
+        return IssuedMaterial(*row)
+
+    def private_key(self, kind: str, name: str) -> bytes:
+        table = _table(kind)
+        row = (
+            self._connect(create=False)
+            .execute(f"SELECT sealed_key FROM {table} WHERE name = ?", (name,))
+            .fetchone()
+        )
+        if row is None or row[0] is None:
+            raise StateError(f"the private key of {kind}.{name} is not in the state")
+        return self._sealer_for().open(row[0], f"{kind}.{name}")
+
+    def journaled_key(self, address: str) -> bytes | None:
+        row = (
+            self._connect(create=False)
+            .execute(
+                "SELECT sealed_key FROM journal WHERE address = ? AND sealed_key IS NOT NULL "
+                "AND status IN ('started', 'interrupted') ORDER BY id DESC LIMIT 1",
+                (address,),
+            )
+            .fetchone()
+        )
+        return self._sealer_for().open(row[0], f"journal:{address}") if row else None
+
+    # -- journal, audit ---------------------------------------------------------
+    def journal_start(self, run_id: str, address: str, action: str, key_der: bytes | None) -> int:
+        sealed = self._sealer_for().seal(key_der, f"journal:{address}") if key_der else None
+        conn = self._connect(create=True)
+        with self._txn(conn):
+            cur = conn.execute(
+                "INSERT INTO journal (run_id, address, action, status, sealed_key, started_at) "
+                "VALUES (?, ?, ?, 'started', ?, ?)",
+                (run_id, address, action, sealed, _now()),
+            )
+        return int(cur.lastrowid or 0)
+
+    def journal_finish(self, entry: int, status: str) -> None:
+        conn = self._connect(create=False)
+        with self._txn(conn):
+            self._finish(conn, entry, status)
+
+    def _finish(self, conn: sqlite3.Connection, entry: int, status: str) -> None:
+        conn.execute(
+            "UPDATE journal SET status = ?, finished_at = ?, sealed_key = NULL WHERE id = ?",
+            (status, _now(), entry),
+        )
+
+    def mark_interrupted(self) -> None:
+        """Keep interrupted steps' keys for reuse but stop reporting them as running."""
+        conn = self._connect(create=False)
+        with self._txn(conn):
+            conn.execute("UPDATE journal SET status = 'interrupted' WHERE status = 'started'")
+
+    def audit(self, actor: str, command: str, address: str, action: str, result: str,
+              detail: str = "") -> None:  # fmt: skip
+        conn = self._connect(create=True)
+        with self._txn(conn):
+            conn.execute(
+                "INSERT INTO audit (at, actor, command, address, action, result, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_now(), actor, command, address, action, result, detail),
+            )
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        conn = self._connect(create=False)
+        cols = ["at", "actor", "command", "address", "action", "result", "detail"]
+        rows = conn.execute(f"SELECT {', '.join(cols)} FROM audit ORDER BY id")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    # -- writing ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self, journal_entry: int | None = None) -> Iterator[StateWriter]:
+        sealer = self._sealer_for()
+        conn = self._connect(create=True)
+        with self._txn(conn):
+            yield _SqliteWriter(conn, sealer)
+            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
+            if journal_entry is not None:
+                self._finish(conn, journal_entry, "done")
+
+    # -- locking ----------------------------------------------------------------
+    def lock(self, operation: str, timeout: float = 0.0) -> None:
+        conn = self._connect(create=True)
+        me = LockInfo(
+            holder=f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            operation=operation,
+            acquired_at=_now(),
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            holder = self._try_lock(conn, me)
+            if holder is None:
+                self._locked = True
+                return
+            if time.monotonic() >= deadline:
+                raise StateLockedError(
+                    f"the state {self.path} is locked by {holder.holder} (pid {holder.pid}, "
+                    f"{holder.operation}, since {holder.acquired_at}); wait for it to finish "
+                    "or retry with --lock-timeout SECONDS"
+                )
+            time.sleep(0.1)
+
+    def _try_lock(self, conn: sqlite3.Connection, me: LockInfo) -> LockInfo | None:
+        with self._txn(conn):
+            row = conn.execute(
+                "SELECT holder, pid, host, operation, acquired_at FROM lock WHERE id = 1"
+            ).fetchone()
+            if row is not None:
+                held = LockInfo(*row)
+                stale = held.host == me.host and not _pid_alive(held.pid)
+                if not stale:
+                    return held
+            conn.execute(
+                "INSERT OR REPLACE INTO lock VALUES (1, ?, ?, ?, ?, ?)",
+                (me.holder, me.pid, me.host, me.operation, me.acquired_at),
+            )
+        return None
+
+    def unlock(self) -> None:
+        if not self._locked or self._conn is None:
+            return
+        with self._txn(self._conn):
+            self._conn.execute("DELETE FROM lock WHERE id = 1 AND pid = ?", (os.getpid(),))
+        self._locked = False
+
+
+def _table(kind: str) -> str:
+    if kind == "authority":
+        return "authorities"
+    if kind == "certificate":
+        return "certificates"
+    raise ValueError(kind)
+
+
+class _SqliteWriter(StateWriter):
+    """Writes inside one open transaction; the store commits or rolls back."""
+
+    def __init__(self, conn: sqlite3.Connection, sealer: Sealer) -> None:
+        self._conn = conn
+        self._sealer = sealer
+
+    def put_authority(self, record: AuthorityRecord, material: IssuedMaterial,
+                      key_der: bytes | None) -> None:  # fmt: skip
+        self._supersede("authorities", record.name, "authority")
+        sealed = self._sealer.seal(key_der, record.address) if key_der is not None else None
+        self._conn.execute(
+            "INSERT INTO authorities VALUES (?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET status = 'active', spec = excluded.spec, "
+            "serial = excluded.serial, not_before = excluded.not_before, "
+            "not_after = excluded.not_after, key_id = excluded.key_id, "
+            "issuer_key_id = excluded.issuer_key_id, prevent_destroy = excluded.prevent_destroy,"
+            " certificate_pem = excluded.certificate_pem, chain_pem = excluded.chain_pem, "
+            "root_pem = excluded.root_pem, "
+            "sealed_key = COALESCE(excluded.sealed_key, authorities.sealed_key), "
+            "updated_at = excluded.updated_at",
+            (
+                record.name,
+                json.dumps(record.spec, sort_keys=True),
+                record.serial,
+                record.not_before.isoformat(),
+                record.not_after.isoformat(),
+                record.key_id,
+                record.issuer_key_id,
+                int(record.prevent_destroy),
+                material.certificate_pem,
+                material.chain_pem,
+                material.root_pem,
+                sealed,
+                _now(),
+            ),
+        )
+
+    def put_certificate(self, record: CertificateRecord, material: IssuedMaterial,
+                        key_der: bytes) -> None:  # fmt: skip
+        self._supersede("certificates", record.name, "certificate")
+        self._conn.execute(
+            "INSERT OR REPLACE INTO certificates VALUES "
+            "(?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            (
+                record.name,
+                json.dumps(record.spec, sort_keys=True),
+                record.serial,
+                record.not_before.isoformat(),
+                record.not_after.isoformat(),
+                record.issuer_key_id,
+                record.fingerprint,
+                int(record.prevent_destroy),
+                json.dumps(record.tags, sort_keys=True),
+                material.certificate_pem,
+                material.chain_pem,
+                material.root_pem,
+                self._sealer.seal(key_der, record.address),
+                _now(),
+            ),
+        )
+
+    def set_guard(self, kind: str, name: str, prevent_destroy: bool,
+                  tags: dict[str, str] | None) -> None:  # fmt: skip
+        table = _table(kind)
+        self._conn.execute(
+            f"UPDATE {table} SET prevent_destroy = ? WHERE name = ?", (int(prevent_destroy), name)
+        )
+        if tags is not None and kind == "certificate":
+            self._conn.execute(
+                "UPDATE certificates SET tags = ? WHERE name = ?",
+                (json.dumps(tags, sort_keys=True), name),
+            )
+
+    def destroy(self, kind: str, name: str) -> None:
+        table = _table(kind)
+        self._supersede(table, name, kind, reason="destroyed")
+        self._conn.execute(
+            f"UPDATE {table} SET status = 'destroyed', sealed_key = NULL, updated_at = ? "
+            "WHERE name = ?",
+            (_now(), name),
+        )
+
+    def put_binding(self, record: BindingRecord) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.address,
+                record.certificate,
+                json.dumps(record.target, sort_keys=True),
+                record.serial,
+                json.dumps(record.facts, sort_keys=True),
+                record.deployed_at.isoformat(),
+            ),
+        )
+
+    def delete_binding(self, address: str) -> None:
+        self._conn.execute("DELETE FROM bindings WHERE address = ?", (address,))
+
+    def audit(self, actor: str, command: str, address: str, action: str, result: str,
+              detail: str = "") -> None:  # fmt: skip
+        self._conn.execute(
+            "INSERT INTO audit (at, actor, command, address, action, result, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (_now(), actor, command, address, action, result, detail),
+        )
+
+    def recovered(self, address: str) -> None:
+        self._conn.execute(
+            "UPDATE journal SET status = 'recovered', sealed_key = NULL "
+            "WHERE address = ? AND status = 'interrupted'",
+            (address,),
+        )
+
+    def _supersede(self, table: str, name: str, kind: str, reason: str = "superseded") -> None:
+        self._conn.execute(
+            f"INSERT INTO history (address, serial, not_after, certificate_pem, superseded_at, "
+            f"reason) SELECT ?, serial, not_after, certificate_pem, ?, ? FROM {table} "
+            "WHERE name = ? AND status = 'active'",
+            (f"{kind}.{name}", _now(), reason, name),
+        )
