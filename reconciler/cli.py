@@ -13,8 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
+
+try:  # typer >= 0.16 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click import ClickException
 
 from reconciler import __version__
 from reconciler.config.loader import load_var_file, parse_var_assignments
@@ -166,8 +170,9 @@ def apply(
         _fail(f"{plan_file} was made for the state {saved.state_path}, not {store.path}")
     if saved is None and not auto_approve and not sys.stdin.isatty():
         # Decide before touching the state: a CI job without approval changes nothing.
-        typer.echo(render_plan(plan_from(validated, _read_state(store, lock_timeout, "plan"),
-                                         str(store.path.resolve()), datetime.now(UTC))), nl=False)  # fmt: skip
+        recorded = _read_state(store, lock_timeout, "plan")
+        preview = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
+        typer.echo(render_plan(preview), nl=False)
         _fail("refusing to apply without confirmation: no terminal to ask; pass --auto-approve")
     store.open()
     store.lock("apply", lock_timeout)
@@ -285,10 +290,10 @@ def main() -> None:
     except CertformError as exc:
         _err(f"Error: {exc}")
         sys.exit(1)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _err("Aborted; nothing was changed.")
         sys.exit(1)
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

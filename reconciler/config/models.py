@@ -108,7 +108,9 @@ class Certificate(StrictModel):
     )
     issuer: EntryName
     key: KeyAlgorithm | None = Field(default=None, description="Default: defaults.key or ec-p256.")
-    validity: Duration | None = Field(default=None, description="Default: defaults.validity or 90d.")
+    validity: Duration | None = Field(
+        default=None, description="Default: defaults.validity or 90d."
+    )
     renew_before: RenewBefore | None = Field(
         default=None, description="Default: defaults.renew_before, else a third of the lifetime."
     )

@@ -7,7 +7,6 @@ once rather than one per attempt.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from reconciler.config.models import (
     PrivateSubordinateAuthority,
 )
 from reconciler.durations import parse_duration, parse_renew_before
-from reconciler.pki.names import dns_name_error, name_permitted
+from reconciler.pki.names import constraint_error, name_permitted
 from reconciler.providers.catalog import build_target
 
 Path_ = tuple[str | int, ...]
@@ -102,23 +101,13 @@ def _constraint_syntax(config: CertformConfig) -> Iterator[Finding]:
             continue
         for field in ("permitted", "excluded"):
             for index, entry in enumerate(getattr(constraints, field)):
-                if not _valid_constraint(entry):
+                error = constraint_error(entry)
+                if error:
                     yield (
                         ("authorities", name, "name_constraints", field, index),
-                        f"invalid name constraint {entry!r}: expected a DNS suffix "
+                        f"invalid name constraint {entry!r}: {error}; expected a DNS suffix "
                         "(example.test or .example.test) or a CIDR (10.0.0.0/8)",
                     )
-
-
-def _valid_constraint(entry: str) -> bool:
-    if "/" in entry:
-        try:
-            ipaddress.ip_network(entry, strict=True)
-        except ValueError:
-            return False
-        return True
-    domain = entry[1:] if entry.startswith(".") else entry
-    return "*" not in domain and (dns_name_error(domain) is None or "." not in domain)
 
 
 def _issuers(config: CertformConfig) -> Iterator[Finding]:
@@ -208,8 +197,7 @@ def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
         if parent and parse_duration(child.validity) > parse_duration(parent.validity):
             yield (
                 ("authorities", name, "validity"),
-                f"validity {child.validity} is longer than the parent's validity "
-                f"{parent.validity}",
+                f"validity {child.validity} is longer than the parent's validity {parent.validity}",
             )
 
 

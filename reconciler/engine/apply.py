@@ -28,7 +28,7 @@ from reconciler.pki.keys import (
     private_key_to_der,
     private_key_to_pem,
 )
-from reconciler.plan.model import Action, Change, Plan
+from reconciler.plan.model import Change, Plan
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.private_ca import (
@@ -153,9 +153,7 @@ class Applier:
         self.report(f"{change.address}: {change.action.value} done{detail}")
 
     def _journal(self, change: Change, key_der: bytes | None = None) -> int:
-        return self.store.journal_start(
-            self.run_id, change.address, change.action.value, key_der
-        )
+        return self.store.journal_start(self.run_id, change.address, change.action.value, key_der)
 
     def _new_key(self, change: Change, algorithm: str) -> bytes:
         """A key for a new issuance: the one an interrupted run generated, if any."""

@@ -203,9 +203,7 @@ def _certificate_change(
         "tags": certificate.tags,
     }
     if record is None:
-        return Change(
-            certificate.address, Action.ISSUE, ("not issued yet",), None, after, bindings
-        )
+        return Change(certificate.address, Action.ISSUE, ("not issued yet",), None, after, bindings)
     facts = IssuedFacts(
         record.spec,
         record.not_before,
@@ -394,15 +392,18 @@ def _state_updates(
     updates = []
     for authority in desired.authorities:
         record = recorded.authorities.get(authority.name)
-        if record and authority.address not in touched:
-            if record.prevent_destroy != authority.prevent_destroy:
-                updates.append(
-                    StateUpdate(
-                        authority.address,
-                        {"prevent_destroy": record.prevent_destroy},
-                        {"prevent_destroy": authority.prevent_destroy},
-                    )
+        if (
+            record
+            and authority.address not in touched
+            and record.prevent_destroy != authority.prevent_destroy
+        ):
+            updates.append(
+                StateUpdate(
+                    authority.address,
+                    {"prevent_destroy": record.prevent_destroy},
+                    {"prevent_destroy": authority.prevent_destroy},
                 )
+            )
     for certificate in desired.certificates:
         record = recorded.certificates.get(certificate.name)
         if record is None or certificate.address in touched:

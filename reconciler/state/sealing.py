@@ -57,9 +57,7 @@ class MasterKeySource:
         if self.key_file.exists():
             return _decode_master_key(self.key_file.read_text(), str(self.key_file))
         if not create or self.explicit_file:
-            raise MasterKeyError(
-                f"no master key: set ${MASTER_KEY_ENV} or provide {self.key_file}"
-            )
+            raise MasterKeyError(f"no master key: set ${MASTER_KEY_ENV} or provide {self.key_file}")
         key = os.urandom(32)
         self.key_file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.key_file, base64.b64encode(key) + b"\n", 0o600)

@@ -119,9 +119,7 @@ class StateStore(ABC):
     def audit_log(self) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    def transaction(
-        self, journal_entry: int | None = None
-    ) -> AbstractContextManager[StateWriter]:
+    def transaction(self, journal_entry: int | None = None) -> AbstractContextManager[StateWriter]:
         """Write records atomically, bump the serial, and close ``journal_entry``."""
 
     @abstractmethod
