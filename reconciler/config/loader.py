@@ -176,6 +176,9 @@ class _FastBuilder:
                     if event.anchor in anchors:
                         raise _Fallback  # duplicate anchor: the full loader reports it
                     anchors[event.anchor] = value
+                if is_map and key is _NO_KEY:  # the common case, short-cut
+                    key = value
+                    continue
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.tag is not None or event.anchor in anchors:
                     raise _Fallback
@@ -207,11 +210,10 @@ class _FastBuilder:
                     continue
                 if key is MERGE_KEY:
                     merges = [*(merges or ()), value]
+                elif key in current:
+                    raise _Fallback  # duplicate key: the full loader reports all of them
                 else:
-                    size = len(current)
                     current[key] = value
-                    if len(current) == size:
-                        raise _Fallback  # duplicate key: the full loader reports all of them
                 key = _NO_KEY
             elif current is not None:
                 current.append(value)
@@ -260,7 +262,7 @@ def _strict_load(text: str, display: str) -> Any:
         raise ConfigError(
             [
                 ConfigIssue(display, line, "", f"duplicate key {key!r} (first on line {first})")
-                for key, first, line in loader.duplicates
+                for key, first, line in sorted(loader.duplicates, key=lambda d: d[2])
             ]
         )
     return data

@@ -1,0 +1,465 @@
+"""Benchmark of certform plan/apply at scale (run on demand, not a test).
+
+    python bench/plan_apply.py                   # N = 1000 and 10000
+    python bench/plan_apply.py --sizes 200 2000  # other sizes
+    python bench/plan_apply.py --profile         # also cProfile the in-process runs
+
+For each N a fresh temp directory gets a config with one private root (ec-p384),
+one subordinate issuing CA (path_length 0, permitted [bench.test]) and N
+certificates ``c{i}`` (ec-p256, 90d, renew_before 30d), each bound to a
+``files`` target ``out/c{i}``.  Then, through the real CLI in child processes
+(so interpreter start-up and imports count):
+
+* ``apply --auto-approve`` from an empty state,
+* ``plan --detailed-exitcode`` with nothing to do (must exit 0),
+* the same plan after changing one certificate's names (must exit 2 with
+  exactly 1 replace and 1 rebind).
+
+Peak memory is each child's own ``ru_maxrss`` from ``os.wait4``.  The no-change
+plan is also run in process, phase by phase, and a "crypto floor" (N ec-p256
+keys generated and N leaves signed with ``build_leaf_certificate`` under an
+ec-p384 CA, nothing else) is measured to put the apply time in proportion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import io
+import os
+import pstats
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
+
+# Targets (seconds / MB); the size each applies to is in the label.
+PLAN_TARGET_N, PLAN_TARGET_S = 10_000, 2.0
+APPLY_TARGET_N, APPLY_TARGET_S = 1_000, 10.0
+MEMORY_TARGET_N, MEMORY_TARGET_MB = 10_000, 500.0
+
+SUMMARY_RE = re.compile(r"^Plan: (.*)\.", re.MULTILINE)
+
+
+# -- config ------------------------------------------------------------------------------
+def write_config(directory: Path, n: int, changed: int | None = None) -> Path:
+    """Write ``certform.yaml`` for ``n`` certificates; ``changed`` gets an extra name."""
+    lines = [
+        "authorities:",
+        "  root:",
+        "    type: private-root",
+        "    subject: {common_name: Bench Root CA, organization: Bench}",
+        "    key: ec-p384",
+        "    validity: 3650d",
+        "  issuing:",
+        "    type: private-subordinate",
+        "    parent: root",
+        "    subject: {common_name: Bench Issuing CA, organization: Bench}",
+        "    key: ec-p384",
+        "    validity: 1825d",
+        "    path_length: 0",
+        "    name_constraints: {permitted: [bench.test]}",
+        "",
+        "certificates:",
+    ]
+    for i in range(n):
+        names = f"c{i}.bench.test"
+        if i == changed:
+            names += f", alt{i}.bench.test"
+        lines += [
+            f"  c{i}:",
+            f"    names: [{names}]",
+            "    issuer: issuing",
+            "    key: ec-p256",
+            "    validity: 90d",
+            "    renew_before: 30d",
+        ]
+    lines += ["", "bindings:"]
+    for i in range(n):
+        lines += [
+            f"  - certificate: c{i}",
+            f"    target: {{type: files, directory: out/c{i}}}",
+        ]
+    path = directory / "certform.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- child processes ---------------------------------------------------------------------
+@dataclass
+class ChildRun:
+    argv: list[str]
+    seconds: float
+    returncode: int
+    maxrss_mb: float
+    output: str = field(repr=False)
+
+    @property
+    def summary(self) -> str:
+        match = SUMMARY_RE.search(self.output)
+        if match:
+            return match.group(1)
+        return "no changes" if "No changes." in self.output else "?"
+
+
+def certform_command() -> list[str]:
+    """The installed console script next to this interpreter (no pyenv shim in between)."""
+    script = Path(sys.executable).parent / "certform"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("certform")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from reconciler.cli import main; main()"]
+
+
+def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> ChildRun:
+    """Run ``argv``; wall time and the child's own peak RSS (Linux: ru_maxrss in KiB)."""
+    with tempfile.TemporaryFile() as sink:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sink.seek(0)
+        output = sink.read().decode(errors="replace")
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return ChildRun(argv, seconds, proc.returncode, usage.ru_maxrss / scale, output)
+
+
+def require(condition: bool, message: str, run: ChildRun | None = None) -> None:
+    if condition:
+        return
+    tail = "\n".join(run.output.splitlines()[-20:]) if run else ""
+    sys.exit(f"bench: {message}\n{tail}")
+
+
+# -- in-process phases -------------------------------------------------------------------
+def timed(phases: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    result = fn()
+    phases[name] = time.perf_counter() - start
+    return result
+
+
+def in_process_plan(config: Path) -> tuple[dict[str, float], Any]:
+    """The CLI's plan sequence, timed phase by phase (same calls as ``cli.plan``)."""
+    from reconciler.config.validate import load_and_validate
+    from reconciler.engine.planning import plan_from
+    from reconciler.engine.refresh import refresh
+    from reconciler.engine.workspace import open_store
+    from reconciler.plan.diff import diff
+    from reconciler.plan.render import render_plan
+
+    phases: dict[str, float] = {}
+    now = datetime.now(UTC)
+    validated = timed(phases, "load+validate", lambda: load_and_validate(config, {}))
+
+    def read_state() -> Any:
+        store = open_store(validated.config.state, validated.root)
+        store.open()
+        store.lock("plan", 0.0)
+        try:
+            return store, store.read()
+        finally:
+            store.unlock()
+
+    store, recorded = timed(phases, "state read (open+lock+read)", read_state)
+    desired, root = validated.desired, validated.root
+    observed = timed(phases, "refresh (file targets)", lambda: refresh(desired, recorded, root))
+    timed(phases, "diff", lambda: diff(validated.desired, recorded, observed, now))
+    plan = timed(
+        phases,
+        "plan_from (refresh+diff again)",
+        lambda: plan_from(validated, recorded, str(store.path.resolve()), now),
+    )
+    text = timed(phases, "render", lambda: render_plan(plan))
+    store.close()
+    phases["total (excl. plan_from repeat)"] = sum(
+        v for k, v in phases.items() if not k.startswith("plan_from")
+    )
+    return phases, (plan, text)
+
+
+def cli_plan(config: Path) -> Any:
+    """Exactly the calls ``certform plan`` makes, in this process (for profiling)."""
+    from reconciler.config.validate import load_and_validate
+    from reconciler.engine.planning import plan_from
+    from reconciler.engine.workspace import open_store
+    from reconciler.plan.render import render_plan
+
+    validated = load_and_validate(config, {})
+    store = open_store(validated.config.state, validated.root)
+    store.open()
+    store.lock("plan", 0.0)
+    try:
+        recorded = store.read()
+    finally:
+        store.unlock()
+    plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
+    text = render_plan(plan)
+    store.close()
+    return plan, text
+
+
+def in_process_apply(config: Path) -> Any:
+    """The CLI's ``apply --auto-approve`` sequence in this process (for profiling)."""
+    from reconciler.config.validate import load_and_validate
+    from reconciler.engine.apply import Applier
+    from reconciler.engine.planning import plan_from
+    from reconciler.engine.workspace import open_store
+    from reconciler.plan.render import render_plan
+
+    validated = load_and_validate(config, {})
+    store = open_store(validated.config.state, validated.root)
+    store.open()
+    store.lock("apply", 0.0)
+    try:
+        recorded = store.read()
+        plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
+        render_plan(plan)
+        result = Applier(store, plan, recorded, lambda _message: None).run()
+    finally:
+        store.unlock()
+        store.close()
+    return result
+
+
+# -- crypto floor ------------------------------------------------------------------------
+def crypto_floor(n: int) -> dict[str, float]:
+    """N ec-p256 keys and N leaves signed by an ec-p384 issuing CA: nothing but crypto."""
+    from reconciler.pki.builder import Subject, build_ca_certificate, build_leaf_certificate
+    from reconciler.pki.keys import generate_private_key
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    root_key = generate_private_key("ec-p384")
+    root = build_ca_certificate(
+        public_key=root_key.public_key(),
+        subject=Subject("Floor Root"),
+        issuer_cert=None,
+        issuer_key=root_key,
+        not_before=now,
+        not_after=now + timedelta(days=3650),
+        path_length=None,
+    )
+    ca_key = generate_private_key("ec-p384")
+    ca = build_ca_certificate(
+        public_key=ca_key.public_key(),
+        subject=Subject("Floor Issuing"),
+        issuer_cert=root,
+        issuer_key=root_key,
+        not_before=now,
+        not_after=now + timedelta(days=1825),
+        path_length=0,
+        permitted=["bench.test"],
+    )
+    start = time.perf_counter()
+    keys = [generate_private_key("ec-p256") for _ in range(n)]
+    keygen = time.perf_counter() - start
+    start = time.perf_counter()
+    for i, key in enumerate(keys):
+        build_leaf_certificate(
+            public_key=key.public_key(),
+            names=[f"c{i}.bench.test"],
+            issuer_cert=ca,
+            issuer_key=ca_key,
+            not_before=now,
+            not_after=now + timedelta(days=90),
+        )
+    sign = time.perf_counter() - start
+    return {"keygen": keygen, "sign": sign, "total": keygen + sign}
+
+
+# -- profiling ---------------------------------------------------------------------------
+def profile(label: str, fn: Callable[[], Any], top: int) -> None:
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    wall = time.perf_counter() - start
+    for sort in ("cumulative", "tottime"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(sort)
+        stats.print_stats(top)
+        body = out.getvalue()
+        body = body[body.find("   ncalls") :] if "   ncalls" in body else body
+        print(f"\n=== cProfile: {label} (wall {wall:.2f} s under the profiler), by {sort} ===")
+        print(body.rstrip())
+
+
+# -- main --------------------------------------------------------------------------------
+@dataclass
+class Row:
+    n: int
+    apply: ChildRun
+    plan: ChildRun
+    one_change: ChildRun
+    version: ChildRun
+    floor: dict[str, float]
+    phases: dict[str, float]
+
+
+def bench_size(n: int, env: dict[str, str], keep: bool) -> Row:
+    workdir = Path(tempfile.mkdtemp(prefix=f"certform-bench-{n}-"))
+    try:
+        config = write_config(workdir, n)
+        cli = certform_command()
+        print(f"\n[N={n}] workdir {workdir}", flush=True)
+
+        version = run_child([*cli, "--version"], workdir, env)
+        require(version.returncode == 0, "certform --version failed", version)
+
+        apply = run_child([*cli, "apply", "--auto-approve"], workdir, env)
+        require(apply.returncode == 0, f"apply exited {apply.returncode}", apply)
+        require("Apply complete" in apply.output, "apply did not complete", apply)
+        print(f"[N={n}] apply {apply.seconds:.2f} s ({apply.summary})", flush=True)
+
+        plan = run_child([*cli, "plan", "--detailed-exitcode"], workdir, env)
+        require(plan.returncode == 0, f"no-change plan exited {plan.returncode}", plan)
+        print(f"[N={n}] no-change plan {plan.seconds:.2f} s", flush=True)
+
+        # Same state, same files: the in-process phases of the no-change plan.
+        phases, (in_plan, _) = in_process_plan(config)
+        require(not in_plan.has_changes, "in-process plan found changes")
+
+        write_config(workdir, n, changed=0)
+        one = run_child([*cli, "plan", "--detailed-exitcode"], workdir, env)
+        require(one.returncode == 2, f"one-change plan exited {one.returncode}, not 2", one)
+        require(
+            one.summary == "1 to replace, 1 to rebind",
+            f"one-change plan summary is {one.summary!r}, not '1 to replace, 1 to rebind'",
+            one,
+        )
+        print(f"[N={n}] one-change plan {one.seconds:.2f} s ({one.summary})", flush=True)
+        write_config(workdir, n)
+
+        floor = crypto_floor(n)
+        print(f"[N={n}] crypto floor {floor['total']:.2f} s", flush=True)
+        return Row(n, apply, plan, one, version, floor, phases)
+    finally:
+        if keep:
+            print(f"[N={n}] kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(rows: list[Row]) -> None:
+    print("\n== certform plan/apply benchmark ==")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s), CLI {certform_command()[0]}")
+    header = (
+        f"{'N':>6} {'apply s':>9} {'apply MB':>9} {'plan s':>8} {'plan MB':>8} "
+        f"{'1-chg s':>8} {'floor s':>8} {'apply/floor':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        ratio = r.apply.seconds / r.floor["total"] if r.floor["total"] else float("nan")
+        print(
+            f"{r.n:>6} {r.apply.seconds:>9.2f} {r.apply.maxrss_mb:>9.1f} "
+            f"{r.plan.seconds:>8.2f} {r.plan.maxrss_mb:>8.1f} {r.one_change.seconds:>8.2f} "
+            f"{r.floor['total']:>8.2f} {ratio:>10.1f}x"
+        )
+    print("\nstart-up floor (`certform --version`):")
+    for r in rows:
+        print(f"  N={r.n}: {r.version.seconds:.3f} s, {r.version.maxrss_mb:.1f} MB")
+    print("crypto floor split (keygen + sign):")
+    for r in rows:
+        print(f"  N={r.n}: keygen {r.floor['keygen']:.2f} s + sign {r.floor['sign']:.2f} s")
+
+    print("\nno-change plan, in process (seconds):")
+    names = list(rows[0].phases)
+    width = max(len(name) for name in names)
+    print("  " + " " * width + "".join(f"{f'N={r.n}':>11}" for r in rows))
+    for name in names:
+        print(f"  {name:<{width}}" + "".join(f"{r.phases[name]:>11.3f}" for r in rows))
+
+    print("\ntargets:")
+    by_n = {r.n: r for r in rows}
+    checks = [
+        (
+            PLAN_TARGET_N,
+            f"no-change plan @ {PLAN_TARGET_N} < {PLAN_TARGET_S:g} s",
+            lambda r: (r.plan.seconds < PLAN_TARGET_S, f"{r.plan.seconds:.2f} s"),
+        ),
+        (
+            APPLY_TARGET_N,
+            f"apply @ {APPLY_TARGET_N} < {APPLY_TARGET_S:g} s",
+            lambda r: (r.apply.seconds < APPLY_TARGET_S, f"{r.apply.seconds:.2f} s"),
+        ),
+        (
+            MEMORY_TARGET_N,
+            f"peak RSS @ {MEMORY_TARGET_N} < {MEMORY_TARGET_MB:g} MB",
+            lambda r: (
+                max(r.apply.maxrss_mb, r.plan.maxrss_mb) < MEMORY_TARGET_MB,
+                f"apply {r.apply.maxrss_mb:.0f} MB, plan {r.plan.maxrss_mb:.0f} MB",
+            ),
+        ),
+    ]
+    for n, label, check in checks:
+        if n not in by_n:
+            print(f"  ----  {label}: not measured (add {n} to --sizes)")
+            continue
+        ok, figure = check(by_n[n])
+        print(f"  {verdict(ok)}  {label}: {figure}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--keep", action="store_true", help="Keep the temp directories.")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="Also cProfile an in-process no-change plan at the largest N and an "
+        "in-process apply at the smallest N.",
+    )
+    parser.add_argument("--top", type=int, default=30, help="Rows per profile table.")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env[MASTER_KEY_ENV] = base64.b64encode(os.urandom(32)).decode()
+    env.pop("NO_COLOR", None)
+    os.environ[MASTER_KEY_ENV] = env[MASTER_KEY_ENV]  # for the in-process phases
+
+    rows = [bench_size(n, env, args.keep) for n in args.sizes]
+    report(rows)
+
+    if args.profile:
+        run_profiles(min(args.sizes), max(args.sizes), env, args.top)
+
+
+def run_profiles(apply_n: int, plan_n: int, env: dict[str, str], top: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="certform-bench-profile-"))
+    try:
+        (workdir / "apply").mkdir()
+        config = write_config(workdir / "apply", apply_n)
+        profile(f"in-process apply, N={apply_n}", lambda: in_process_apply(config), top)
+
+        plan_dir = workdir / "plan"
+        plan_dir.mkdir()
+        plan_config = write_config(plan_dir, plan_n)
+        apply = run_child([*certform_command(), "apply", "--auto-approve"], plan_dir, env)
+        require(apply.returncode == 0, "apply for the plan profile failed", apply)
+        cli_plan(plan_config)  # warm the page cache, as a second plan would find it
+        profile(f"in-process no-change plan, N={plan_n}", lambda: cli_plan(plan_config), top)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

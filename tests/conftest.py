@@ -1,0 +1,126 @@
+"""Shared helpers: run the real ``certform`` executable in a scratch workspace."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = """\
+authorities:
+  root:
+    type: private-root
+    subject: {common_name: Example Root CA, organization: Example}
+    key: ec-p384
+    validity: 3650d
+  issuing:
+    type: private-subordinate
+    parent: root
+    subject: {common_name: Example Issuing CA}
+    validity: 1825d
+    path_length: 0
+    name_constraints: {permitted: [example.test]}
+certificates:
+  web:
+    names: [web.example.test, "*.web.example.test"]
+    issuer: issuing
+    key: ec-p256
+    validity: 90d
+    renew_before: 30d
+    tags: {team: web}
+  api:
+    names: [api.example.test]
+    issuer: issuing
+    key: rsa-2048
+    validity: 90d
+bindings:
+  - certificate: web
+    target: {type: files, directory: out/web}
+  - certificate: api
+    target: {type: files, directory: out/api}
+"""
+
+
+def certform_argv() -> list[str]:
+    exe = shutil.which("certform")
+    if exe:
+        return [exe]
+    return [sys.executable, "-c", "from reconciler.cli import main; main()"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+@dataclass
+class Workspace:
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def config(self) -> Path:
+        return self.root / "certform.yaml"
+
+    @property
+    def state_db(self) -> Path:
+        return self.root / ".certform" / "state.db"
+
+    def write(self, text: str, name: str = "certform.yaml") -> Path:
+        path = self.root / name
+        path.write_text(text)
+        return path
+
+    def run(self, *args: str, stdin: str | None = None, timeout: float = 120) -> Result:
+        proc = subprocess.run(
+            [*certform_argv(), *args],
+            cwd=self.root,
+            env=self.env,
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str) -> Result:
+        result = self.run(*args)
+        assert result.code == 0, result.text
+        return result
+
+
+@pytest.fixture
+def master_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, master_key: str) -> Workspace:
+    env = dict(os.environ)
+    env["CERTFORM_MASTER_KEY"] = master_key
+    env.pop("CERTFORM_SKIP_INSTALL", None)
+    ws = Workspace(tmp_path, env)
+    ws.write(EXAMPLE)
+    return ws
+
+
+def openssl_verify(directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl binary not installed")
+    argv = ["openssl", "verify", "-CAfile", str(directory / "ca.pem")]
+    if (directory / "chain.pem").read_text().strip():
+        argv += ["-untrusted", str(directory / "chain.pem")]
+    argv += [*extra, str(directory / "cert.pem")]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
