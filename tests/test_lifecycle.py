@@ -23,6 +23,10 @@ def plan_json(ws: Workspace, *args: str) -> dict:
     return json.loads(result.out)
 
 
+def with_api_names(extra: str) -> str:
+    return EXAMPLE.replace("names: [api.example.test]", f"names: [api.example.test, {extra}]")
+
+
 def actions(plan: dict) -> list[tuple[str, str]]:
     return [(c["address"], c["action"]) for c in plan["changes"]]
 
@@ -93,9 +97,7 @@ def test_names_change_replaces_and_redeploys(workspace: Workspace) -> None:
     ws = workspace
     ws.ok("apply", "--auto-approve")
     old_serial = serial_of(ws.root / "out/api/cert.pem")
-    ws.write(
-        EXAMPLE.replace("names: [api.example.test]", "names: [api.example.test, v2.example.test]")
-    )
+    ws.write(with_api_names("v2.example.test"))
     plan = plan_json(ws)
     assert actions(plan) == [("certificate.api", "replace"), ("binding.files:out/api", "rebind")]
     assert plan["changes"][0]["reasons"] == ["names changed: +v2.example.test"]
@@ -234,9 +236,7 @@ def test_saved_plan_applies_exactly_and_stale_plan_is_refused(workspace: Workspa
     ws.ok("apply", "first.plan")
     assert openssl_verify(ws.root / "out/web").returncode == 0
 
-    ws.write(
-        EXAMPLE.replace("names: [api.example.test]", "names: [api.example.test, b.example.test]")
-    )
+    ws.write(with_api_names("b.example.test"))
     ws.ok("plan", "--out", "stale.plan")
     ws.write(EXAMPLE.replace("validity: 90d\n    renew_before", "validity: 60d\n    renew_before"))
     ws.ok("apply", "--auto-approve")
@@ -250,9 +250,7 @@ def test_saved_plan_applies_exactly_and_stale_plan_is_refused(workspace: Workspa
 def test_saved_plan_is_executed_even_if_config_changed_after(workspace: Workspace) -> None:
     ws = workspace
     ws.ok("apply", "--auto-approve")
-    ws.write(
-        EXAMPLE.replace("names: [api.example.test]", "names: [api.example.test, c.example.test]")
-    )
+    ws.write(with_api_names("c.example.test"))
     ws.ok("plan", "--out", "change.plan")
     ws.write(EXAMPLE)
     ws.ok("apply", "change.plan")
