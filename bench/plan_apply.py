@@ -103,6 +103,7 @@ class ChildRun:
     returncode: int
     maxrss_mb: float
     output: str = field(repr=False)
+    spread: tuple[float, float] | None = None
 
     @property
     def summary(self) -> str:
@@ -135,6 +136,14 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> ChildRun:
         output = sink.read().decode(errors="replace")
     scale = 1024 * 1024 if sys.platform == "darwin" else 1024
     return ChildRun(argv, seconds, proc.returncode, usage.ru_maxrss / scale, output)
+
+
+def run_best(argv: list[str], cwd: Path, env: dict[str, str], repeat: int) -> ChildRun:
+    """Run ``argv`` ``repeat`` times; the median run (by wall time), with the spread noted."""
+    runs = sorted((run_child(argv, cwd, env) for _ in range(repeat)), key=lambda r: r.seconds)
+    median = runs[len(runs) // 2]
+    median.spread = (runs[0].seconds, runs[-1].seconds)
+    return median
 
 
 def require(condition: bool, message: str, run: ChildRun | None = None) -> None:
@@ -308,16 +317,17 @@ class Row:
     version: ChildRun
     floor: dict[str, float]
     phases: dict[str, float]
+    plan_repeats: int = 1
 
 
-def bench_size(n: int, env: dict[str, str], keep: bool) -> Row:
+def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
     workdir = Path(tempfile.mkdtemp(prefix=f"certform-bench-{n}-"))
     try:
         config = write_config(workdir, n)
         cli = certform_command()
         print(f"\n[N={n}] workdir {workdir}", flush=True)
 
-        version = run_child([*cli, "--version"], workdir, env)
+        version = run_best([*cli, "--version"], workdir, env, repeat)
         require(version.returncode == 0, "certform --version failed", version)
 
         apply = run_child([*cli, "apply", "--auto-approve"], workdir, env)
@@ -325,7 +335,7 @@ def bench_size(n: int, env: dict[str, str], keep: bool) -> Row:
         require("Apply complete" in apply.output, "apply did not complete", apply)
         print(f"[N={n}] apply {apply.seconds:.2f} s ({apply.summary})", flush=True)
 
-        plan = run_child([*cli, "plan", "--detailed-exitcode"], workdir, env)
+        plan = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
         require(plan.returncode == 0, f"no-change plan exited {plan.returncode}", plan)
         print(f"[N={n}] no-change plan {plan.seconds:.2f} s", flush=True)
 
@@ -334,7 +344,7 @@ def bench_size(n: int, env: dict[str, str], keep: bool) -> Row:
         require(not in_plan.has_changes, "in-process plan found changes")
 
         write_config(workdir, n, changed=0)
-        one = run_child([*cli, "plan", "--detailed-exitcode"], workdir, env)
+        one = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
         require(one.returncode == 2, f"one-change plan exited {one.returncode}, not 2", one)
         require(
             one.summary == "1 to replace, 1 to rebind",
@@ -346,12 +356,17 @@ def bench_size(n: int, env: dict[str, str], keep: bool) -> Row:
 
         floor = crypto_floor(n)
         print(f"[N={n}] crypto floor {floor['total']:.2f} s", flush=True)
-        return Row(n, apply, plan, one, version, floor, phases)
+        return Row(n, apply, plan, one, version, floor, phases, repeat)
     finally:
         if keep:
             print(f"[N={n}] kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _spread(run: ChildRun) -> str:
+    low, high = run.spread or (run.seconds, run.seconds)
+    return f"{run.seconds:.2f} s ({low:.2f}-{high:.2f})"
 
 
 def verdict(ok: bool) -> str:
@@ -373,6 +388,12 @@ def report(rows: list[Row]) -> None:
             f"{r.n:>6} {r.apply.seconds:>9.2f} {r.apply.maxrss_mb:>9.1f} "
             f"{r.plan.seconds:>8.2f} {r.plan.maxrss_mb:>8.1f} {r.one_change.seconds:>8.2f} "
             f"{r.floor['total']:>8.2f} {ratio:>10.1f}x"
+        )
+    print(f"\nplan runs: median of {rows[0].plan_repeats} (min-max):")
+    for r in rows:
+        print(
+            f"  N={r.n}: no-change {_spread(r.plan)}, one-change {_spread(r.one_change)}; "
+            f"one-change plan: {r.one_change.summary}"
         )
     print("\nstart-up floor (`certform --version`):")
     for r in rows:
@@ -429,6 +450,18 @@ def main() -> None:
         "in-process apply at the smallest N.",
     )
     parser.add_argument("--top", type=int, default=30, help="Rows per profile table.")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="Runs of each plan (and --version); the median is reported. Apply runs once.",
+    )
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="Run the CLI with the inherited environment as is (by default children get a "
+        "private PYTHONPYCACHEPREFIX so imports use .pyc files like an installed tool).",
+    )
     args = parser.parse_args()
 
     env = dict(os.environ)
@@ -436,7 +469,20 @@ def main() -> None:
     env.pop("NO_COLOR", None)
     os.environ[MASTER_KEY_ENV] = env[MASTER_KEY_ENV]  # for the in-process phases
 
-    rows = [bench_size(n, env, args.keep) for n in args.sizes]
+    cache = None
+    if not args.no_bytecode_cache:
+        # PYTHONDONTWRITEBYTECODE (set in some sandboxes) would make every child compile
+        # the package from source; an installed certform has its .pyc files.  Keep them
+        # in a private prefix so the benchmark writes nothing into the source tree.
+        cache = tempfile.mkdtemp(prefix="certform-bench-pyc-")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = cache
+        run_child([*certform_command(), "--version"], Path(cache), env)  # fill the cache
+    try:
+        rows = [bench_size(n, env, args.keep, args.repeat) for n in args.sizes]
+    finally:
+        if cache:
+            shutil.rmtree(cache, ignore_errors=True)
     report(rows)
 
     if args.profile:

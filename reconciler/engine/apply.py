@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.errors import CertformError, PlanError, ProviderError
+from reconciler.engine.faults import fault_point
+from reconciler.errors import CertformError, PlanError
 from reconciler.pki.builder import certificate_from_pem
 from reconciler.pki.keys import (
     generate_private_key,
@@ -99,6 +100,7 @@ class Applier:
         self.actor = actor()
         self.result = ApplyResult()
         self._authorities: dict[str, SigningAuthority] = {}
+        self._entry: int | None = None
 
     def run(self) -> ApplyResult:
         if self.recorded.interrupted:
@@ -137,9 +139,12 @@ class Applier:
         if step is None:
             raise PlanError(f"cannot {change.action.value} a {change.kind}")
         self.report(f"{change.address}: {change.action.value}…")
+        self._entry = None
         try:
             detail = step(change)
         except (CertformError, OSError, ValueError) as exc:
+            if self._entry is not None:
+                self.store.journal_finish(self._entry, "failed")
             message = str(exc) if isinstance(exc, CertformError) else type(exc).__name__
             if isinstance(exc, OSError):
                 message = f"{exc.strerror or exc}"
@@ -192,9 +197,11 @@ class Applier:
     def _sign_authority(self, change: Change, key_der: bytes, *, keep_key: bool) -> str:
         spec = _spec(change.after, ("renew_before", "prevent_destroy"))
         entry = self._journal(change, None if keep_key else key_der)
+        fault_point(change.address, "journaled")
         parent = self._signing_authority(spec["parent"]) if spec.get("parent") else None
         key = private_key_from_der(key_der)
         issued = issue_authority(spec, key, parent, datetime.now(UTC))
+        fault_point(change.address, "acted")
         record = AuthorityRecord(
             name=change.name,
             spec=spec,
@@ -207,7 +214,6 @@ class Applier:
         )
         with self.store.transaction(entry) as writer:
             writer.put_authority(record, _material(issued), None if keep_key else key_der)
-            writer.recovered(change.address)
             self._audit(writer, change, f"serial {issued.serial}")
         self._authorities.pop(change.name, None)
         return f" (serial {issued.serial[:16]}…)"
@@ -226,8 +232,10 @@ class Applier:
         spec = _spec(after, ("renew_before", "prevent_destroy", "tags"))
         key_der = self._new_key(change, spec["key"])
         entry = self._journal(change, key_der)
+        fault_point(change.address, "journaled")
         issuer = self._signing_authority(spec["issuer"])
         issued = issue_leaf(spec, private_key_from_der(key_der), issuer, datetime.now(UTC))
+        fault_point(change.address, "acted")
         record = CertificateRecord(
             name=change.name,
             spec=spec,
@@ -242,7 +250,6 @@ class Applier:
         )
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, _material(issued), key_der)
-            writer.recovered(change.address)
             self._audit(writer, change, f"serial {issued.serial}")
         return f" (serial {issued.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
 
@@ -263,11 +270,9 @@ class Applier:
         target = target_from_settings(change.after["target"], self.root)
         material = self._certificate_material(name)
         entry = self._journal(change)
-        try:
-            facts = target.deploy(material)
-        except ProviderError:
-            self.store.journal_finish(entry, "failed")
-            raise
+        fault_point(change.address, "journaled")
+        facts = target.deploy(material)
+        fault_point(change.address, "acted")
         record = BindingRecord(
             address=change.address,
             certificate=name,
@@ -288,7 +293,9 @@ class Applier:
         assert change.before is not None
         target = target_from_settings(change.before["target"], self.root)
         entry = self._journal(change)
+        fault_point(change.address, "journaled")
         target.remove(record.facts if record else {})
+        fault_point(change.address, "acted")
         with self.store.transaction(entry) as writer:
             writer.delete_binding(change.address)
             self._audit(writer, change)

@@ -299,7 +299,7 @@ class SqliteStateStore(StateStore):
             self._connect(create=False)
             .execute(
                 "SELECT sealed_key FROM journal WHERE address = ? AND sealed_key IS NOT NULL "
-                "AND status IN ('started', 'interrupted') ORDER BY id DESC LIMIT 1",
+                "AND status IN ('started', 'interrupted', 'failed') ORDER BY id DESC LIMIT 1",
                 (address,),
             )
             .fetchone()
@@ -324,9 +324,11 @@ class SqliteStateStore(StateStore):
             self._finish(conn, entry, status)
 
     def _finish(self, conn: sqlite3.Connection, entry: int, status: str) -> None:
+        # A failed step keeps its key so that the retry issues with the same key.
         conn.execute(
-            "UPDATE journal SET status = ?, finished_at = ?, sealed_key = NULL WHERE id = ?",
-            (status, _now(), entry),
+            "UPDATE journal SET status = ?, finished_at = ?, "
+            "sealed_key = CASE WHEN ? = 'done' THEN NULL ELSE sealed_key END WHERE id = ?",
+            (status, _now(), status, entry),
         )
 
     def mark_interrupted(self) -> None:
@@ -361,6 +363,12 @@ class SqliteStateStore(StateStore):
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
             if journal_entry is not None:
                 self._finish(conn, journal_entry, "done")
+                conn.execute(
+                    "UPDATE journal SET status = 'recovered', sealed_key = NULL "
+                    "WHERE status IN ('interrupted', 'failed') AND address = "
+                    "(SELECT address FROM journal WHERE id = ?)",
+                    (journal_entry,),
+                )
 
     # -- locking ----------------------------------------------------------------
     def lock(self, operation: str, timeout: float = 0.0) -> None:
@@ -523,13 +531,6 @@ class _SqliteWriter(StateWriter):
             "INSERT INTO audit (at, actor, command, address, action, result, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (_now(), actor, command, address, action, result, detail),
-        )
-
-    def recovered(self, address: str) -> None:
-        self._conn.execute(
-            "UPDATE journal SET status = 'recovered', sealed_key = NULL "
-            "WHERE address = ? AND status = 'interrupted'",
-            (address,),
         )
 
     def _supersede(self, table: str, name: str, kind: str, reason: str = "superseded") -> None:

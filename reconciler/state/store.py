@@ -70,10 +70,6 @@ class StateWriter(ABC):
     ) -> None:
         """Append to the audit log in the same transaction as the change it describes."""
 
-    @abstractmethod
-    def recovered(self, address: str) -> None:
-        """Close interrupted journal entries of ``address`` (their keys are now used)."""
-
 
 class StateStore(ABC):
     """A place where certform keeps its recorded state."""
@@ -120,7 +116,8 @@ class StateStore(ABC):
 
     @abstractmethod
     def transaction(self, journal_entry: int | None = None) -> AbstractContextManager[StateWriter]:
-        """Write records atomically, bump the serial, and close ``journal_entry``."""
+        """Write records atomically, bump the serial, and close ``journal_entry``
+        together with any interrupted entries of the same address (their keys are used)."""
 
     @abstractmethod
     def lock(self, operation: str, timeout: float = 0.0) -> None: ...
