@@ -48,27 +48,16 @@ from tests.helpers_bad_input import (
 
 Result = subprocess.CompletedProcess[str]
 
-_MIXED_BUG = (
-    "BUG: reconciler/config/validate.py load_and_validate() raises on the pydantic errors "
-    "and never runs semantic.check(), so a file with a shape error (validity: 90x) and a "
-    "relation error (issuer: nosuch) reports only the first; the module promises that "
-    "'every problem is reported at once'"
-)
 _DUPLICATE_FIELD_BUG = (
     "BUG: reconciler/config/loader.py _strict_load() builds the duplicate-key ConfigIssue "
     "with field '', so the report lacks the dotted field (certificates.web.key)"
-)
-_FOREIGN_DB_BUG = (
-    "BUG: reconciler/state/sqlite.py SqliteStateStore._connect() runs PRAGMA "
-    "journal_mode=WAL before checking for the meta table, so refusing a foreign SQLite "
-    "database still rewrites its header (journal mode DELETE -> WAL)"
 )
 _EMPTY_STATE_BUG = (
     "BUG: reconciler/state/sqlite.py SqliteStateStore._connect() treats an existing "
     "0-byte state.db as a new state (creates the schema, a new lineage and data key), so "
     "apply exits 0 after issuing a new root CA and overwriting the deployed out/ files"
 )
-_XFAIL = {"shape-and-relation-errors": _MIXED_BUG}
+_XFAIL: dict[str, str] = {}
 
 CASES_BY_ID = {c.id: c for c in (*VALIDATE_CASES, *MULTI_CASES)}
 
@@ -301,7 +290,7 @@ def _damage_param(damage: Damage, bug: str | None = None) -> object:
 
 @pytest.mark.parametrize(
     "damage",
-    [_damage_param(d, _EMPTY_STATE_BUG if d.id == "empty-file-apply" else None) for d in DAMAGES],
+    [_damage_param(d) for d in DAMAGES],
 )
 def test_damaged_state_is_a_clear_error(
     damage: Damage, damaged_runs: dict[str, Future[DamagedRun]]
@@ -320,11 +309,7 @@ def test_damaged_state_is_a_clear_error(
 
 @pytest.mark.parametrize(
     "damage",
-    [
-        _damage_param(d, {"foreign-database-apply": _FOREIGN_DB_BUG}.get(d.id))
-        for d in DAMAGES
-        if d.id != "empty-file-apply"
-    ],
+    [_damage_param(d) for d in DAMAGES if d.id != "empty-file-apply"],
 )
 def test_damaged_state_file_is_left_byte_for_byte(
     damage: Damage, damaged_runs: dict[str, Future[DamagedRun]]
@@ -361,7 +346,6 @@ def test_validate_reports_every_problem_in_one_run(
     assert_reports(validate_results[case.id].result(), case)
 
 
-@pytest.mark.xfail(strict=True, reason=_DUPLICATE_FIELD_BUG)
 def test_duplicate_key_names_the_field(validate_results: dict[str, Future[Result]]) -> None:
     case = CASES_BY_ID["duplicate-key"]
     (expected,) = case.expected

@@ -259,13 +259,39 @@ def _strict_load(text: str, display: str) -> Any:
     finally:
         loader.dispose()
     if loader.duplicates:
+        fields = _key_fields_by_line(text)
         raise ConfigError(
             [
-                ConfigIssue(display, line, "", f"duplicate key {key!r} (first on line {first})")
+                ConfigIssue(
+                    display,
+                    line,
+                    fields.get(line, str(key)),
+                    f"duplicate key {key!r} (first on line {first})",
+                )
                 for key, first, line in sorted(loader.duplicates, key=lambda d: d[2])
             ]
         )
     return data
+
+
+def _key_fields_by_line(text: str) -> dict[int, str]:
+    """Dotted field names of mapping keys by 1-based line, for duplicate-key reports."""
+    fields: dict[int, str] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                fields.setdefault(key_node.start_mark.line + 1, format_field((*path, key)))
+                walk(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    root = yaml.compose(text, Loader=_SAFE_LOADER)
+    if root is not None:
+        walk(root, ())
+    return fields
 
 
 def _yaml_issue(exc: yaml.YAMLError, display: str) -> ConfigIssue:

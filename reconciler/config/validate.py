@@ -41,11 +41,70 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
     try:
         config = CertformConfig.model_validate(loaded.data)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_issues(exc, loaded)) from None
+        issues = _pydantic_issues(exc, loaded)
+        issues += [loaded.sources.issue(p, m) for p, m in _partial_findings(loaded)]
+        raise ConfigError(issues) from None
     findings = semantic.check(config, loaded.root)
     if findings:
         raise ConfigError([loaded.sources.issue(path, message) for path, message in findings])
     return ValidatedConfig(config, resolve(config, loaded.root), loaded)
+
+
+def _partial_findings(loaded: LoadedConfig) -> list[semantic.Finding]:
+    """Relation problems among the entries whose shape is valid, so one run reports
+    both kinds.  References to entries that exist but are malformed are not
+    reported as unknown: fixing the shape error fixes them."""
+    data = loaded.data if isinstance(loaded.data, dict) else {}
+    partial: dict[str, Any] = {}
+    for section in ("authorities", "certificates"):
+        entries = data.get(section)
+        if isinstance(entries, dict):
+            cleaned = {k: _salvage(section, k, v) for k, v in entries.items()}
+            partial[section] = {k: v for k, v in cleaned.items() if v is not None}
+    bindings = data.get("bindings")
+    if isinstance(bindings, list):
+        partial["bindings"] = [b for b in bindings if _salvage("bindings", 0, b) is not None]
+    try:
+        config = CertformConfig.model_validate(partial)
+    except ValidationError:
+        return []
+    declared = {
+        name
+        for section in ("authorities", "certificates")
+        if isinstance(data.get(section), dict)
+        for name in data[section]
+    }
+    findings = semantic.check(config, loaded.root)
+    return [
+        (path, message)
+        for path, message in findings
+        if not _refers_to_malformed(path, message, declared, config)
+    ]
+
+
+def _salvage(section: str, name: str | int, value: Any) -> Any:
+    """The entry, minus the fields that failed validation, if what is left is valid."""
+    for _ in range(2):
+        probe = {section: [value] if section == "bindings" else {name: value}}
+        try:
+            CertformConfig.model_validate(probe)
+        except ValidationError as exc:
+            bad = {e["loc"][2] for e in exc.errors() if len(e["loc"]) >= 3}
+            if not isinstance(value, dict) or not bad & set(value):
+                return None
+            value = {k: v for k, v in value.items() if k not in bad}
+            continue
+        return value
+    return None
+
+
+def _refers_to_malformed(
+    path: tuple[str | int, ...], message: str, declared: set[str], config: CertformConfig
+) -> bool:
+    if not message.startswith(("unknown authority", "unknown certificate")):
+        return False
+    name = message.split("'")[1] if "'" in message else ""
+    return name in declared and name not in config.authorities and name not in config.certificates
 
 
 def _pydantic_issues(exc: ValidationError, loaded: LoadedConfig) -> list[ConfigIssue]:

@@ -103,28 +103,51 @@ class SqliteStateStore(StateStore):
     def _connect(self, *, create: bool) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
-        if not self.path.exists() and not create:
+        fresh = not self.path.exists()
+        if fresh and not create:
             raise StateError(f"no state at {self.path}")
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            self._create_empty_state()
         try:
+            # Read-only checks first: a file we refuse must be left byte-for-byte alone.
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"{self.path} is not a certform state (unreadable database: {exc}); "
                 "nothing was changed"
             ) from None
-        if tables and "meta" not in tables:
-            raise StateError(f"{self.path} is not a certform state (foreign database)")
         if not tables:
-            os.chmod(self.path, 0o600)
-            conn.executescript(_SCHEMA)
+            conn.close()
+            raise StateError(
+                f"{self.path} exists but holds no state (empty or truncated file?); "
+                "restore it from a backup, or delete it to start a new state "
+                "(which forgets every issued certificate); nothing was changed"
+            )
+        if tables and "meta" not in tables:
+            conn.close()
+            raise StateError(
+                f"{self.path} is not a certform state (foreign database); nothing was changed"
+            )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
         self._conn = conn
         self._check_format(conn)
         return conn
+
+    def _create_empty_state(self) -> None:
+        """Create the schema in a temp file and rename it into place, so a crash
+        never leaves a half-created state that a later run would have to guess about."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            os.chmod(tmp, 0o600)
+            conn.executescript(_SCHEMA)
+        finally:
+            conn.close()
+        os.replace(tmp, self.path)
 
     def _check_format(self, conn: sqlite3.Connection) -> None:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
