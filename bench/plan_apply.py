@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import base64
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -161,6 +162,27 @@ def timed(phases: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
     return result
 
 
+class GcClock:
+    """Seconds spent in the cyclic garbage collector while the block runs."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def in_process_plan(config: Path) -> tuple[dict[str, float], Any]:
     """The CLI's plan sequence, timed phase by phase (same calls as ``cli.plan``)."""
     from reconciler.config.validate import load_and_validate
@@ -172,21 +194,29 @@ def in_process_plan(config: Path) -> tuple[dict[str, float], Any]:
 
     phases: dict[str, float] = {}
     now = datetime.now(UTC)
-    validated = timed(phases, "load+validate", lambda: load_and_validate(config, {}))
+    with GcClock() as gc_clock:
+        validated = timed(phases, "load+validate", lambda: load_and_validate(config, {}))
+    phases["  gc within load+validate"] = gc_clock.seconds
+    _load_and_validate_split(config, phases)
 
-    def read_state() -> Any:
-        store = open_store(validated.config.state, validated.root)
+    store = open_store(validated.config.state, validated.root)
+
+    def open_and_lock() -> None:
         store.open()
         store.lock("plan", 0.0)
-        try:
-            return store, store.read()
-        finally:
-            store.unlock()
 
-    store, recorded = timed(phases, "state read (open+lock+read)", read_state)
+    timed(phases, "state open+lock", open_and_lock)
+    try:
+        with GcClock() as gc_clock:
+            recorded = timed(phases, "state read", store.read)
+        phases["  gc within state read"] = gc_clock.seconds
+    finally:
+        store.unlock()
     desired, root = validated.desired, validated.root
-    observed = timed(phases, "refresh (file targets)", lambda: refresh(desired, recorded, root))
-    timed(phases, "diff", lambda: diff(validated.desired, recorded, observed, now))
+    with GcClock() as gc_clock:
+        observed = timed(phases, "refresh (file targets)", lambda: refresh(desired, recorded, root))
+        timed(phases, "diff", lambda: diff(validated.desired, recorded, observed, now))
+    phases["  gc within refresh+diff"] = gc_clock.seconds
     plan = timed(
         phases,
         "plan_from (refresh+diff again)",
@@ -194,10 +224,24 @@ def in_process_plan(config: Path) -> tuple[dict[str, float], Any]:
     )
     text = timed(phases, "render", lambda: render_plan(plan))
     store.close()
-    phases["total (excl. plan_from repeat)"] = sum(
-        v for k, v in phases.items() if not k.startswith("plan_from")
+    phases["total (excl. indented, plan_from)"] = sum(
+        v for k, v in phases.items() if not k.startswith(("plan_from", " "))
     )
     return phases, (plan, text)
+
+
+def _load_and_validate_split(config: Path, phases: dict[str, float]) -> None:
+    """``load_and_validate`` again, step by step (indented rows in the report)."""
+    from reconciler.config import semantic
+    from reconciler.config.loader import load_config
+    from reconciler.config.models import CertformConfig
+    from reconciler.config.resolve import resolve
+
+    loaded = timed(phases, "  load_config (YAML, source map)", lambda: load_config(config, {}))
+    validate = CertformConfig.model_validate
+    model = timed(phases, "  CertformConfig.model_validate", lambda: validate(loaded.data))
+    timed(phases, "  semantic.check", lambda: semantic.check(model, loaded.root))
+    timed(phases, "  resolve", lambda: resolve(model, loaded.root))
 
 
 def cli_plan(config: Path) -> Any:
@@ -334,6 +378,12 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
         require(apply.returncode == 0, f"apply exited {apply.returncode}", apply)
         require("Apply complete" in apply.output, "apply did not complete", apply)
         print(f"[N={n}] apply {apply.seconds:.2f} s ({apply.summary})", flush=True)
+        # Let the kernel write back what apply left dirty, so that write-back does not
+        # slow the plans measured next (it is not part of any of them).
+        start = time.perf_counter()
+        os.sync()
+        settle = time.perf_counter() - start
+        print(f"[N={n}] sync after apply {settle:.2f} s (not counted)", flush=True)
 
         plan = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
         require(plan.returncode == 0, f"no-change plan exited {plan.returncode}", plan)
@@ -480,13 +530,12 @@ def main() -> None:
         run_child([*certform_command(), "--version"], Path(cache), env)  # fill the cache
     try:
         rows = [bench_size(n, env, args.keep, args.repeat) for n in args.sizes]
+        report(rows)
+        if args.profile:
+            run_profiles(min(args.sizes), max(args.sizes), env, args.top)
     finally:
         if cache:
             shutil.rmtree(cache, ignore_errors=True)
-    report(rows)
-
-    if args.profile:
-        run_profiles(min(args.sizes), max(args.sizes), env, args.top)
 
 
 def run_profiles(apply_n: int, plan_n: int, env: dict[str, str], top: int) -> None:

@@ -7,6 +7,7 @@ that 2 keeps meaning "changes" in CI scripts.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from datetime import UTC, datetime
@@ -280,6 +281,9 @@ def _root(
 
 def main() -> None:
     """Entry point: map every certform error to exit 1 with a clear message."""
+    # certform is a short-lived process building many small acyclic objects; the
+    # cyclic collector only costs time here (~15% of a 10,000-certificate plan).
+    gc.disable()
     try:
         code = app(standalone_mode=False)
     except ConfigError as exc:

@@ -19,6 +19,7 @@ standard way or produces the precise error.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,6 @@ from reconciler.config.sourcemap import (
     event_parser,
     format_field,
 )
-from reconciler.config.templating import render_config_text
 from reconciler.errors import ConfigError, ConfigIssue
 
 __all__ = [
@@ -118,6 +118,7 @@ class _StrictSafeLoader(_SAFE_LOADER):  # type: ignore[misc, valid-type]
 
 
 _NO_KEY = object()
+_TEMPLATE_MARKERS = re.compile(r"\{[{%#]")
 
 
 @dataclass
@@ -353,7 +354,12 @@ def _read_text(path: Path, display: str) -> str:
 def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, Any]:
     """Read, render and parse one configuration file."""
     display = display_path(path)
-    text = render_config_text(_read_text(path, display), str(path), display, variables)
+    text = _read_text(path, display)
+    if _TEMPLATE_MARKERS.search(text):
+        # Imported on demand: jinja2 (and the asyncio it pulls in) costs ~30 ms at start-up.
+        from reconciler.config.templating import render_config_text
+
+        text = render_config_text(text, str(path), display, variables)
     return SourceFile(path, display, text), parse_yaml(text, display)
 
 

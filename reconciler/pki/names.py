@@ -29,10 +29,19 @@ def is_ip_address(name: str) -> bool:
     return _parse_ip(name) is not None
 
 
+# Lowercase LDH labels, optional leading wildcard, last label starting with a letter
+# (so never an IP address nor all digits).  Anything else takes the slow path.
+_COMMON_HOSTNAME = re.compile(
+    r"(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+
+
 def dns_name_error(name: str) -> str | None:
     """None when ``name`` can be a certificate name, else what is wrong and what is expected."""
     if not name:
         return "name is empty"
+    if _COMMON_HOSTNAME.fullmatch(name) and len(name) <= MAX_NAME_LENGTH and "xn--" not in name:
+        return None  # the everyday case, decided by one regex (plans check 10,000s of names)
     if is_ip_address(name):
         return None
     return _shape_error(name) or _labels_error(name.split("."))
@@ -93,6 +102,8 @@ def _parse_ip(name: str) -> IPAddress | None:
     # Zone ids ("fe80::1%eth0") are host-local and cannot be encoded in a certificate.
     if "%" in name:
         return None
+    if ":" not in name and not name.replace(".", "").isdigit():
+        return None  # not IPv6, and IPv4 is digits and dots only: skip the parser
     try:
         return ipaddress.ip_address(name)
     except ValueError:

@@ -31,7 +31,14 @@ def build_target(config: BaseModel, root: Path) -> Target:
     return cls(config, root)
 
 
-def target_from_settings(settings: dict, root: Path) -> Target:
-    """Rebuild a target from settings recorded in a plan or in state."""
+def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -> Target:
+    """Rebuild a target from settings recorded in a plan or in state.
+
+    ``trusted`` skips re-validation of settings certform itself recorded after
+    validating them (a plan observes every recorded binding; validation would
+    dominate its cost).  Settings from a plan file are always validated.
+    """
     model, cls = TARGETS[settings["type"]]
+    if trusted:
+        return cls(model.model_construct(**settings), root)
     return cls(model.model_validate(settings), root)

@@ -55,9 +55,9 @@ def _contents(material: CertificateMaterial) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def _fingerprint(path: Path) -> list[int | str]:
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()]
+def _sha256_file(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 class FilesTarget(Target):
@@ -68,32 +68,43 @@ class FilesTarget(Target):
 
     @property
     def directory(self) -> Path:
-        path = Path(self.config.directory)
-        return path if path.is_absolute() else (self.root / path)
+        return Path(self._directory())
+
+    def _directory(self) -> str:
+        # Plain string operations: a plan calls this for every binding (10,000s).
+        directory = self.config.directory
+        if os.path.isabs(directory):
+            return os.path.normpath(directory)
+        return os.path.normpath(os.path.join(self.root, directory))
 
     def identity(self) -> str:
         """The directory relative to the config when inside it, else absolute."""
-        resolved = os.path.normpath(self.directory)
+        directory = self.config.directory
+        if not os.path.isabs(directory):
+            relative = os.path.normpath(directory)
+            if relative != ".." and not relative.startswith(".." + os.sep):
+                return relative
+        resolved = self._directory()
         root = os.path.normpath(self.root)
-        if resolved == root or resolved.startswith(root + os.sep):
-            return os.path.relpath(resolved, root)
+        if resolved.startswith(root + os.sep):
+            return resolved[len(root) + 1 :]
         return resolved
 
     def observe(self, facts: Facts) -> Observation:
         recorded: dict[str, list[int | str]] = facts.get("files", {})
-        directory = self.directory
+        directory = self._directory()
         problems: list[str] = []
         missing = 0
         for name, (size, mtime_ns, digest) in recorded.items():
-            path = directory / name
+            path = f"{directory}/{name}"
             try:
-                stat = path.stat()
+                stat = os.stat(path)
             except FileNotFoundError:
                 problems.append(f"{name} missing")
                 missing += 1
                 continue
             if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns) and (
-                hashlib.sha256(path.read_bytes()).hexdigest() != digest
+                _sha256_file(path) != digest
             ):
                 problems.append(f"{name} changed on disk")
             if name == KEY_FILE and stat.st_mode & 0o777 != KEY_MODE:
