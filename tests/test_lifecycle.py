@@ -318,3 +318,33 @@ def test_directory_config_is_merged(workspace: Workspace) -> None:
     assert result.code == 0, result.text
     assert (conf / ".certform/state.db").exists()
     assert openssl_verify(conf / "out/web").returncode == 0
+
+
+def test_post_deploy_timeout_fails_the_step(workspace: Workspace) -> None:
+    ws = workspace
+    ws.write(
+        EXAMPLE.replace(
+            "target: {type: files, directory: out/web}",
+            "target: {type: files, directory: out/web, post_deploy: [sleep, '30'], "
+            "post_deploy_timeout: 1s}",
+        )
+    )
+    result = ws.run("apply", "--auto-approve")
+    assert result.code == 1
+    assert "post_deploy sleep did not finish within 1s" in result.text
+    assert "1 failed" in result.err
+
+
+def test_state_path_and_master_key_file_from_config(workspace: Workspace) -> None:
+    ws = workspace
+    del ws.env["CERTFORM_MASTER_KEY"]
+    (ws.root / "secrets").mkdir()
+    key_file = ws.root / "secrets/master.key"
+    key_file.write_text("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")
+    ws.write(EXAMPLE + "state: {path: state/certs.db, master_key_file: secrets/master.key}\n")
+    ws.ok("apply", "--auto-approve")
+    assert (ws.root / "state/certs.db").exists()
+    assert not (ws.root / ".certform").exists()
+    key_file.unlink()
+    missing = ws.run("plan")
+    assert missing.code == 1 and "secrets/master.key" in missing.err
