@@ -175,8 +175,10 @@ def apply(
         preview = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
         typer.echo(render_plan(preview), nl=False)
         _fail("refusing to apply without confirmation: no terminal to ask; pass --auto-approve")
-    store.open()
-    store.lock("apply", lock_timeout)
+    existed = store.exists
+    if existed:  # a new state is only created once the user has approved
+        store.open()
+        store.lock("apply", lock_timeout)
     try:
         recorded = store.read()
         if saved is not None:
@@ -191,6 +193,11 @@ def apply(
             return
         if saved is None and not auto_approve and not _confirm():
             _fail("apply cancelled; nothing was changed")
+        if not existed:
+            store.open()
+            store.lock("apply", lock_timeout)
+            recorded = store.read()
+            check_applicable(the_plan, recorded)
         result = Applier(store, the_plan, recorded, _progress).run()
     finally:
         store.unlock()

@@ -53,3 +53,4 @@ def test_anything_else_cancels(workspace: Workspace) -> None:
     assert code == 1, output
     assert "cancelled" in output
     assert not (workspace.root / "out").exists()
+    assert not (workspace.root / ".certform").exists()
