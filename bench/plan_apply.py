@@ -452,7 +452,8 @@ def report(rows: list[Row]) -> None:
     for r in rows:
         print(f"  N={r.n}: keygen {r.floor['keygen']:.2f} s + sign {r.floor['sign']:.2f} s")
 
-    print("\nno-change plan, in process (seconds):")
+    print("\nno-change plan, in process (seconds; indented rows re-run or are part of the row")
+    print("above; 'gc within' is this process's cyclic collector, which a CLI with gc off skips):")
     names = list(rows[0].phases)
     width = max(len(name) for name in names)
     print("  " + " " * width + "".join(f"{f'N={r.n}':>11}" for r in rows))

@@ -101,6 +101,7 @@ class Applier:
         self.result = ApplyResult()
         self._authorities: dict[str, SigningAuthority] = {}
         self._entry: int | None = None
+        self._fresh: dict[str, CertificateMaterial] = {}
 
     def run(self) -> ApplyResult:
         if self.recorded.interrupted:
@@ -117,6 +118,7 @@ class Applier:
                 continue
             self._run_step(change)
         self._apply_state_updates()
+        self.store.prune_journal()
         return self.result
 
     # -- orchestration ------------------------------------------------------------
@@ -234,7 +236,8 @@ class Applier:
         entry = self._journal(change, key_der)
         fault_point(change.address, "journaled")
         issuer = self._signing_authority(spec["issuer"])
-        issued = issue_leaf(spec, private_key_from_der(key_der), issuer, datetime.now(UTC))
+        key = private_key_from_der(key_der)
+        issued = issue_leaf(spec, key, issuer, datetime.now(UTC))
         fault_point(change.address, "acted")
         record = CertificateRecord(
             name=change.name,
@@ -251,6 +254,16 @@ class Applier:
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, _material(issued), key_der)
             self._audit(writer, change, f"serial {issued.serial}")
+        self._fresh[change.name] = CertificateMaterial(
+            address=change.address,
+            name=change.name,
+            serial=issued.serial,
+            not_after=record.not_after,
+            certificate_pem=issued.certificate_pem,
+            chain_pem=issued.chain_pem,
+            root_pem=issued.root_pem,
+            private_key_pem=private_key_to_pem(key),
+        )
         return f" (serial {issued.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
 
     _certificate_renew = _certificate_issue
@@ -302,6 +315,10 @@ class Applier:
         return ""
 
     def _certificate_material(self, name: str) -> CertificateMaterial:
+        """What to deploy: just issued in this run (kept in memory), else from state."""
+        fresh = self._fresh.get(name)
+        if fresh is not None:
+            return fresh
         material = self.store.material("certificate", name)
         certificate = certificate_from_pem(material.certificate_pem)
         key = private_key_from_der(self.store.private_key("certificate", name))

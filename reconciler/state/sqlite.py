@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE TABLE IF NOT EXISTS journal (
   id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, address TEXT NOT NULL, action TEXT NOT NULL,
   status TEXT NOT NULL, sealed_key BLOB, started_at TEXT NOT NULL, finished_at TEXT);
+CREATE INDEX IF NOT EXISTS journal_by_address ON journal (address);
+CREATE INDEX IF NOT EXISTS journal_by_status ON journal (status);
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, command TEXT NOT NULL,
   address TEXT NOT NULL, action TEXT NOT NULL, result TEXT NOT NULL, detail TEXT NOT NULL);
@@ -353,6 +355,13 @@ class SqliteStateStore(StateStore):
             "sealed_key = CASE WHEN ? = 'done' THEN NULL ELSE sealed_key END WHERE id = ?",
             (status, _now(), status, entry),
         )
+
+    def prune_journal(self) -> None:
+        """Forget finished steps; the audit log keeps the history, the journal only
+        what a crash could leave behind (and keys of failed steps for their retry)."""
+        conn = self._connect(create=False)
+        with self._txn(conn):
+            conn.execute("DELETE FROM journal WHERE status IN ('done', 'recovered')")
 
     def mark_interrupted(self) -> None:
         """Keep interrupted steps' keys for reuse but stop reporting them as running."""

@@ -103,6 +103,10 @@ class StateStore(ABC):
     def journal_finish(self, entry: int, status: str) -> None: ...
 
     @abstractmethod
+    def prune_journal(self) -> None:
+        """Drop journal entries of finished steps (kept: interrupted and failed ones)."""
+
+    @abstractmethod
     def mark_interrupted(self) -> None:
         """Acknowledge steps of a run that died (keeping their keys for reuse)."""
 
