@@ -19,7 +19,7 @@ from reconciler.config.types import (
     StrictModel,
 )
 from reconciler.pki.names import dns_name_error
-from reconciler.providers.catalog import TargetConfig
+from reconciler.providers.catalog import ProviderConfig, TargetConfig
 
 SCHEMA_URL = "../../schemas/certform.schema.json"
 
@@ -153,6 +153,10 @@ class CertformConfig(StrictModel):
     schema_ref: str | None = Field(default=None, alias="$schema")
     state: StateConfig = Field(default_factory=StateConfig)
     defaults: Defaults = Field(default_factory=Defaults)
+    providers: dict[EntryName, ProviderConfig] = Field(
+        default_factory=dict,
+        description="Connection settings (AWS region, endpoint, profile) that targets name.",
+    )
     authorities: dict[EntryName, Authority] = Field(default_factory=dict)
     certificates: dict[EntryName, Certificate] = Field(default_factory=dict)
     bindings: list[Binding] = Field(default_factory=list)

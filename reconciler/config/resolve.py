@@ -100,10 +100,13 @@ def _certificates(config: CertformConfig) -> list[DesiredCertificate]:
 def _bindings(config: CertformConfig, root: Path) -> list[DesiredBinding]:
     result = []
     for binding in config.bindings:
-        target = build_target(binding.target, root)
+        target = build_target(binding.target, root, config.providers)
+        identity = target.identity()
+        if target.per_certificate:
+            identity = f"{identity}/{binding.certificate}"
         result.append(
             DesiredBinding(
-                binding_address(target.type_name, target.identity()),
+                binding_address(target.type_name, identity),
                 binding.certificate,
                 target.settings(),
             )

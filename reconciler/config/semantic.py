@@ -16,7 +16,7 @@ from reconciler.config.models import (
 )
 from reconciler.durations import parse_duration, parse_renew_before
 from reconciler.pki.names import constraint_error, name_permitted
-from reconciler.providers.catalog import build_target
+from reconciler.providers.catalog import build_target, provider_name
 
 Path_ = tuple[str | int, ...]
 Finding = tuple[Path_, str]
@@ -38,6 +38,8 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
     ):
         findings.extend(rule(config))
     findings.extend(_duplicate_targets(config, root))
+    findings.extend(_provider_references(config))
+    findings.extend(_key_compatibility(config, root))
     return findings
 
 
@@ -211,11 +213,46 @@ def _binding_references(config: CertformConfig) -> Iterator[Finding]:
             )
 
 
+def _provider_references(config: CertformConfig) -> Iterator[Finding]:
+    for index, binding in enumerate(config.bindings):
+        name = provider_name(binding.target)
+        if name is None:
+            continue
+        provider = config.providers.get(name)
+        if provider is None:
+            yield (
+                ("bindings", index, "target", "provider"),
+                f"unknown provider {name!r}; expected one of: " + _choices(config.providers),
+            )
+        elif binding.target.type.startswith("aws-") and provider.type != "aws":
+            yield (
+                ("bindings", index, "target", "provider"),
+                f"provider {name!r} is of type {provider.type}; {binding.target.type} needs aws",
+            )
+
+
+def _key_compatibility(config: CertformConfig, root: Path) -> Iterator[Finding]:
+    for index, binding in enumerate(config.bindings):
+        certificate = config.certificates.get(binding.certificate)
+        if certificate is None:
+            continue
+        key = certificate.key or config.defaults.key
+        error = build_target(binding.target, root, config.providers).compatibility_error(key)
+        if error:
+            yield (
+                ("bindings", index, "target"),
+                f"certificate {binding.certificate!r} has a {key} key, but {error}",
+            )
+
+
 def _duplicate_targets(config: CertformConfig, root: Path) -> Iterator[Finding]:
     seen: dict[tuple[str, str], int] = {}
     for index, binding in enumerate(config.bindings):
-        target = build_target(binding.target, root)
-        key = (target.type_name, target.identity())
+        target = build_target(binding.target, root, config.providers)
+        identity = target.identity()
+        if target.per_certificate:
+            identity = f"{identity}/{binding.certificate}"
+        key = (target.type_name, identity)
         if key in seen:
             yield (
                 ("bindings", index, "target"),

@@ -263,6 +263,7 @@ class Applier:
             chain_pem=issued.chain_pem,
             root_pem=issued.root_pem,
             private_key_pem=private_key_to_pem(key),
+            tags=dict(after.get("tags") or {}),
         )
         return f" (serial {issued.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
 
@@ -284,7 +285,8 @@ class Applier:
         material = self._certificate_material(name)
         entry = self._journal(change)
         fault_point(change.address, "journaled")
-        facts = target.deploy(material)
+        previous = self.recorded.bindings.get(change.address)
+        facts = target.deploy(material, previous.facts if previous else None)
         fault_point(change.address, "acted")
         record = BindingRecord(
             address=change.address,
@@ -320,6 +322,7 @@ class Applier:
         if fresh is not None:
             return fresh
         material = self.store.material("certificate", name)
+        record = self.recorded.certificates.get(name)
         certificate = certificate_from_pem(material.certificate_pem)
         key = private_key_from_der(self.store.private_key("certificate", name))
         return CertificateMaterial(
@@ -331,6 +334,7 @@ class Applier:
             chain_pem=material.chain_pem,
             root_pem=material.root_pem,
             private_key_pem=private_key_to_pem(key),
+            tags=dict(record.tags) if record else {},
         )
 
     # -- remembered settings ------------------------------------------------------

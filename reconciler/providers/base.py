@@ -9,9 +9,11 @@ directory.  The engine calls, in this order and nothing else:
 * ``observe(facts)`` — read-only: what is there now, compared with the facts
   ``deploy`` returned last time.  Must not change anything; must not raise for
   a missing or altered deployment (that is drift, reported as an Observation).
-* ``deploy(material)`` — put the certificate in place, all or nothing, and
-  return the facts to remember.  Idempotent: deploying the same material twice
-  leaves the same result.  Raises ProviderError on failure.
+* ``deploy(material, previous)`` — put the certificate in place, all or
+  nothing, and return the facts to remember.  ``previous`` are the facts of the
+  last deploy of this binding (None for a new one), so a target can update in
+  place (e.g. re-import into the same ACM ARN).  Idempotent: deploying the same
+  material twice leaves the same result.  Raises ProviderError on failure.
 * ``remove(facts)`` — take the deployment away.  Idempotent: removing what is
   already gone succeeds.
 
@@ -47,6 +49,7 @@ class CertificateMaterial:
     chain_pem: str
     root_pem: str
     private_key_pem: bytes = field(repr=False)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def fullchain_pem(self) -> str:
@@ -73,9 +76,16 @@ class Target(ABC):
 
     type_name: ClassVar[str]
 
-    def __init__(self, config: BaseModel, root: Path) -> None:
+    def __init__(self, config: BaseModel, root: Path, provider: BaseModel | None = None) -> None:
         self.config = config
         self.root = root
+        self.provider = provider
+
+    @property
+    def per_certificate(self) -> bool:
+        """True when one place serves several certificates side by side (an SNI
+        list), so the binding's identity must include the certificate."""
+        return False
 
     @abstractmethod
     def identity(self) -> str:
@@ -86,13 +96,29 @@ class Target(ABC):
         """Compare what is deployed now with ``facts`` from the last deploy; read-only."""
 
     @abstractmethod
-    def deploy(self, material: CertificateMaterial) -> Facts:
+    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         """Deploy ``material`` atomically and return facts to record; raise ProviderError."""
 
     @abstractmethod
     def remove(self, facts: Facts) -> None:
         """Remove the deployment described by ``facts``; succeed if already gone."""
 
+    def compatibility_error(self, key_algorithm: str) -> str | None:
+        """Why this target cannot serve a certificate with ``key_algorithm`` (None: it can).
+
+        Checked at validate time so that an incompatible pair is a config error,
+        not an apply that fails halfway."""
+        return None
+
     def settings(self) -> dict[str, Any]:
-        """The target's settings as recorded in plans and state (no secrets)."""
-        return self.config.model_dump(mode="json", exclude_none=True)
+        """The target's settings as recorded in plans and state (no secrets).
+
+        The provider's connection settings travel with them, so a saved plan and
+        the recorded state are enough to reach the target again."""
+        settings = self.config.model_dump(mode="json", exclude_none=True)
+        if self.provider is not None:
+            settings[PROVIDER_SETTINGS] = self.provider.model_dump(mode="json", exclude_none=True)
+        return settings
+
+
+PROVIDER_SETTINGS = "provider_settings"

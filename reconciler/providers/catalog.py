@@ -1,22 +1,31 @@
-"""Every target type certform knows, by its ``type`` key.
+"""Every target and provider type certform knows, by its ``type`` key.
 
 Adding a target is adding one module and one line here: its config model joins
 the discriminated union the config schema is built from, its class is what the
-engine instantiates.
+engine instantiates.  Providers (connection settings shared by targets) work
+the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field
 
-from reconciler.providers.base import Target
+from reconciler.providers.aws.alb import AlbListenerTarget, AlbListenerTargetConfig
+from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.base import PROVIDER_SETTINGS, Target
 from reconciler.providers.files import FilesTarget, FilesTargetConfig
 
 TARGETS: dict[str, tuple[type[BaseModel], type[Target]]] = {
     "files": (FilesTargetConfig, FilesTarget),
+    "aws-alb-listener": (AlbListenerTargetConfig, AlbListenerTarget),
+}
+
+PROVIDERS: dict[str, type[BaseModel]] = {
+    "aws": AwsProviderConfig,
 }
 
 TargetConfig = Annotated[
@@ -24,11 +33,25 @@ TargetConfig = Annotated[
     Field(discriminator="type"),
 ]
 
+ProviderConfig = Annotated[
+    Union[tuple(PROVIDERS.values())],  # noqa: UP007
+    Field(discriminator="type"),
+]
 
-def build_target(config: BaseModel, root: Path) -> Target:
+
+def provider_name(config: BaseModel) -> str | None:
+    """The ``provider:`` a target config names, if it takes one."""
+    return getattr(config, "provider", None)
+
+
+def build_target(
+    config: BaseModel, root: Path, providers: Mapping[str, BaseModel] | None = None
+) -> Target:
     """Instantiate the target implementation for a validated target config."""
     _, cls = TARGETS[config.type]  # type: ignore[attr-defined]
-    return cls(config, root)
+    name = provider_name(config)
+    provider = (providers or {}).get(name) if name else None
+    return cls(config, root, provider)
 
 
 def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -> Target:
@@ -38,7 +61,13 @@ def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -
     validating them (a plan observes every recorded binding; validation would
     dominate its cost).  Settings from a plan file are always validated.
     """
-    model, cls = TARGETS[settings["type"]]
+    own: dict[str, Any] = {k: v for k, v in settings.items() if k != PROVIDER_SETTINGS}
+    model, cls = TARGETS[own["type"]]
+    provider_settings = settings.get(PROVIDER_SETTINGS)
+    provider = None
+    if provider_settings is not None:
+        provider_model = PROVIDERS[provider_settings["type"]]
+        provider = provider_model.model_validate(provider_settings)
     if trusted:
-        return cls(model.model_construct(**settings), root)
-    return cls(model.model_validate(settings), root)
+        return cls(model.model_construct(**own), root, provider)
+    return cls(model.model_validate(own), root, provider)

@@ -115,7 +115,7 @@ class FilesTarget(Target):
             return Observation("drifted", tuple(problems))
         return Observation("in_sync")
 
-    def deploy(self, material: CertificateMaterial) -> Facts:
+    def deploy(self, material: CertificateMaterial, previous: Facts | None = None) -> Facts:
         directory = self.directory
         try:
             directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,85 @@
+"""Placing certform's certificates in ACM: import once, re-import in place on renewal.
+
+Re-importing into the same ARN is what keeps every listener, distribution and
+domain serving the renewed certificate without being touched, as ACM's own
+renewal does.  Certificates are tagged ``managed-by: certform`` and
+``certform:address`` so a lost ARN is found again instead of imported twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography import x509
+
+from reconciler.providers.aws.session import aws_errors
+from reconciler.providers.base import CertificateMaterial
+
+TAG_MANAGED = "managed-by"
+TAG_ADDRESS = "certform:address"
+ALL_KEY_TYPES = [
+    "RSA_1024",
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "EC_prime256v1",
+    "EC_secp384r1",
+    "EC_secp521r1",
+]
+
+# Key algorithms ACM accepts for import (it refuses Ed25519).
+ACM_IMPORT_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
+
+
+def _tags(material: CertificateMaterial) -> list[dict[str, str]]:
+    tags = {TAG_MANAGED: "certform", TAG_ADDRESS: material.address}
+    for key, value in material.tags.items():
+        tags.setdefault(key[:128], value[:256])
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def import_certificate(acm: Any, material: CertificateMaterial, arn: str | None) -> str:
+    """Import ``material`` (into ``arn`` when given) and return the ARN."""
+    request: dict[str, Any] = {
+        "Certificate": material.certificate_pem.encode(),
+        "PrivateKey": material.private_key_pem,
+        "CertificateChain": (material.chain_pem or material.root_pem).encode(),
+    }
+    if arn:
+        request["CertificateArn"] = arn
+    else:
+        request["Tags"] = _tags(material)
+    with aws_errors(f"ACM import of {material.address}"):
+        new_arn = acm.import_certificate(**request)["CertificateArn"]
+    if arn:
+        with aws_errors(f"ACM tagging of {material.address}"):
+            acm.add_tags_to_certificate(CertificateArn=new_arn, Tags=_tags(material))
+    return str(new_arn)
+
+
+def find_by_address(acm: Any, address: str) -> str | None:
+    """The ARN of the certificate certform imported for ``address``, if any."""
+    with aws_errors("ACM list"):
+        pages = acm.get_paginator("list_certificates").paginate(
+            Includes={"keyTypes": ALL_KEY_TYPES}
+        )
+        for page in pages:
+            for summary in page.get("CertificateSummaryList", []):
+                arn = summary["CertificateArn"]
+                tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+                if {"Key": TAG_ADDRESS, "Value": address} in tags:
+                    return str(arn)
+    return None
+
+
+def served_serial(acm: Any, arn: str) -> str | None:
+    """The serial (lowercase hex) of the certificate held at ``arn``; None when gone."""
+    from botocore.exceptions import ClientError
+
+    try:
+        pem = acm.get_certificate(CertificateArn=arn)["Certificate"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+    return format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")

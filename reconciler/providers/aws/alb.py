@@ -1,0 +1,177 @@
+"""``aws-alb-listener``: an ALB/NLB listener's default certificate, or one of its SNI
+certificates (``sni: true``).
+
+Deploy imports the certificate into ACM in the provider's region (re-importing
+into the same ARN on renewal) and points the listener at it.  Observe reads the
+listener (DescribeListeners / DescribeListenerCertificates) and the ACM
+certificate: a certificate swapped in the console, or an ARN re-imported by
+hand, is drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from reconciler.config.types import EntryName, StrictModel
+from reconciler.errors import ProviderError
+from reconciler.providers.aws import acm
+from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.session import aws_errors, client, error_code, is_unreachable
+from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+
+# Elastic Load Balancing serves RSA 2048-4096 and ECDSA certificates; never Ed25519.
+ALB_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
+
+
+class AlbListenerTargetConfig(StrictModel):
+    """A TLS/HTTPS listener of an Application or Network Load Balancer."""
+
+    type: Literal["aws-alb-listener"]
+    provider: EntryName = Field(description="Name of an `aws` entry under providers.")
+    load_balancer: str = Field(min_length=1, description="Load balancer name or ARN.")
+    port: int = Field(default=443, ge=1, le=65535)
+    sni: bool = Field(
+        default=False,
+        description="Add to the listener's SNI certificate list instead of replacing "
+        "its default certificate.",
+    )
+
+
+class _ListenerMissing(Exception):
+    """The load balancer or the listener does not exist (any more)."""
+
+
+class AlbListenerTarget(Target):
+    """Serves one certificate on one listener, as default or as an SNI certificate."""
+
+    type_name = "aws-alb-listener"
+    config: AlbListenerTargetConfig
+    provider: AwsProviderConfig
+
+    @property
+    def per_certificate(self) -> bool:
+        return self.config.sni
+
+    def identity(self) -> str:
+        role = "sni" if self.config.sni else "default"
+        return f"{self.config.provider}/{self.config.load_balancer}:{self.config.port}/{role}"
+
+    def compatibility_error(self, key_algorithm: str) -> str | None:
+        if key_algorithm not in ALB_KEYS:
+            return (
+                f"load balancer listeners cannot serve {key_algorithm} certificates "
+                f"(accepted: {', '.join(sorted(ALB_KEYS))})"
+            )
+        return None
+
+    # -- AWS calls ----------------------------------------------------------------
+    def _elb(self) -> Any:
+        return client(self.provider, "elbv2")
+
+    def _acm(self) -> Any:
+        return client(self.provider, "acm")
+
+    def _listener_arn(self) -> str:
+        elb = self._elb()
+        name = self.config.load_balancer
+        query = {"LoadBalancerArns": [name]} if name.startswith("arn:") else {"Names": [name]}
+        try:
+            balancers = elb.describe_load_balancers(**query)["LoadBalancers"]
+        except Exception as exc:
+            if error_code(exc) == "LoadBalancerNotFound":
+                raise _ListenerMissing(f"load balancer {name} not found") from None
+            raise
+        if not balancers:
+            raise _ListenerMissing(f"load balancer {name} not found")
+        listeners = elb.describe_listeners(LoadBalancerArn=balancers[0]["LoadBalancerArn"])
+        for listener in listeners["Listeners"]:
+            if listener["Port"] == self.config.port:
+                return str(listener["ListenerArn"])
+        raise _ListenerMissing(f"load balancer {name} has no listener on port {self.config.port}")
+
+    def _served(self, listener_arn: str) -> tuple[str | None, set[str]]:
+        """The listener's default certificate ARN and its SNI certificate ARNs."""
+        elb = self._elb()
+        default = None
+        sni: set[str] = set()
+        pages = elb.get_paginator("describe_listener_certificates").paginate(
+            ListenerArn=listener_arn
+        )
+        for page in pages:
+            for certificate in page["Certificates"]:
+                if certificate.get("IsDefault"):
+                    default = certificate["CertificateArn"]
+                else:
+                    sni.add(certificate["CertificateArn"])
+        return default, sni
+
+    # -- contract -----------------------------------------------------------------
+    def observe(self, facts: Facts) -> Observation:
+        arn = facts.get("certificate_arn")
+        try:
+            listener = self._listener_arn()
+            default, sni = self._served(listener)
+            serial = acm.served_serial(self._acm(), arn) if arn else None
+        except _ListenerMissing as exc:
+            return Observation("missing", (str(exc),))
+        except Exception as exc:
+            if is_unreachable(exc):
+                return Observation("unreachable", (str(exc),))
+            raise
+        problems = []
+        if self.config.sni and arn not in sni:
+            problems.append(f"{arn} is not in the SNI certificates of listener {listener}")
+        if not self.config.sni and default != arn:
+            problems.append(f"listener serves {default} instead of {arn}")
+        if serial is None:
+            problems.append(f"ACM certificate {arn} no longer exists")
+        elif serial != facts.get("serial"):
+            problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
+        return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
+
+    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+        acm_client = self._acm()
+        arn = (previous or {}).get("certificate_arn") or acm.find_by_address(
+            acm_client, material.address
+        )
+        if arn and acm.served_serial(acm_client, arn) is None:
+            arn = None  # deleted by hand: import afresh
+        arn = acm.import_certificate(acm_client, material, arn)
+        try:
+            listener = self._listener_arn()
+        except _ListenerMissing as exc:
+            raise ProviderError(str(exc)) from None
+        with aws_errors(f"updating listener {listener}"):
+            default, sni = self._served(listener)
+            if self.config.sni and arn not in sni:
+                self._elb().add_listener_certificates(
+                    ListenerArn=listener, Certificates=[{"CertificateArn": arn}]
+                )
+            elif not self.config.sni and default != arn:
+                self._elb().modify_listener(
+                    ListenerArn=listener, Certificates=[{"CertificateArn": arn}]
+                )
+        return {
+            "region": self.provider.region,
+            "listener_arn": listener,
+            "certificate_arn": arn,
+            "serial": material.serial,
+        }
+
+    def remove(self, facts: Facts) -> None:
+        """Take an SNI certificate off the listener.  A listener's default
+        certificate cannot be removed (HTTPS listeners need one): it stays until
+        another binding replaces it."""
+        arn = facts.get("certificate_arn")
+        if not self.config.sni or not arn:
+            return
+        try:
+            listener = self._listener_arn()
+        except _ListenerMissing:
+            return
+        with aws_errors(f"removing {arn} from listener {listener}"):
+            self._elb().remove_listener_certificates(
+                ListenerArn=listener, Certificates=[{"CertificateArn": arn}]
+            )

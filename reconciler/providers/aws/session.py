@@ -1,0 +1,81 @@
+"""boto3 clients, one per (provider settings, service, region), with standard retries.
+
+boto3 is imported on first use: a plan over file targets never pays for it.
+Throttling and 5xx answers are retried by botocore's standard mode (exponential
+backoff with jitter, up to ``max_attempts``); errors that remain become
+ProviderError with the AWS error code and message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from reconciler.errors import ProviderError
+from reconciler.providers.aws.config import AwsProviderConfig
+
+
+@lru_cache(maxsize=64)
+def _client(
+    service: str, region: str, profile: str | None, endpoint_url: str | None, max_attempts: int
+) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=profile)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+def client(provider: AwsProviderConfig, service: str, region: str | None = None) -> Any:
+    """A boto3 client for ``service`` in ``region`` (default: the provider's)."""
+    return _client(
+        service,
+        region or provider.region,
+        provider.profile,
+        provider.endpoint_url,
+        provider.max_attempts,
+    )
+
+
+def error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Code")
+    return None
+
+
+@contextlib.contextmanager
+def aws_errors(what: str) -> Iterator[None]:
+    """Turn botocore failures into ProviderError naming ``what`` was being done."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise ProviderError(
+            f"{what}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+        ) from None
+    except BotoCoreError as exc:
+        raise ProviderError(f"{what}: {exc}") from None
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True for failures that say nothing about the target (network, credentials)."""
+    from botocore.exceptions import (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    return isinstance(
+        exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | NoCredentialsError
+    )
