@@ -124,3 +124,25 @@ def openssl_verify(directory: Path, *extra: str) -> subprocess.CompletedProcess[
         argv += ["-untrusted", str(directory / "chain.pem")]
     argv += [*extra, str(directory / "cert.pem")]
     return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def aws_lab():  # type: ignore[no-untyped-def]
+    """A moto server for the whole session, reset before each test that uses it."""
+    from tests.aws_lab import AwsLab
+
+    lab = AwsLab.start()
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture
+def aws(aws_lab, workspace: Workspace, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from tests.aws_lab import CREDENTIALS
+
+    aws_lab.reset()
+    for key, value in CREDENTIALS.items():
+        workspace.env[key] = value
+        monkeypatch.setenv(key, value)
+    workspace.env.pop("AWS_PROFILE", None)
+    return aws_lab
