@@ -6,6 +6,7 @@ from pathlib import Path
 
 from reconciler.desired import DesiredState
 from reconciler.providers.base import Observation
+from reconciler.providers.batch import observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.state.records import RecordedState
 
@@ -14,8 +15,9 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
     """Observe every recorded binding that is still desired (read-only)."""
     wanted = {b.address for b in desired.bindings}
     observed: dict[str, Observation] = {}
-    for address, record in recorded.bindings.items():
-        if address in wanted:
-            target = target_from_settings(record.target, root, trusted=True)
-            observed[address] = target.observe(record.facts)
+    with observation_batch():
+        for address, record in recorded.bindings.items():
+            if address in wanted:
+                target = target_from_settings(record.target, root, trusted=True)
+                observed[address] = target.observe(record.facts)
     return observed

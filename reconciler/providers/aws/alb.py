@@ -20,6 +20,7 @@ from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import aws_errors, client, error_code, is_unreachable
 from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.batch import memo
 
 # Elastic Load Balancing serves RSA 2048-4096 and ECDSA certificates; never Ed25519.
 ALB_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
@@ -74,6 +75,13 @@ class AlbListenerTarget(Target):
         return client(self.provider, "acm")
 
     def _listener_arn(self) -> str:
+        key = ("alb-listener", self._endpoint_key(), self.config.load_balancer, self.config.port)
+        return memo(key, self._find_listener)
+
+    def _endpoint_key(self) -> tuple[str, str | None, str | None]:
+        return (self.provider.region, self.provider.endpoint_url, self.provider.profile)
+
+    def _find_listener(self) -> str:
         elb = self._elb()
         name = self.config.load_balancer
         query = {"LoadBalancerArns": [name]} if name.startswith("arn:") else {"Names": [name]}
@@ -93,6 +101,10 @@ class AlbListenerTarget(Target):
 
     def _served(self, listener_arn: str) -> tuple[str | None, set[str]]:
         """The listener's default certificate ARN and its SNI certificate ARNs."""
+        key = ("alb-served", self._endpoint_key(), listener_arn)
+        return memo(key, lambda: self._describe_served(listener_arn))
+
+    def _describe_served(self, listener_arn: str) -> tuple[str | None, set[str]]:
         elb = self._elb()
         default = None
         sni: set[str] = set()
@@ -113,7 +125,12 @@ class AlbListenerTarget(Target):
         try:
             listener = self._listener_arn()
             default, sni = self._served(listener)
-            serial = acm.served_serial(self._acm(), arn) if arn else None
+            serial = (
+                memo(("acm-serial", self._endpoint_key(), arn),
+                     lambda: acm.served_serial(self._acm(), arn))
+                if arn
+                else None
+            )  # fmt: skip
         except _ListenerMissing as exc:
             return Observation("missing", (str(exc),))
         except Exception as exc:
