@@ -155,3 +155,22 @@ def test_unknown_provider_is_a_validate_error(workspace: Workspace, aws: AwsLab)
     result = ws.run("validate")
     assert result.code == 1
     assert "bindings[0].target.provider: unknown provider 'prod'" in result.err
+
+
+def test_listener_quota_is_enforced_at_validate(workspace: Workspace, aws: AwsLab) -> None:
+    ws = workspace
+    certs = "".join(
+        f"  s{i}:\n    names: [s{i}.example.test]\n    issuer: issuing\n" for i in range(4)
+    )
+    binds = "".join(
+        f"  - certificate: s{i}\n    target: {{type: aws-alb-listener, provider: aws, "
+        "load_balancer: prod-alb, sni: true}\n"
+        for i in range(4)
+    )
+    provider = aws.provider_yaml().rstrip().rstrip("}") + ", certificates_per_listener: 3}\n"
+    ws.write(PKI + certs + "providers:\n" + provider + "bindings:\n" + binds)
+    result = ws.run("validate")
+    assert result.code == 1
+    assert "bindings[3].target: listener prod-alb:443 would hold more than 3" in result.err
+    ws.write(PKI + certs + "providers:\n" + aws.provider_yaml() + "bindings:\n" + binds)
+    assert ws.run("validate").code == 0

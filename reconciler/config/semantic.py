@@ -40,6 +40,7 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
     findings.extend(_duplicate_targets(config, root))
     findings.extend(_provider_references(config))
     findings.extend(_key_compatibility(config, root))
+    findings.extend(_listener_quotas(config))
     return findings
 
 
@@ -228,6 +229,27 @@ def _provider_references(config: CertformConfig) -> Iterator[Finding]:
             yield (
                 ("bindings", index, "target", "provider"),
                 f"provider {name!r} is of type {provider.type}; {binding.target.type} needs aws",
+            )
+
+
+def _listener_quotas(config: CertformConfig) -> Iterator[Finding]:
+    counts: dict[tuple[str, str, int], int] = {}
+    for index, binding in enumerate(config.bindings):
+        target = binding.target
+        if target.type != "aws-alb-listener":
+            continue
+        provider = config.providers.get(target.provider)
+        if provider is None:
+            continue
+        key = (target.provider, target.load_balancer, target.port)
+        counts[key] = counts.get(key, 0) + 1
+        quota = provider.certificates_per_listener
+        if counts[key] == quota + 1:
+            yield (
+                ("bindings", index, "target"),
+                f"listener {target.load_balancer}:{target.port} would hold more than "
+                f"{quota} certificates (providers.{target.provider}.certificates_per_listener); "
+                "spread the certificates over more listeners or raise the quota",
             )
 
 

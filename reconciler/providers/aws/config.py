@@ -26,6 +26,13 @@ class AwsProviderConfig(StrictModel):
         pattern=r"^https?://",
         description="Alternative endpoint for every service (a test server, a VPC endpoint).",
     )
+    certificates_per_listener: int = Field(
+        default=25,
+        ge=1,
+        le=1000,
+        description="Quota of certificates (default + SNI) per load balancer listener; "
+        "validate refuses bindings beyond it (AWS default quota: 25).",
+    )
     max_attempts: int = Field(
         default=8, ge=1, le=20, description="Attempts per call (botocore standard retry mode)."
     )
