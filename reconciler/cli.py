@@ -135,9 +135,10 @@ def plan(
     except ValueError as exc:
         _fail(str(exc))
     validated = _load(config, var, var_file)
-    store = open_store(validated.config.state, validated.root)
+    store = open_store(validated.config.state, validated.root, validated.config.providers)
     recorded = _read_state(store, lock_timeout, "plan")
-    the_plan = plan_from(validated, recorded, str(store.path.resolve()), when)
+    change = store.key_store_change if store.exists else None
+    the_plan = plan_from(validated, recorded, str(store.path.resolve()), when, change)
     if json_output:
         typer.echo(the_plan.dumps(), nl=False)
     else:
@@ -165,7 +166,7 @@ def apply(
 ) -> None:
     """Issue, renew, deploy and remove until the world matches the configuration."""
     validated = _load(config, var, var_file)
-    store = open_store(validated.config.state, validated.root)
+    store = open_store(validated.config.state, validated.root, validated.config.providers)
     saved = _read_plan_file(plan_file) if plan_file else None
     if saved is not None and Path(saved.state_path) != store.path.resolve():
         _fail(f"{plan_file} was made for the state {saved.state_path}, not {store.path}")
@@ -185,7 +186,10 @@ def apply(
             check_applicable(saved, recorded)
             the_plan = saved
         else:
-            the_plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
+            change = store.key_store_change if existed else None
+            the_plan = plan_from(
+                validated, recorded, str(store.path.resolve()), datetime.now(UTC), change
+            )
             typer.echo(render_plan(the_plan), nl=False)
         if not the_plan.has_changes and not recorded.interrupted:
             if saved is not None:
@@ -246,7 +250,7 @@ def show(
     from reconciler.inventory import inventory, render_inventory
 
     validated = _load(config, var, var_file)
-    store = open_store(validated.config.state, validated.root)
+    store = open_store(validated.config.state, validated.root, validated.config.providers)
     recorded = _read_state(store, lock_timeout, "show")
     rows = inventory(validated.desired, recorded, datetime.now(UTC))
     if json_output:

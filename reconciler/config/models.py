@@ -135,6 +135,26 @@ class Defaults(StrictModel):
     renew_before: RenewBefore | None = None
 
 
+class LocalKeyStoreConfig(StrictModel):
+    """Private keys sealed under the master key (CERTFORM_MASTER_KEY or a key file)."""
+
+    type: Literal["local"]
+
+
+class KmsKeyStoreConfig(StrictModel):
+    """AWS KMS envelope encryption: only the KMS-encrypted data key is stored."""
+
+    type: Literal["aws-kms"]
+    key_id: str = Field(min_length=1, description="KMS key ARN, key id or alias/NAME.")
+    provider: EntryName = Field(description="Name of an `aws` entry under providers.")
+
+
+KeyStoreConfig = Annotated[
+    Union[LocalKeyStoreConfig, KmsKeyStoreConfig],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
 class StateConfig(StrictModel):
     """Where the embedded state lives (relative to the config)."""
 
@@ -144,6 +164,10 @@ class StateConfig(StrictModel):
         default=None,
         description="File holding the base64 master key; default .certform/master.key "
         "unless CERTFORM_MASTER_KEY is set.",
+    )
+    key_store: KeyStoreConfig = Field(
+        default_factory=lambda: LocalKeyStoreConfig(type="local"),
+        description="What wraps the state's data key: local (default) or aws-kms.",
     )
 
 

@@ -41,7 +41,21 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
     findings.extend(_provider_references(config))
     findings.extend(_key_compatibility(config, root))
     findings.extend(_listener_quotas(config))
+    findings.extend(_key_store_provider(config))
     return findings
+
+
+def _key_store_provider(config: CertformConfig) -> Iterator[Finding]:
+    key_store = config.state.key_store
+    if key_store.type != "aws-kms":
+        return
+    provider = config.providers.get(key_store.provider)
+    if provider is None or provider.type != "aws":
+        yield (
+            ("state", "key_store", "provider"),
+            f"unknown aws provider {key_store.provider!r}; expected one of: "
+            + _choices(config.providers),
+        )
 
 
 def _authority_parents(config: CertformConfig) -> Iterator[Finding]:

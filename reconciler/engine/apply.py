@@ -29,7 +29,7 @@ from reconciler.pki.keys import (
     private_key_to_der,
     private_key_to_pem,
 )
-from reconciler.plan.model import Change, Plan
+from reconciler.plan.model import KEY_STORE_ADDRESS, Change, Plan
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.private_ca import (
@@ -340,6 +340,17 @@ class Applier:
     # -- remembered settings ------------------------------------------------------
     def _apply_state_updates(self) -> None:
         for update in self.plan.state_updates:
+            if update.address == KEY_STORE_ADDRESS:
+                self.store.rewrap_data_key()
+                self.store.audit(
+                    self.actor, "apply", update.address, "update", "ok",
+                    f"data key re-wrapped under {update.after['key_store']}",
+                )  # fmt: skip
+                self.result.done.append(update.address)
+                self.report(
+                    f"{update.address}: data key re-wrapped under {update.after['key_store']}"
+                )
+                continue
             kind, name = update.address.split(".", 1)
             with self.store.transaction() as writer:
                 writer.set_guard(

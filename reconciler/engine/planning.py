@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from reconciler.config.validate import ValidatedConfig
 from reconciler.engine.refresh import refresh
 from reconciler.plan.diff import diff
-from reconciler.plan.model import Plan
+from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
 from reconciler.state.records import RecordedState
 from reconciler.state.sqlite import SqliteStateStore
 
@@ -25,7 +25,11 @@ def make_plan(
 
 
 def plan_from(
-    validated: ValidatedConfig, recorded: RecordedState, state_path: str, now: datetime
+    validated: ValidatedConfig,
+    recorded: RecordedState,
+    state_path: str,
+    now: datetime,
+    key_store_change: tuple[str, str] | None = None,
 ) -> Plan:
     observed = refresh(validated.desired, recorded, validated.root)
     result = diff(validated.desired, recorded, observed, now)
@@ -36,9 +40,16 @@ def plan_from(
             f"a previous apply was interrupted during {steps}; apply recovers it "
             "(generated keys are reused)"
         )
+    updates = result.state_updates
+    if key_store_change is not None:
+        before, after = key_store_change
+        updates = (
+            *updates,
+            StateUpdate(KEY_STORE_ADDRESS, {"key_store": before}, {"key_store": after}),
+        )
     return Plan(
         changes=result.changes,
-        state_updates=result.state_updates,
+        state_updates=updates,
         planned_at=now,
         lineage=recorded.lineage,
         state_serial=recorded.serial,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from reconciler.config.models import StateConfig
+from reconciler.state.keystores import KeyStore, KmsKeyStore, LocalKeyStore
 from reconciler.state.sealing import MasterKeySource
 from reconciler.state.sqlite import SqliteStateStore
 
 
-def open_store(state: StateConfig, root: Path) -> SqliteStateStore:
+def open_store(
+    state: StateConfig, root: Path, providers: Mapping[str, BaseModel] | None = None
+) -> SqliteStateStore:
     """The state store for a config rooted at ``root`` (not created until written)."""
     path = Path(state.path)
     path = path if path.is_absolute() else root / path
@@ -19,4 +25,10 @@ def open_store(state: StateConfig, root: Path) -> SqliteStateStore:
         source = MasterKeySource(key_file, explicit_file=True)
     else:
         source = MasterKeySource(path.parent / "master.key")
-    return SqliteStateStore(path, source)
+    key_store: KeyStore = LocalKeyStore(source)
+    if state.key_store.type == "aws-kms":
+        provider = (providers or {})[state.key_store.provider]
+        key_store = KmsKeyStore(
+            state.key_store.key_id, provider.model_dump(mode="json", exclude_none=True)
+        )
+    return SqliteStateStore(path, key_store)

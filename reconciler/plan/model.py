@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 FORMAT_VERSION = "1"
+KEY_STORE_ADDRESS = "state.key_store"
 
 
 class Action(StrEnum):

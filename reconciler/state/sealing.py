@@ -66,26 +66,10 @@ class MasterKeySource:
 
 @dataclass(frozen=True)
 class Sealer:
-    """Seals and opens private keys with the state's data key."""
+    """Seals and opens private keys with the state's data key (see keystores.py for
+    what wraps the data key itself)."""
 
     data_key: bytes = field(repr=False)
-
-    @classmethod
-    def new(cls, master_key: bytes) -> tuple[Sealer, bytes]:
-        """A fresh data key and its wrapped form (to store in the state)."""
-        data_key = AESGCM.generate_key(bit_length=256)
-        return cls(data_key), _encrypt(master_key, data_key, _WRAP_AAD)
-
-    @classmethod
-    def unwrap(cls, master_key: bytes, wrapped: bytes) -> Sealer:
-        """Open the state's data key; a wrong master key is a clear error."""
-        try:
-            return cls(_decrypt(master_key, wrapped, _WRAP_AAD))
-        except InvalidTag:
-            raise MasterKeyError(
-                "the master key does not open this state (wrong CERTFORM_MASTER_KEY or "
-                "key file?); nothing was changed"
-            ) from None
 
     def seal(self, plaintext: bytes, address: str) -> bytes:
         return _encrypt(self.data_key, plaintext, address.encode())
@@ -95,6 +79,15 @@ class Sealer:
             return _decrypt(self.data_key, sealed, address.encode())
         except InvalidTag:
             raise StateError(f"the private key of {address} in the state is corrupted") from None
+
+
+def wrap_data_key(master_key: bytes, data_key: bytes) -> bytes:
+    return _encrypt(master_key, data_key, _WRAP_AAD)
+
+
+def unwrap_data_key(master_key: bytes, wrapped: bytes) -> bytes:
+    """Raise InvalidTag when ``master_key`` is not the one that wrapped it."""
+    return _decrypt(master_key, wrapped, _WRAP_AAD)
 
 
 def _encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:

@@ -22,7 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from reconciler.errors import StateError, StateLockedError
+from reconciler.state import keystores
+from reconciler.state.keystores import KeyStore, LocalKeyStore
 from reconciler.state.records import (
     AuthorityRecord,
     BindingRecord,
@@ -90,9 +94,13 @@ def _pid_alive(pid: int) -> bool:
 class SqliteStateStore(StateStore):
     """State in ``path`` (created with its directory on first write)."""
 
-    def __init__(self, path: Path, master_key: MasterKeySource) -> None:
+    def __init__(self, path: Path, key_store: KeyStore | MasterKeySource) -> None:
         self.path = path
-        self._master_key = master_key
+        if isinstance(key_store, MasterKeySource):
+            key_store = LocalKeyStore(key_store)
+        self.key_store = key_store
+        self._local = key_store.source if isinstance(key_store, LocalKeyStore) else None
+        self._key_store_change: tuple[dict[str, Any], dict[str, Any]] | None = None
         self._conn: sqlite3.Connection | None = None
         self._sealer: Sealer | None = None
         self._locked = False
@@ -166,13 +174,15 @@ class SqliteStateStore(StateStore):
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         if meta:
             return meta
-        master = self._master_key.load(create=True)
-        sealer, wrapped = Sealer.new(master)
+        data_key = AESGCM.generate_key(bit_length=256)
+        wrapped = self.key_store.wrap(data_key, creating=True)
+        sealer = Sealer(data_key)
         meta = {
             "format": FORMAT,
             "lineage": str(uuid.uuid4()),
             "serial": "0",
             "data_key": base64.b64encode(wrapped).decode(),
+            "key_store": keystores.dumps(self.key_store.descriptor()),
         }
         with self._txn(conn):
             conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
@@ -183,9 +193,49 @@ class SqliteStateStore(StateStore):
         if self._sealer is None:
             meta = self._meta()
             if self._sealer is None:
-                master = self._master_key.load(create=False)
-                self._sealer = Sealer.unwrap(master, base64.b64decode(meta["data_key"]))
+                self._sealer = Sealer(self._open_data_key(meta))
         return self._sealer
+
+    def _open_data_key(self, meta: dict[str, str]) -> bytes:
+        """Unwrap with the store that wrapped it; note a pending switch of key store."""
+        recorded = json.loads(meta.get("key_store", '{"type": "local"}'))
+        wanted = self.key_store.descriptor()
+        wrapped = base64.b64decode(meta["data_key"])
+        if recorded == wanted:
+            return self.key_store.unwrap(wrapped)
+        local = self._local or MasterKeySource(self.path.parent / "master.key")
+        previous = keystores.keystore_from_descriptor(recorded, local)
+        data_key = previous.unwrap(wrapped)
+        self._key_store_change = (recorded, wanted)
+        return data_key
+
+    @property
+    def key_store_change(self) -> tuple[str, str] | None:
+        """(recorded, configured) key store labels when the config switched stores."""
+        self._sealer_for()
+        if self._key_store_change is None:
+            return None
+        before, after = self._key_store_change
+        return keystores.describe(before), keystores.describe(after)
+
+    def rewrap_data_key(self) -> None:
+        """Switch key store: re-wrap the data key under the configured store, in one
+        transaction (the sealed private keys stay as they are)."""
+        sealer = self._sealer_for()
+        if self._key_store_change is None:
+            return
+        wrapped = self.key_store.wrap(sealer.data_key)
+        conn = self._connect(create=False)
+        with self._txn(conn):
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [
+                    ("data_key", base64.b64encode(wrapped).decode()),
+                    ("key_store", keystores.dumps(self.key_store.descriptor())),
+                ],
+            )
+            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
+        self._key_store_change = None
 
     def open(self) -> None:
         """Create or open the state and check that the master key opens it."""

@@ -103,6 +103,10 @@ class StateStore(ABC):
     def journal_finish(self, entry: int, status: str) -> None: ...
 
     @abstractmethod
+    def rewrap_data_key(self) -> None:
+        """Re-wrap the data key under the configured key store (one transaction)."""
+
+    @abstractmethod
     def prune_journal(self) -> None:
         """Drop journal entries of finished steps (kept: interrupted and failed ones)."""
 
