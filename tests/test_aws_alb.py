@@ -135,6 +135,7 @@ def test_missing_listener_fails_clearly_and_records_nothing(
     assert result.code == 1
     assert "load balancer prod-alb not found" in result.text
     assert "Traceback" not in result.text
+    assert aws.arn_for("certificate.web") is None, "nothing is imported for a missing listener"
     plan = json.loads(ws.run("plan", "--json").out)
     assert [c["action"] for c in plan["changes"]] == ["bind"]
 

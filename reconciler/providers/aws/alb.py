@@ -18,7 +18,13 @@ from reconciler.config.types import EntryName, StrictModel
 from reconciler.errors import ProviderError
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
-from reconciler.providers.aws.session import aws_errors, client, error_code, is_unreachable
+from reconciler.providers.aws.session import (
+    aws_errors,
+    client,
+    describe_error,
+    error_code,
+    is_unreachable,
+)
 from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
 from reconciler.providers.batch import memo
 
@@ -136,7 +142,8 @@ class AlbListenerTarget(Target):
         except Exception as exc:
             if is_unreachable(exc):
                 return Observation("unreachable", (str(exc),))
-            raise
+            where = f"{self.config.load_balancer}:{self.config.port}"
+            raise ProviderError(f"reading listener {where}: {describe_error(exc)}") from None
         problems = []
         if self.config.sni and arn not in sni:
             problems.append(f"{arn} is not in the SNI certificates of listener {listener}")
@@ -149,17 +156,20 @@ class AlbListenerTarget(Target):
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+        # The listener first: a missing one must fail before anything is imported.
+        try:
+            with aws_errors(f"reading listener {self.config.load_balancer}:{self.config.port}"):
+                listener = self._listener_arn()
+        except _ListenerMissing as exc:
+            raise ProviderError(str(exc)) from None
         acm_client = self._acm()
         arn = (previous or {}).get("certificate_arn") or acm.find_by_address(
             acm_client, material.address
         )
-        if arn and acm.served_serial(acm_client, arn) is None:
-            arn = None  # deleted by hand: import afresh
+        with aws_errors(f"reading ACM certificate {arn}"):
+            if arn and acm.served_serial(acm_client, arn) is None:
+                arn = None  # deleted by hand: import afresh
         arn = acm.import_certificate(acm_client, material, arn)
-        try:
-            listener = self._listener_arn()
-        except _ListenerMissing as exc:
-            raise ProviderError(str(exc)) from None
         with aws_errors(f"updating listener {listener}"):
             default, sni = self._served(listener)
             if self.config.sni and arn not in sni:

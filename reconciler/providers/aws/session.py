@@ -51,6 +51,15 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+def describe_error(exc: BaseException) -> str:
+    """``Code: Message`` of an AWS error, or its text."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response["Error"]
+        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    return str(exc)
+
+
 @contextlib.contextmanager
 def aws_errors(what: str) -> Iterator[None]:
     """Turn botocore failures into ProviderError naming ``what`` was being done."""
@@ -59,10 +68,7 @@ def aws_errors(what: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise ProviderError(
-            f"{what}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-        ) from None
+        raise ProviderError(f"{what}: {describe_error(exc)}") from None
     except BotoCoreError as exc:
         raise ProviderError(f"{what}: {exc}") from None
 
