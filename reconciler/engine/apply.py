@@ -160,7 +160,11 @@ class Applier:
         self.report(f"{change.address}: {change.action.value} done{detail}")
 
     def _journal(self, change: Change, key_der: bytes | None = None) -> int:
-        return self.store.journal_start(self.run_id, change.address, change.action.value, key_der)
+        """Record the step before it acts; a failure closes the entry as failed."""
+        self._entry = self.store.journal_start(
+            self.run_id, change.address, change.action.value, key_der
+        )
+        return self._entry
 
     def _new_key(self, change: Change, algorithm: str) -> bytes:
         """A key for a new issuance: the one an interrupted run generated, if any."""

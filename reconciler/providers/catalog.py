@@ -15,6 +15,8 @@ from typing import Annotated, Any, Union
 from pydantic import BaseModel, Field
 
 from reconciler.providers.aws.alb import AlbListenerTarget, AlbListenerTargetConfig
+from reconciler.providers.aws.apigateway import ApiGatewayTarget, ApiGatewayTargetConfig
+from reconciler.providers.aws.cloudfront import CloudFrontTarget, CloudFrontTargetConfig
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.base import PROVIDER_SETTINGS, Target
 from reconciler.providers.files import FilesTarget, FilesTargetConfig
@@ -22,6 +24,8 @@ from reconciler.providers.files import FilesTarget, FilesTargetConfig
 TARGETS: dict[str, tuple[type[BaseModel], type[Target]]] = {
     "files": (FilesTargetConfig, FilesTarget),
     "aws-alb-listener": (AlbListenerTargetConfig, AlbListenerTarget),
+    "aws-cloudfront": (CloudFrontTargetConfig, CloudFrontTarget),
+    "aws-apigateway": (ApiGatewayTargetConfig, ApiGatewayTarget),
 }
 
 PROVIDERS: dict[str, type[BaseModel]] = {

@@ -163,12 +163,13 @@ class AlbListenerTarget(Target):
         except _ListenerMissing as exc:
             raise ProviderError(str(exc)) from None
         acm_client = self._acm()
-        arn = (previous or {}).get("certificate_arn") or acm.find_by_address(
-            acm_client, material.address
-        )
+        arn = (previous or {}).get("certificate_arn")
         with aws_errors(f"reading ACM certificate {arn}"):
             if arn and acm.served_serial(acm_client, arn) is None:
-                arn = None  # deleted by hand: import afresh
+                arn = None  # deleted by hand
+        # A lost ARN may have been imported by an earlier attempt that failed later:
+        # find it by its tag rather than importing a second copy.
+        arn = arn or acm.find_by_address(acm_client, material.address)
         arn = acm.import_certificate(acm_client, material, arn)
         with aws_errors(f"updating listener {listener}"):
             default, sni = self._served(listener)

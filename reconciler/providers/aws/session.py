@@ -56,8 +56,20 @@ def describe_error(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         error = response["Error"]
-        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-    return str(exc)
+        text = f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    else:
+        text = str(exc)
+    return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    """Error bodies from proxies or test servers can be whole HTML pages: keep a line."""
+    import re
+
+    if "<" in text and ">" in text:
+        text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @contextlib.contextmanager

@@ -1,0 +1,346 @@
+"""``aws-apigateway``: the certificate of an API Gateway custom domain name.
+
+The custom domain itself (its API mappings, base paths, DNS alias) is managed
+elsewhere; certform only keeps its certificate current.  Where the certificate
+lives depends on the endpoint:
+
+* ``endpoint: edge`` (API v1 only): served by CloudFront, so the certificate
+  must be in ACM **us-east-1** whatever the provider's region; the domain
+  references it as ``certificateArn``.
+* ``endpoint: regional``: ACM in the provider's region; API v1 references it as
+  ``regionalCertificateArn``, API v2 (HTTP and WebSocket APIs) as
+  ``DomainNameConfigurations[].CertificateArn``.
+
+Renewal never touches the domain: the certificate is re-imported into the same
+ACM ARN (the one recorded last time, else the one tagged with the certificate's
+address), so the domain keeps serving that ARN and picks the new certificate
+up by itself.  UpdateDomainName is called only when the domain references
+another ARN: the first bind, or repairing drift (a certificate swapped or
+deleted by hand).  The request it sends is built by :func:`update_request`.
+
+Observe reads the domain (GetDomainName) and the ACM certificate: another ARN
+on the domain, an ARN that holds another serial, or an ARN that is gone is
+drift; a domain that does not exist is missing.
+
+Remove leaves the domain's certificate in place: a custom domain cannot exist
+without one, so it keeps serving the last certificate until another binding
+(or whoever owns the domain) replaces it.  The ACM certificate is not deleted
+either, since the domain still references it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, NoReturn
+
+from pydantic import Field, field_validator, model_validator
+
+from reconciler.config.types import EntryName, StrictModel
+from reconciler.errors import ProviderError
+from reconciler.providers.aws import acm
+from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.session import aws_errors, client, error_code, is_unreachable
+from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.batch import memo
+
+EDGE_REGION = "us-east-1"
+"""Edge-optimized domains are served by CloudFront, which reads ACM in us-east-1 only."""
+
+# Edge-optimized domains follow CloudFront: RSA 2048-4096 and ECDSA P-256.
+EDGE_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256"})
+# Regional domains follow ACM in the region: RSA 2048-4096, ECDSA P-256 and P-384.
+REGIONAL_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
+
+_DOMAIN = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+
+# Settings of a v2 domain configuration that an update must carry over unchanged
+# (UpdateDomainName replaces the whole configuration).  The others in the shape
+# are read-only (status, hosted zone, gateway name) or describe the old
+# certificate (name, upload date).
+_V2_KEPT = (
+    "EndpointType",
+    "SecurityPolicy",
+    "IpAddressType",
+    "OwnershipVerificationCertificateArn",
+)
+
+
+class ApiGatewayTargetConfig(StrictModel):
+    """An existing API Gateway custom domain name whose certificate certform keeps current."""
+
+    type: Literal["aws-apigateway"]
+    provider: EntryName = Field(description="Name of an `aws` entry under providers.")
+    domain_name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="The custom domain name, e.g. api.example.com (it must exist).",
+    )
+    endpoint: Literal["edge", "regional"] = Field(
+        description="The domain's endpoint type: edge (certificate in ACM us-east-1) or "
+        "regional (certificate in the provider's region)."
+    )
+    api: Literal["v1", "v2"] = Field(
+        default="v1",
+        description="API Gateway API the domain is managed with: v1 (REST APIs) or "
+        "v2 (HTTP and WebSocket APIs; regional only).",
+    )
+
+    @field_validator("domain_name")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not _DOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a lowercase DNS name such as api.example.com "
+                "(a wildcard *.example.com is allowed)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _v2_is_regional(self) -> ApiGatewayTargetConfig:
+        if self.api == "v2" and self.endpoint == "edge":
+            raise ValueError(
+                "API Gateway v2 custom domains are regional only: use endpoint: regional, "
+                "or api: v1 for an edge-optimized domain"
+            )
+        return self
+
+
+class _DomainMissing(Exception):
+    """The custom domain name does not exist (any more)."""
+
+
+def endpoint_type(domain: Mapping[str, Any], api: str) -> str:
+    """EDGE, REGIONAL or PRIVATE: the endpoint type of a GetDomainName answer."""
+    if api == "v2":
+        types = [
+            c.get("EndpointType", "REGIONAL") for c in domain.get("DomainNameConfigurations", [])
+        ]
+        return "REGIONAL" if not types or "REGIONAL" in types else str(types[0])
+    types_v1 = domain.get("endpointConfiguration", {}).get("types") or ["EDGE"]
+    return str(types_v1[0])
+
+
+def referenced_arn(domain: Mapping[str, Any], api: str, endpoint: str) -> str | None:
+    """The ACM ARN a GetDomainName answer says the domain serves for ``endpoint``."""
+    if api == "v2":
+        for configuration in domain.get("DomainNameConfigurations", []):
+            if configuration.get("EndpointType", "REGIONAL") == "REGIONAL":
+                return configuration.get("CertificateArn")
+        return None
+    return domain.get("certificateArn" if endpoint == "edge" else "regionalCertificateArn")
+
+
+def update_request(
+    config: ApiGatewayTargetConfig, arn: str, domain: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The UpdateDomainName arguments that point ``config``'s domain at ``arn``.
+
+    v1 patches the one certificate field of the endpoint.  v2 replaces the domain's
+    configurations, so each one is sent back with its settings kept (security
+    policy, mutual TLS ownership certificate, IP address type) and the regional
+    one's certificate replaced.  ``domain`` is the current GetDomainName answer.
+    """
+    if config.api == "v1":
+        path = "/certificateArn" if config.endpoint == "edge" else "/regionalCertificateArn"
+        return {
+            "domainName": config.domain_name,
+            "patchOperations": [{"op": "replace", "path": path, "value": arn}],
+        }
+    configurations = []
+    for current in domain.get("DomainNameConfigurations") or [{"EndpointType": "REGIONAL"}]:
+        kept = {key: current[key] for key in _V2_KEPT if current.get(key)}
+        kept.setdefault("EndpointType", "REGIONAL")
+        if kept["EndpointType"] == "REGIONAL":
+            kept["CertificateArn"] = arn
+        elif current.get("CertificateArn"):
+            kept["CertificateArn"] = current["CertificateArn"]
+        configurations.append(kept)
+    return {"DomainName": config.domain_name, "DomainNameConfigurations": configurations}
+
+
+def _arn_region(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 and parts[2] == "acm" else None
+
+
+def _tidy(exc: BaseException) -> None:
+    """Shorten an HTML error page (what a proxy or a test server answers for a
+    5xx) to its title, so the ProviderError built from it stays one line."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return
+    error = response.setdefault("Error", {})
+    message = str(error.get("Message") or "")
+    if message.lstrip().startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", message, re.IGNORECASE | re.DOTALL)
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        text = html.unescape(title.group(1)).strip() if title else "error page"
+        error["Message"] = f"HTTP {status}: {text}" if status and str(status) not in text else text
+
+
+@contextlib.contextmanager
+def _errors(what: str) -> Iterator[None]:
+    """``aws_errors`` with HTML error bodies reduced to one line."""
+    with aws_errors(what):
+        try:
+            yield
+        except Exception as exc:
+            _tidy(exc)
+            raise
+
+
+def _reraise(what: str, exc: Exception) -> NoReturn:
+    """Raise ``exc`` again, as a ProviderError naming ``what`` when it came from AWS."""
+    with _errors(what):
+        raise exc
+    raise exc  # pragma: no cover - _errors never swallows
+
+
+class ApiGatewayTarget(Target):
+    """Keeps the certificate of one API Gateway custom domain name current."""
+
+    type_name = "aws-apigateway"
+    config: ApiGatewayTargetConfig
+    provider: AwsProviderConfig
+
+    def identity(self) -> str:
+        return f"{self.config.provider}/{self.config.domain_name}"
+
+    def compatibility_error(self, key_algorithm: str) -> str | None:
+        if self.config.endpoint == "edge" and key_algorithm not in EDGE_KEYS:
+            return (
+                f"edge-optimized API Gateway domains (served by CloudFront) cannot serve "
+                f"{key_algorithm} certificates (accepted: {', '.join(sorted(EDGE_KEYS))})"
+            )
+        if key_algorithm not in REGIONAL_KEYS:
+            return (
+                f"regional API Gateway domains cannot serve {key_algorithm} certificates "
+                f"(accepted: {', '.join(sorted(REGIONAL_KEYS))})"
+            )
+        return None
+
+    # -- AWS calls ----------------------------------------------------------------
+    @property
+    def _service(self) -> str:
+        return "apigateway" if self.config.api == "v1" else "apigatewayv2"
+
+    @property
+    def _acm_region(self) -> str:
+        return EDGE_REGION if self.config.endpoint == "edge" else self.provider.region
+
+    @property
+    def _where(self) -> str:
+        return f"API Gateway {self.config.api} domain {self.config.domain_name}"
+
+    def _gateway(self) -> Any:
+        return client(self.provider, self._service)
+
+    def _acm(self) -> Any:
+        return client(self.provider, "acm", self._acm_region)
+
+    def _endpoint_key(self) -> tuple[str, str | None, str | None]:
+        return (self.provider.region, self.provider.endpoint_url, self.provider.profile)
+
+    def _domain(self) -> dict[str, Any]:
+        """The GetDomainName answer; _DomainMissing when there is no such domain."""
+        gateway = self._gateway()
+        try:
+            if self.config.api == "v1":
+                answer = gateway.get_domain_name(domainName=self.config.domain_name)
+            else:
+                answer = gateway.get_domain_name(DomainName=self.config.domain_name)
+        except Exception as exc:
+            if error_code(exc) == "NotFoundException":
+                raise _DomainMissing(f"{self._where} not found in {self.provider.region}") from None
+            raise
+        return dict(answer)
+
+    def _endpoint_mismatch(self, domain: Mapping[str, Any]) -> str | None:
+        actual = endpoint_type(domain, self.config.api)
+        if actual != self.config.endpoint.upper():
+            return (
+                f"{self._where} is a {actual} endpoint, not {self.config.endpoint.upper()} "
+                f"(set endpoint: {actual.lower()} if that is intended)"
+            )
+        return None
+
+    # -- contract -----------------------------------------------------------------
+    def observe(self, facts: Facts) -> Observation:
+        arn = facts.get("certificate_arn")
+        try:
+            domain = self._domain()
+            serial = (
+                memo(("acm-serial", self._endpoint_key(), arn),
+                     lambda: acm.served_serial(self._acm(), arn))
+                if arn
+                else None
+            )  # fmt: skip
+        except _DomainMissing as exc:
+            return Observation("missing", (str(exc),))
+        except Exception as exc:
+            if is_unreachable(exc):
+                return Observation("unreachable", (str(exc),))
+            _reraise(f"reading {self._where}", exc)
+        problems = []
+        mismatch = self._endpoint_mismatch(domain)
+        if mismatch:
+            problems.append(mismatch)
+        served = referenced_arn(domain, self.config.api, self.config.endpoint)
+        if served != arn:
+            problems.append(f"{self._where} serves {served} instead of {arn}")
+        if serial is None:
+            problems.append(f"ACM certificate {arn} no longer exists")
+        elif serial != facts.get("serial"):
+            problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
+        return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
+
+    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+        # Check the domain before importing anything: a missing domain or a wrong
+        # endpoint type changes nothing.
+        domain = self._existing_domain()
+        acm_client = self._acm()
+        arn = (previous or {}).get("certificate_arn")
+        if arn and _arn_region(arn) != self._acm_region:
+            arn = None  # the endpoint changed: the certificate belongs in another region
+        if arn:
+            with _errors(f"reading ACM certificate {arn}"):
+                if acm.served_serial(acm_client, arn) is None:
+                    arn = None  # deleted by hand
+        if not arn:
+            # Also finds what an earlier, failed attempt imported: never import twice.
+            arn = acm.find_by_address(acm_client, material.address)
+        arn = acm.import_certificate(acm_client, material, arn)
+        if referenced_arn(domain, self.config.api, self.config.endpoint) != arn:
+            request = update_request(self.config, arn, domain)
+            with _errors(f"updating {self._where} to use {arn}"):
+                self._gateway().update_domain_name(**request)
+        return {
+            "region": self.provider.region,
+            "domain_name": self.config.domain_name,
+            "certificate_arn": arn,
+            "serial": material.serial,
+        }
+
+    def _existing_domain(self) -> dict[str, Any]:
+        try:
+            with _errors(f"reading {self._where}"):
+                domain = self._domain()
+        except _DomainMissing as exc:
+            raise ProviderError(
+                f"{exc}: certform binds certificates to existing custom domains; "
+                "create the domain first"
+            ) from None
+        mismatch = self._endpoint_mismatch(domain)
+        if mismatch:
+            raise ProviderError(mismatch)
+        return domain
+
+    def remove(self, facts: Facts) -> None:
+        """Leave the domain as it is.
+
+        A custom domain cannot exist without a certificate, so the last one
+        deployed stays (and its ACM certificate with it, as the domain references
+        it) until another binding, or the domain's owner, replaces it."""
