@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
+import io
 import math
 import os
 import re
@@ -406,14 +408,21 @@ class Measured:
 
 
 def measure(
-    argv: list[str], cwd: Path, env: dict[str, str], proxy: CountingProxy, repeat: int = 1
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    proxy: CountingProxy,
+    expect: int,
+    repeat: int = 1,
 ) -> Measured:
-    """Run ``argv`` ``repeat`` times; the median run with the calls it made."""
+    """Run ``argv`` ``repeat`` times (each must exit ``expect``); the median run."""
     results = []
     for _ in range(repeat):
         proxy.take()
         run = run_child(argv, cwd, env)
-        results.append(Measured(run, proxy.take()))
+        window = proxy.take()
+        require(run.returncode == expect, f"{argv[1:]} exited {run.returncode}, not {expect}", run)
+        results.append(Measured(run, window))
     results.sort(key=lambda m: m.run.seconds)
     median = results[len(results) // 2]
     median.runs = [m.run.seconds for m in results]
@@ -522,9 +531,12 @@ class Row:
     overhead: dict[str, float]
     phases: dict[str, float]
     refresh_window: Window
+    profile_text: str = ""
 
 
-def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
+def bench_size(
+    n: int, env: dict[str, str], keep: bool, repeat: int, profile_top: int | None
+) -> Row:
     listeners = listener_count(n)
     workdir = Path(tempfile.mkdtemp(prefix=f"certform-bench-aws-{n}-"))
     moto = MotoServer()
@@ -545,8 +557,7 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
         version = run_child([*cli, "--version"], workdir, env)
         require(version.returncode == 0, "certform --version failed", version)
 
-        apply = measure([*cli, "apply", "--auto-approve"], workdir, env, proxy)
-        require(apply.run.returncode == 0, f"apply exited {apply.run.returncode}", apply.run)
+        apply = measure([*cli, "apply", "--auto-approve"], workdir, env, proxy, expect=0)
         require("Apply complete" in apply.run.output, "apply did not complete", apply.run)
         served = sni_counts(moto, listener_arns)
         expected = [min(SNI_PER_LISTENER, n - i * SNI_PER_LISTENER) for i in range(listeners)]
@@ -558,8 +569,7 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
         )
         os.sync()  # write-back of what apply left dirty is not part of the plans
 
-        plan = measure([*cli, "plan", "--detailed-exitcode"], workdir, env, proxy, repeat)
-        require(plan.run.returncode == 0, f"no-change plan exited {plan.run.returncode}", plan.run)
+        plan = measure([*cli, "plan", "--detailed-exitcode"], workdir, env, proxy, 0, repeat)
         print(f"[N={n}] no-change plan {plan.spread}, {plan.window.total} API calls", flush=True)
 
         phases, refresh_window = in_process_plan(config, proxy)
@@ -567,24 +577,34 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
             refresh_window.calls == plan.window.calls,
             "the in-process refresh made other calls than the CLI plan",
         )
+        profile_text = ""
+        if profile_top is not None:
+            profile_text = profile_plan(config, proxy, n, profile_top)
 
         write_config(workdir, n, proxy.url, c0_renew_before="89d")
         renewal = measure(
-            [*cli, "plan", "--detailed-exitcode", "--at", "+1d"], workdir, env, proxy, repeat
-        )
-        require(
-            renewal.run.returncode == 2,
-            f"one-renewal plan exited {renewal.run.returncode}, not 2",
-            renewal.run,
+            [*cli, "plan", "--detailed-exitcode", "--at", "+1d"], workdir, env, proxy, 2, repeat
         )
         require(
             renewal.summary == "1 to renew, 1 to rebind",
             f"one-renewal plan summary is {renewal.summary!r}, not '1 to renew, 1 to rebind'",
             renewal.run,
         )
+        require("certificate.c0" in renewal.run.output, "the one renewal is not c0", renewal.run)
         print(f"[N={n}] one-renewal plan {renewal.spread} ({renewal.summary})", flush=True)
         write_config(workdir, n, proxy.url)
-        return Row(n, listeners, apply, plan, renewal, version, overhead, phases, refresh_window)
+        return Row(
+            n,
+            listeners,
+            apply,
+            plan,
+            renewal,
+            version,
+            overhead,
+            phases,
+            refresh_window,
+            profile_text,
+        )
     finally:
         proxy.stop()
         moto.stop()
@@ -614,7 +634,10 @@ def _calls_table(title: str, windows: dict[str, Window], n_by_label: dict[str, i
 
 def report(rows: list[Row], boto3_import: float) -> None:
     print("\n== certform AWS (moto server) benchmark ==")
+    import reconciler
+
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s), CLI {certform_command()[0]}")
+    print(f"certform code measured: {Path(reconciler.__file__).parent}")
     header = (
         f"{'N':>5} {'listeners':>9} {'apply s':>9} {'plan s':>7} {'1-renew s':>9} "
         f"{'plan calls':>10} {'calls/binding':>13} {'apply calls':>11}"
@@ -634,19 +657,18 @@ def report(rows: list[Row], boto3_import: float) -> None:
             f"({r.renewal.summary}, {r.renewal.window.total} calls); "
             f"peak RSS apply {r.apply.run.maxrss_mb:.0f} MB, plan {r.plan.run.maxrss_mb:.0f} MB"
         )
-    print("\nwhere the CLI time goes (seconds):")
+    print("\nwhere the CLI time goes (seconds; 'rest' = start-up, boto3, certform itself):")
     for r in rows:
         for label, m in (("apply", r.apply), ("no-change plan", r.plan)):
             floor, op = acm_quota_floor(m.window)
             print(
-                f"  N={r.n} {label}: wall {m.run.seconds:.2f}, moto+proxy answering "
-                f"{m.window.seconds:.2f}, rest (client side, start-up {r.version.seconds:.2f}) "
-                f"{m.run.seconds - m.window.seconds:.2f}; real ACM at default rate quotas "
-                f">= {floor:.0f} s ({op})"
+                f"  N={r.n} {label}: wall {m.run.seconds:.2f} = moto+proxy answering "
+                f"{m.window.seconds:.2f} + rest {m.run.seconds - m.window.seconds:.2f}; "
+                f"real ACM at its default rate quotas needs >= {floor:.0f} s ({op})"
             )
     print(
-        f"  start-up floor `certform --version`; `import boto3` alone {boto3_import:.2f} s "
-        "(paid by any run that observes or deploys an AWS target)"
+        f"  start-up (`certform --version`): {rows[0].version.seconds:.2f} s; "
+        f"`import boto3` alone: {boto3_import:.2f} s (paid by every run with an AWS binding)"
     )
     print("  proxy cost, median per call (ELBv2 DescribeLoadBalancers from boto3):")
     for r in rows:
@@ -673,25 +695,16 @@ def report(rows: list[Row], boto3_import: float) -> None:
         print(f"  {name:<{width}}" + "".join(f"{r.phases[name]:>11.3f}" for r in rows))
 
 
-def run_profile(n: int, env: dict[str, str], top: int) -> None:
-    """cProfile of an in-process no-change plan at ``n`` (after one more apply)."""
-    workdir = Path(tempfile.mkdtemp(prefix="certform-bench-aws-profile-"))
-    moto = MotoServer()
-    proxy = CountingProxy(moto.url)
-    try:
-        create_load_balancer(moto, listener_count(n))
-        config = write_config(workdir, n, proxy.url)
-        print(f"\n[profile N={n}] apply (not timed) ...", flush=True)
-        apply = run_child([*certform_command(), "apply", "--auto-approve"], workdir, env)
-        require(apply.returncode == 0, "apply for the plan profile failed", apply)
-        cli_plan(config)  # warm: boto3 clients, page cache
-        proxy.take()
+def profile_plan(config: Path, proxy: CountingProxy, n: int, top: int) -> str:
+    """cProfile tables of an in-process no-change plan (warm boto3 clients), as text."""
+    cli_plan(config)  # warm: boto3 clients, page cache
+    proxy.take()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
         profile(f"in-process no-change plan, N={n} (warm clients)", lambda: cli_plan(config), top)
-        print(f"({proxy.take().total} API calls)")
-    finally:
-        proxy.stop()
-        moto.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    window = proxy.take()
+    out.write(f"\n({window.total} API calls; moto+proxy answering {window.seconds:.2f} s)\n")
+    return out.getvalue()
 
 
 def main() -> None:
@@ -704,7 +717,7 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="Also cProfile an in-process no-change plan at the largest N.",
+        help="Also cProfile an in-process no-change plan at the largest N (printed last).",
     )
     parser.add_argument("--top", type=int, default=30, help="Rows per profile table.")
     parser.add_argument(
@@ -739,10 +752,16 @@ def main() -> None:
         run_child([sys.executable, "-c", "import boto3.session"], Path(cache), env)
     try:
         boto3_import = boto3_import_seconds(env)
-        rows = [bench_size(n, env, args.keep, args.repeat) for n in args.sizes]
+        largest = max(args.sizes)
+        rows = [
+            bench_size(
+                n, env, args.keep, args.repeat, args.top if args.profile and n == largest else None
+            )
+            for n in args.sizes
+        ]
         report(rows, boto3_import)
-        if args.profile:
-            run_profile(max(args.sizes), env, args.top)
+        for row in rows:
+            print(row.profile_text, end="")
     finally:
         if cache:
             shutil.rmtree(cache, ignore_errors=True)

@@ -92,8 +92,40 @@ class PrivateSubordinateAuthority(_AuthorityBase):
     path_length: int | None = Field(default=0, ge=0, le=16)
 
 
+class AcmValidation(StrictModel):
+    """Where ACM's DNS validation CNAME records go."""
+
+    route53_zone_id: str | None = Field(
+        default=None, description="Hosted zone for the CNAMEs; default: found by name."
+    )
+    route53: bool = Field(
+        default=True,
+        description="Write the CNAMEs into Route 53; false prints them for a DNS "
+        "elsewhere and waits.",
+    )
+
+
+class AwsAcmAuthority(StrictModel):
+    """AWS Certificate Manager issues the certificate itself (DNS validation); the
+    private key never leaves ACM, and ACM renews it."""
+
+    type: Literal["aws-acm"]
+    provider: EntryName = Field(description="Name of an `aws` entry under providers.")
+    region: str | None = Field(
+        default=None, description="Region of the certificates; default: the provider's."
+    )
+    validation: AcmValidation = Field(default_factory=AcmValidation)
+    certificate_transparency: bool = Field(
+        default=True, description="CertificateTransparencyLoggingPreference ENABLED."
+    )
+    timeout: Duration = Field(default="10m", description="How long to wait for ISSUED.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+
+
+PRIVATE_AUTHORITY_TYPES = ("private-root", "private-subordinate")
+
 Authority = Annotated[
-    Union[PrivateRootAuthority, PrivateSubordinateAuthority],  # noqa: UP007
+    Union[PrivateRootAuthority, PrivateSubordinateAuthority, AwsAcmAuthority],  # noqa: UP007
     Field(discriminator="type"),
 ]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config.models import (
+    AwsAcmAuthority,
     CertformConfig,
     PrivateSubordinateAuthority,
 )
@@ -54,6 +55,9 @@ def _authorities(config: CertformConfig) -> list[DesiredAuthority]:
     result = []
     for name in _authority_order(config):
         authority = config.authorities[name]
+        if isinstance(authority, AwsAcmAuthority):
+            result.append(_acm_authority(name, authority, config))
+            continue
         spec: dict[str, Any] = {
             "type": authority.type,
             "subject": authority.subject.model_dump(exclude_none=True),
@@ -74,10 +78,26 @@ def _authorities(config: CertformConfig) -> list[DesiredAuthority]:
     return result
 
 
+def _acm_authority(
+    name: str, authority: AwsAcmAuthority, config: CertformConfig
+) -> DesiredAuthority:
+    provider = config.providers[authority.provider]
+    spec = {
+        "type": authority.type,
+        "provider": provider.model_dump(mode="json", exclude_none=True),
+        "region": authority.region or provider.region,  # type: ignore[attr-defined]
+        "validation": authority.validation.model_dump(mode="json"),
+        "certificate_transparency": authority.certificate_transparency,
+        "timeout": authority.timeout,
+    }
+    return DesiredAuthority(name, spec, None, authority.lifecycle.prevent_destroy)
+
+
 def _certificates(config: CertformConfig) -> list[DesiredCertificate]:
     defaults = config.defaults
     result = []
     for name, certificate in config.certificates.items():
+        issuer = config.authorities[certificate.issuer]
         spec = {
             "names": list(certificate.names),
             "issuer": certificate.issuer,
@@ -85,6 +105,11 @@ def _certificates(config: CertformConfig) -> list[DesiredCertificate]:
             "validity": certificate.validity or defaults.validity,
             "usages": list(certificate.usages),
         }
+        if isinstance(issuer, AwsAcmAuthority):
+            # ACM-issued: apply needs the issuer's settings, the diff knows the key stays in ACM.
+            acm_spec = _acm_authority(certificate.issuer, issuer, config).spec
+            spec["issuer_type"] = "aws-acm"
+            spec["acm"] = {k: v for k, v in acm_spec.items() if k != "type"}
         result.append(
             DesiredCertificate(
                 name,

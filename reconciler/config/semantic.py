@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from reconciler.config.models import (
+    PRIVATE_AUTHORITY_TYPES,
+    AwsAcmAuthority,
     CertformConfig,
     PrivateSubordinateAuthority,
 )
 from reconciler.durations import parse_duration, parse_renew_before
 from reconciler.pki.names import constraint_error, name_permitted
+from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
 from reconciler.providers.catalog import build_target, provider_name
 
 Path_ = tuple[str | int, ...]
@@ -35,6 +39,7 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
         _renewal_windows,
         _validity_within_issuer,
         _binding_references,
+        _acm_issued,
     ):
         findings.extend(rule(config))
     findings.extend(_duplicate_targets(config, root))
@@ -69,6 +74,12 @@ def _authority_parents(config: CertformConfig) -> Iterator[Finding]:
                 )
             elif authority.parent == name:
                 yield (("authorities", name, "parent"), "an authority cannot be its own parent")
+            elif config.authorities[authority.parent].type not in PRIVATE_AUTHORITY_TYPES:
+                yield (
+                    ("authorities", name, "parent"),
+                    f"authority {authority.parent!r} is {config.authorities[authority.parent].type}"
+                    " and cannot sign a subordinate CA; the parent must be a private CA",
+                )
 
 
 def _parent_cycles(config: CertformConfig) -> Iterator[Finding]:
@@ -97,7 +108,7 @@ def _path_lengths(config: CertformConfig) -> Iterator[Finding]:
     for name, authority in config.authorities.items():
         parent_name = _parent(config, name)
         parent = config.authorities.get(parent_name) if parent_name else None
-        if parent is None or parent.path_length is None:
+        if parent is None or getattr(parent, "path_length", None) is None:
             continue
         if parent.path_length == 0:
             yield (
@@ -113,7 +124,7 @@ def _path_lengths(config: CertformConfig) -> Iterator[Finding]:
 
 def _constraint_syntax(config: CertformConfig) -> Iterator[Finding]:
     for name, authority in config.authorities.items():
-        constraints = authority.name_constraints
+        constraints = getattr(authority, "name_constraints", None)
         if constraints is None:
             continue
         for field in ("permitted", "excluded"):
@@ -149,7 +160,7 @@ def _ancestors(config: CertformConfig, name: str) -> list[str]:
 def _name_constraints(config: CertformConfig) -> Iterator[Finding]:
     for name, certificate in config.certificates.items():
         for authority_name in _ancestors(config, certificate.issuer):
-            constraints = config.authorities[authority_name].name_constraints
+            constraints = getattr(config.authorities[authority_name], "name_constraints", None)
             if constraints is None:
                 continue
             for index, dns in enumerate(certificate.names):
@@ -189,7 +200,7 @@ def _renewal_windows(config: CertformConfig) -> Iterator[Finding]:
         if message:
             field = "renew_before" if certificate.renew_before else "validity"
             yield (("certificates", name, field), message)
-    for name, authority in config.authorities.items():
+    for name, authority in _private(config).items():
         message = _window_finding(authority.validity, authority.renew_before)
         if message:
             yield (("authorities", name, "renew_before"), message)
@@ -200,7 +211,7 @@ def _renewal_windows(config: CertformConfig) -> Iterator[Finding]:
 
 def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
     for name, certificate in config.certificates.items():
-        issuer = config.authorities.get(certificate.issuer)
+        issuer = _private(config).get(certificate.issuer)
         validity = certificate.validity or config.defaults.validity
         if issuer and parse_duration(validity) > parse_duration(issuer.validity):
             yield (
@@ -216,6 +227,66 @@ def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
                 ("authorities", name, "validity"),
                 f"validity {child.validity} is longer than the parent's validity {parent.validity}",
             )
+
+
+def _private(config: CertformConfig) -> dict[str, Any]:
+    return {name: a for name, a in config.authorities.items() if a.type in PRIVATE_AUTHORITY_TYPES}
+
+
+def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
+    """ACM keeps the key: such certificates go only to AWS targets in their region."""
+    for index, binding in enumerate(config.bindings):
+        certificate = config.certificates.get(binding.certificate)
+        authority = config.authorities.get(certificate.issuer) if certificate else None
+        if not isinstance(authority, AwsAcmAuthority):
+            continue
+        provider = config.providers.get(authority.provider)
+        region = authority.region or getattr(provider, "region", None)
+        target = binding.target
+        needed = acm_region_of(target, config)
+        if needed is None:
+            yield (
+                ("bindings", index, "target"),
+                f"certificate {binding.certificate!r} is issued by ACM ({certificate.issuer}), "
+                f"which never releases its private key: it can only be bound to AWS targets, "
+                f"not {target.type}",
+            )
+        elif region != needed:
+            yield (
+                ("bindings", index, "target"),
+                f"certificate {binding.certificate!r} is issued by ACM in {region}, but "
+                f"{target.type} needs its certificate in {needed}"
+                + (" (CloudFront and edge API Gateway use us-east-1)" if needed == "us-east-1"
+                   else ""),
+            )  # fmt: skip
+    for name, certificate in config.certificates.items():
+        authority = config.authorities.get(certificate.issuer)
+        if isinstance(authority, AwsAcmAuthority):
+            key = certificate.key or config.defaults.key
+            if key not in ACM_REQUEST_KEYS:
+                yield (
+                    ("certificates", name, "key"),
+                    f"ACM issues {', '.join(sorted(ACM_REQUEST_KEYS))} keys only, not {key}",
+                )
+    for name, authority in config.authorities.items():
+        if isinstance(authority, AwsAcmAuthority):
+            provider = config.providers.get(authority.provider)
+            if provider is None or provider.type != "aws":
+                yield (
+                    ("authorities", name, "provider"),
+                    f"unknown aws provider {authority.provider!r}; expected one of: "
+                    + _choices(config.providers),
+                )
+
+
+def acm_region_of(target: Any, config: CertformConfig) -> str | None:
+    """The ACM region a target serves certificates from; None for non-AWS targets."""
+    if not target.type.startswith("aws-"):
+        return None
+    if target.type == "aws-cloudfront" or getattr(target, "endpoint", None) == "edge":
+        return "us-east-1"
+    provider = config.providers.get(target.provider)
+    return getattr(provider, "region", None)
 
 
 def _binding_references(config: CertformConfig) -> Iterator[Finding]:

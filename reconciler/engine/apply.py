@@ -236,6 +236,8 @@ class Applier:
         assert change.after is not None
         after = change.after
         spec = _spec(after, ("renew_before", "prevent_destroy", "tags"))
+        if spec.get("issuer_type") == "aws-acm":
+            return self._certificate_request_from_acm(change, spec)
         key_der = self._new_key(change, spec["key"])
         entry = self._journal(change, key_der)
         fault_point(change.address, "journaled")
@@ -274,6 +276,54 @@ class Applier:
     _certificate_renew = _certificate_issue
     _certificate_replace = _certificate_issue
 
+    def _certificate_request_from_acm(self, change: Change, spec: dict) -> str:
+        """ACM issues and keeps the key; we record the ARN and the public certificate."""
+        from reconciler.providers.aws.acm_issuer import request_certificate
+
+        after = change.after or {}
+        tags = dict(after.get("tags") or {})
+        entry = self._journal(change)
+        fault_point(change.address, "journaled")
+        previous = self.recorded.certificates.get(change.name)
+        issued = request_certificate(
+            spec, change.address, tags, previous.external_id if previous else None, self.report
+        )
+        fault_point(change.address, "acted")
+        record = CertificateRecord(
+            name=change.name,
+            spec=spec,
+            serial=issued.serial,
+            not_before=issued.not_before,
+            not_after=issued.not_after,
+            issuer_key_id="aws-acm",
+            fingerprint=issued.fingerprint,
+            prevent_destroy=bool(after.get("prevent_destroy")),
+            tags=tags,
+            has_key=False,
+            external_id=issued.arn,
+        )
+        material = IssuedMaterial(issued.certificate_pem, issued.chain_pem, "")
+        with self.store.transaction(entry) as writer:
+            writer.put_certificate(record, material, None)
+            self._audit(writer, change, f"{issued.arn} serial {issued.serial}")
+        self._fresh[change.name] = self._acm_material(record, material)
+        return f" ({issued.arn}, expires {issued.not_after:%Y-%m-%d})"
+
+    @staticmethod
+    def _acm_material(record: CertificateRecord, material: IssuedMaterial) -> CertificateMaterial:
+        return CertificateMaterial(
+            address=record.address,
+            name=record.name,
+            serial=record.serial,
+            not_after=record.not_after,
+            certificate_pem=material.certificate_pem,
+            chain_pem=material.chain_pem,
+            root_pem=material.root_pem,
+            private_key_pem=b"",
+            tags=dict(record.tags),
+            acm_arn=record.external_id,
+        )
+
     def _certificate_destroy(self, change: Change) -> str:
         entry = self._journal(change)
         with self.store.transaction(entry) as writer:
@@ -291,6 +341,8 @@ class Applier:
         fault_point(change.address, "journaled")
         previous = self.recorded.bindings.get(change.address)
         facts = target.deploy(material, previous.facts if previous else None)
+        if material.acm_arn:
+            facts["serial"] = None  # ACM renews in place: its serial is not ours to pin
         fault_point(change.address, "acted")
         record = BindingRecord(
             address=change.address,
@@ -327,6 +379,8 @@ class Applier:
             return fresh
         material = self.store.material("certificate", name)
         record = self.recorded.certificates.get(name)
+        if record is not None and record.external_id:
+            return self._acm_material(record, material)
         certificate = certificate_from_pem(material.certificate_pem)
         key = private_key_from_der(self.store.private_key("certificate", name))
         return CertificateMaterial(

@@ -22,6 +22,7 @@ from reconciler.desired import (
 from reconciler.errors import PlanError
 from reconciler.plan.model import Action, Change, StateUpdate
 from reconciler.policy.reissue import (
+    ACM_CERTIFICATE_CHECKS,
     AUTHORITY_CHECKS,
     CERTIFICATE_CHECKS,
     IssuedFacts,
@@ -38,6 +39,7 @@ from reconciler.state.records import (
 )
 
 NEW_KEY_ACTIONS = (Action.ISSUE, Action.REPLACE)
+PRIVATE_TYPES = ("private-root", "private-subordinate")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ def _authority_changes(
     changes: list[Change] = []
     rekeyed: set[str] = set()
     for authority in desired.authorities:
+        if authority.spec["type"] not in PRIVATE_TYPES:
+            continue  # an external issuer (ACM): nothing of ours to issue
         record = recorded.authorities.get(authority.name)
         parent = recorded.authorities.get(authority.parent) if authority.parent else None
         change = _authority_change(authority, record, parent, authority.parent in rekeyed, now)
@@ -213,7 +217,8 @@ def _certificate_change(
     data = ReissueInput(
         certificate.spec, certificate.renew_before, facts, issuer_key_id, issuer_rekeyed, now
     )
-    violations = evaluate(CERTIFICATE_CHECKS, data)
+    checks = ACM_CERTIFICATE_CHECKS if certificate.spec.get("issuer_type") else CERTIFICATE_CHECKS
+    violations = evaluate(checks, data)
     action = strongest(violations)
     if action is None:
         return None

@@ -141,6 +141,15 @@ CERTIFICATE_CHECKS: tuple[Check, ...] = (
     expiring,
 )
 
+# ACM keeps the private key and renews the certificate itself: only a change of
+# what was asked for calls for a new request.
+ACM_CERTIFICATE_CHECKS: tuple[Check, ...] = (
+    names_changed,
+    _field_changed("key", "key algorithm", REPLACE),
+    _field_changed("issuer", "issuer", REPLACE),
+    revoked,
+)
+
 AUTHORITY_CHECKS: tuple[Check, ...] = (
     private_key_missing,
     _field_changed("type", "type", REPLACE),

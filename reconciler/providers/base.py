@@ -50,6 +50,8 @@ class CertificateMaterial:
     root_pem: str
     private_key_pem: bytes = field(repr=False)
     tags: dict[str, str] = field(default_factory=dict)
+    acm_arn: str | None = None
+    """Set for certificates ACM issued: the key stays in ACM, targets use this ARN."""
 
     @property
     def fullchain_pem(self) -> str:

@@ -47,6 +47,7 @@ class CertificateRecord:
     has_key: bool
     status: str = "active"
     revoked_at: datetime | None = None
+    external_id: str | None = None  # the ACM ARN of a certificate ACM issued
 
     @property
     def address(self) -> str:

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS certificates (
   not_before TEXT NOT NULL, not_after TEXT NOT NULL, issuer_key_id TEXT NOT NULL,
   fingerprint TEXT NOT NULL, prevent_destroy INTEGER NOT NULL, tags TEXT NOT NULL,
   certificate_pem TEXT NOT NULL, chain_pem TEXT NOT NULL, root_pem TEXT NOT NULL,
-  sealed_key BLOB, revoked_at TEXT, updated_at TEXT NOT NULL);
+  sealed_key BLOB, revoked_at TEXT, updated_at TEXT NOT NULL, external_id TEXT);
 CREATE TABLE IF NOT EXISTS bindings (
   address TEXT PRIMARY KEY, certificate TEXT NOT NULL, target TEXT NOT NULL,
   serial TEXT NOT NULL, facts TEXT NOT NULL, deployed_at TEXT NOT NULL);
@@ -295,7 +295,7 @@ class SqliteStateStore(StateStore):
     def _read_certificates(self, conn: sqlite3.Connection) -> dict[str, CertificateRecord]:
         rows = conn.execute(
             "SELECT name, spec, serial, not_before, not_after, issuer_key_id, fingerprint, "
-            "prevent_destroy, tags, sealed_key IS NOT NULL, status, revoked_at "
+            "prevent_destroy, tags, sealed_key IS NOT NULL, status, revoked_at, external_id "
             "FROM certificates WHERE status = 'active'"
         )
         loads, parse = json.loads, datetime.fromisoformat
@@ -313,6 +313,7 @@ class SqliteStateStore(StateStore):
                 has_key=bool(r[9]),
                 status=r[10],
                 revoked_at=_dt(r[11]),
+                external_id=r[12],
             )
             for r in rows
         }
@@ -547,11 +548,12 @@ class _SqliteWriter(StateWriter):
         )
 
     def put_certificate(self, record: CertificateRecord, material: IssuedMaterial,
-                        key_der: bytes) -> None:  # fmt: skip
+                        key_der: bytes | None) -> None:  # fmt: skip
         self._supersede("certificates", record.name, "certificate")
+        sealed = self._sealer.seal(key_der, record.address) if key_der is not None else None
         self._conn.execute(
             "INSERT OR REPLACE INTO certificates VALUES "
-            "(?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            "(?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
             (
                 record.name,
                 json.dumps(record.spec, sort_keys=True),
@@ -565,8 +567,9 @@ class _SqliteWriter(StateWriter):
                 material.certificate_pem,
                 material.chain_pem,
                 material.root_pem,
-                self._sealer.seal(key_der, record.address),
+                sealed,
                 _now(),
+                record.external_id,
             ),
         )
 

@@ -44,9 +44,10 @@ class StateWriter(ABC):
 
     @abstractmethod
     def put_certificate(
-        self, record: CertificateRecord, material: IssuedMaterial, key_der: bytes
+        self, record: CertificateRecord, material: IssuedMaterial, key_der: bytes | None
     ) -> None:
-        """Record an issued leaf with its (to be sealed) private key."""
+        """Record an issued leaf with its (to be sealed) private key; None when the key
+        lives elsewhere (ACM)."""
 
     @abstractmethod
     def set_guard(

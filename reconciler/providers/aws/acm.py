@@ -12,6 +12,7 @@ from typing import Any
 
 from cryptography import x509
 
+from reconciler.errors import ProviderError
 from reconciler.providers.aws.session import aws_errors
 from reconciler.providers.base import CertificateMaterial
 
@@ -27,6 +28,9 @@ ALL_KEY_TYPES = [
     "EC_secp521r1",
 ]
 
+# Key algorithms ACM issues itself (RequestCertificate KeyAlgorithm).
+ACM_REQUEST_KEYS = {"rsa-2048": "RSA_2048", "ec-p256": "EC_prime256v1", "ec-p384": "EC_secp384r1"}
+
 # Key algorithms ACM accepts for import (it refuses Ed25519).
 ACM_IMPORT_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
 
@@ -39,7 +43,18 @@ def _tags(material: CertificateMaterial) -> list[dict[str, str]]:
 
 
 def import_certificate(acm: Any, material: CertificateMaterial, arn: str | None) -> str:
-    """Import ``material`` (into ``arn`` when given) and return the ARN."""
+    """Import ``material`` (into ``arn`` when given) and return the ARN.
+
+    A certificate ACM issued itself is not imported: its own ARN is used, and it
+    must live in the region the target reads certificates from."""
+    if material.acm_arn:
+        region = material.acm_arn.split(":")[3]
+        if region != acm.meta.region_name:
+            raise ProviderError(
+                f"{material.address} is an ACM certificate in {region}, but this target "
+                f"needs it in {acm.meta.region_name}"
+            )
+        return material.acm_arn
     request: dict[str, Any] = {
         "Certificate": material.certificate_pem.encode(),
         "PrivateKey": material.private_key_pem,
@@ -83,3 +98,21 @@ def served_serial(acm: Any, arn: str) -> str | None:
             return None
         raise
     return format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")
+
+
+def place(acm_client: Any, material: CertificateMaterial, previous_arn: str | None) -> str:
+    """The ARN a target should serve ``material`` from, importing it when needed.
+
+    Re-imports into the previous ARN when it still exists in this region; else
+    into the ARN an earlier (maybe failed) attempt imported, found by tag; else
+    a fresh import.  A certificate ACM issued itself is used as it is."""
+    if material.acm_arn:
+        return import_certificate(acm_client, material, None)
+    region = acm_client.meta.region_name
+    arn = previous_arn if previous_arn and previous_arn.split(":")[3] == region else None
+    if arn:
+        with aws_errors(f"reading ACM certificate {arn}"):
+            if served_serial(acm_client, arn) is None:
+                arn = None  # deleted by hand
+    arn = arn or find_by_address(acm_client, material.address)
+    return import_certificate(acm_client, material, arn)

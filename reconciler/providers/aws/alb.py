@@ -151,7 +151,7 @@ class AlbListenerTarget(Target):
             problems.append(f"listener serves {default} instead of {arn}")
         if serial is None:
             problems.append(f"ACM certificate {arn} no longer exists")
-        elif serial != facts.get("serial"):
+        elif facts.get("serial") and serial != facts["serial"]:  # None: ACM renews it
             problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
@@ -162,15 +162,7 @@ class AlbListenerTarget(Target):
                 listener = self._listener_arn()
         except _ListenerMissing as exc:
             raise ProviderError(str(exc)) from None
-        acm_client = self._acm()
-        arn = (previous or {}).get("certificate_arn")
-        with aws_errors(f"reading ACM certificate {arn}"):
-            if arn and acm.served_serial(acm_client, arn) is None:
-                arn = None  # deleted by hand
-        # A lost ARN may have been imported by an earlier attempt that failed later:
-        # find it by its tag rather than importing a second copy.
-        arn = arn or acm.find_by_address(acm_client, material.address)
-        arn = acm.import_certificate(acm_client, material, arn)
+        arn = acm.place(self._acm(), material, (previous or {}).get("certificate_arn"))
         with aws_errors(f"updating listener {listener}"):
             default, sni = self._served(listener)
             if self.config.sni and arn not in sni:

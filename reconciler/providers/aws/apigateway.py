@@ -293,7 +293,7 @@ class ApiGatewayTarget(Target):
             problems.append(f"{self._where} serves {served} instead of {arn}")
         if serial is None:
             problems.append(f"ACM certificate {arn} no longer exists")
-        elif serial != facts.get("serial"):
+        elif facts.get("serial") and serial != facts["serial"]:  # None: ACM renews it
             problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
@@ -301,18 +301,7 @@ class ApiGatewayTarget(Target):
         # Check the domain before importing anything: a missing domain or a wrong
         # endpoint type changes nothing.
         domain = self._existing_domain()
-        acm_client = self._acm()
-        arn = (previous or {}).get("certificate_arn")
-        if arn and _arn_region(arn) != self._acm_region:
-            arn = None  # the endpoint changed: the certificate belongs in another region
-        if arn:
-            with _errors(f"reading ACM certificate {arn}"):
-                if acm.served_serial(acm_client, arn) is None:
-                    arn = None  # deleted by hand
-        if not arn:
-            # Also finds what an earlier, failed attempt imported: never import twice.
-            arn = acm.find_by_address(acm_client, material.address)
-        arn = acm.import_certificate(acm_client, material, arn)
+        arn = acm.place(self._acm(), material, (previous or {}).get("certificate_arn"))
         if referenced_arn(domain, self.config.api, self.config.endpoint) != arn:
             request = update_request(self.config, arn, domain)
             with _errors(f"updating {self._where} to use {arn}"):

@@ -241,7 +241,7 @@ class CloudFrontTarget(Target):
             problems.append(f"ACM certificate {arn} is not in {CLOUDFRONT_REGION}")
         elif serial is None:
             problems.append(f"ACM certificate {arn} no longer exists")
-        elif serial != facts.get("serial"):
+        elif facts.get("serial") and serial != facts["serial"]:  # None: ACM renews it
             problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
@@ -256,16 +256,7 @@ class CloudFrontTarget(Target):
             raise ProviderError(str(exc)) from None
         self._check_aliases(config, material)
 
-        acm_client = self._acm()
-        arn = (previous or {}).get("certificate_arn")
-        if arn and _region_of(arn) != CLOUDFRONT_REGION:
-            arn = None
-        arn = arn or acm.find_by_address(acm_client, material.address)
-        if arn:
-            with aws_errors(f"ACM describe of {arn}"):
-                if acm.served_serial(acm_client, arn) is None:
-                    arn = None  # deleted by hand: import afresh
-        arn = acm.import_certificate(acm_client, material, arn)
+        arn = acm.place(self._acm(), material, (previous or {}).get("certificate_arn"))
 
         try:
             with aws_errors(f"updating distribution {distribution}"):

@@ -1,0 +1,162 @@
+"""The ``aws-acm`` authority: ACM issues the certificate (RequestCertificate, DNS
+validation) and keeps its private key; certform writes the validation CNAMEs
+into Route 53 (or prints them), waits for ISSUED with a deadline and progress
+output, and records what ACM issued.
+
+A request that was made but not finished (crash, timeout) is made again with the
+same idempotency token, which ACM answers with the ARN it already created: a
+retry never requests twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from reconciler.durations import parse_duration
+from reconciler.errors import ProviderError
+from reconciler.providers.aws import acm
+from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.route53 import Route53Dns
+from reconciler.providers.aws.session import aws_errors, client
+
+Report = Callable[[str], None]
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class AcmIssued:
+    arn: str
+    certificate_pem: str
+    chain_pem: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint: str
+
+
+def _client(settings: dict[str, Any]) -> Any:
+    provider = AwsProviderConfig.model_validate(settings["provider"])
+    return client(provider, "acm", settings["region"])
+
+
+def idempotency_token(address: str, names: list[str], key: str) -> str:
+    """Same request, same token: ACM answers a repeated request (a retry after a
+    crash or timeout, within its one-hour window) with the ARN it already made."""
+    digest = hashlib.sha256("\n".join([address, key, *names]).encode()).hexdigest()
+    return digest[:32]
+
+
+def request_certificate(
+    spec: dict[str, Any], address: str, tags: dict[str, str], previous_arn: str | None,
+    report: Report,
+) -> AcmIssued:  # fmt: skip
+    """Request (or resume), validate and wait; raise ProviderError on failure."""
+    settings = spec["acm"]
+    acm_client = _client(settings)
+    names = list(spec["names"])
+    arn = _request(acm_client, settings, names, spec["key"], address, tags)
+    report(f"{address}: requested {arn}")
+    _validate(acm_client, settings, arn, address, report)
+    return _wait_issued(acm_client, arn, parse_duration(settings["timeout"]).total_seconds(),
+                        address, report)  # fmt: skip
+
+
+def _request(
+    acm_client: Any, settings: dict[str, Any], names: list[str], key: str, address: str,
+    tags: dict[str, str],
+) -> str:  # fmt: skip
+    all_tags = {acm.TAG_MANAGED: "certform", acm.TAG_ADDRESS: address, **tags}
+    request: dict[str, Any] = {
+        "DomainName": names[0],
+        "SubjectAlternativeNames": names,
+        "ValidationMethod": "DNS",
+        "KeyAlgorithm": acm.ACM_REQUEST_KEYS[key],
+        "IdempotencyToken": idempotency_token(address, names, key),
+        "Tags": [{"Key": k[:128], "Value": v[:256]} for k, v in all_tags.items()],
+    }
+    if not settings.get("certificate_transparency", True):
+        # ENABLED is ACM's default; only the opt-out is sent.
+        request["Options"] = {"CertificateTransparencyLoggingPreference": "DISABLED"}
+    with aws_errors(f"ACM request for {address}"):
+        response = acm_client.request_certificate(**request)
+    return str(response["CertificateArn"])
+
+
+def _validation_records(acm_client: Any, arn: str, deadline: float) -> list[tuple[str, str]]:
+    """The CNAMEs ACM asks for (they appear a few seconds after the request)."""
+    while True:
+        with aws_errors(f"ACM describe {arn}"):
+            detail = acm_client.describe_certificate(CertificateArn=arn)["Certificate"]
+        options = detail.get("DomainValidationOptions", [])
+        records = [o.get("ResourceRecord") for o in options]
+        if options and all(records):
+            return sorted({(r["Name"], r["Value"]) for r in records if r})
+        if time.monotonic() >= deadline:
+            raise ProviderError(f"ACM gave no validation records for {arn} in time")
+        time.sleep(POLL_SECONDS)
+
+
+def _validate(
+    acm_client: Any, settings: dict[str, Any], arn: str, address: str, report: Report
+) -> None:
+    records = _validation_records(acm_client, arn, time.monotonic() + 60)
+    validation = settings.get("validation", {})
+    if not validation.get("route53", True):
+        for name, value in records:
+            report(f"{address}: create DNS record  {name} CNAME {value}")
+        return
+    provider = AwsProviderConfig.model_validate(settings["provider"])
+    dns = Route53Dns(provider, validation.get("route53_zone_id"))
+    changes = [dns.upsert(name, "CNAME", [value], ttl=300) for name, value in records]
+    for change in changes:
+        dns.wait_in_sync(change, timeout=120, interval=2)
+    report(f"{address}: {len(records)} validation record(s) written to Route 53")
+
+
+def _wait_issued(acm_client: Any, arn: str, timeout: float, address: str,
+                 report: Report) -> AcmIssued:  # fmt: skip
+    started = time.monotonic()
+    last = ""
+    while True:
+        with aws_errors(f"ACM describe {arn}"):
+            detail = acm_client.describe_certificate(CertificateArn=arn)["Certificate"]
+        status = detail.get("Status", "?")
+        if status == "ISSUED":
+            return _issued(acm_client, arn)
+        if status not in ("PENDING_VALIDATION",):
+            reason = detail.get("FailureReason", "no reason given")
+            raise ProviderError(f"ACM did not issue {arn}: {status} ({reason})")
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            raise ProviderError(
+                f"ACM certificate {arn} still {status} after {timeout:.0f}s; the next apply "
+                "keeps waiting for the same request"
+            )
+        if status != last or int(waited) % 30 == 0:
+            report(f"{address}: waiting for ACM ({status}, {waited:.0f}s)")
+            last = status
+        time.sleep(POLL_SECONDS)
+
+
+def _issued(acm_client: Any, arn: str) -> AcmIssued:
+    with aws_errors(f"ACM get {arn}"):
+        response = acm_client.get_certificate(CertificateArn=arn)
+    pem = response["Certificate"]
+    certificate = x509.load_pem_x509_certificate(pem.encode())
+    return AcmIssued(
+        arn=arn,
+        certificate_pem=pem if pem.endswith("\n") else pem + "\n",
+        chain_pem=response.get("CertificateChain", ""),
+        serial=format(certificate.serial_number, "x"),
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        fingerprint=certificate.fingerprint(hashes.SHA256()).hex(),
+    )
