@@ -69,11 +69,29 @@ def import_certificate(acm: Any, material: CertificateMaterial, arn: str | None)
     if arn:
         with aws_errors(f"ACM tagging of {material.address}"):
             acm.add_tags_to_certificate(CertificateArn=new_arn, Tags=_tags(material))
+    _remember(acm, material.address, str(new_arn))
     return str(new_arn)
+
+
+# address -> ARN of the certificates certform imported, per ACM endpoint and region,
+# listed once per process: looking up N new bindings must not list N times.
+_by_address: dict[tuple[str | None, str], dict[str, str]] = {}
+
+
+def _index_key(acm: Any) -> tuple[str | None, str]:
+    return (getattr(acm.meta, "endpoint_url", None), acm.meta.region_name)
 
 
 def find_by_address(acm: Any, address: str) -> str | None:
     """The ARN of the certificate certform imported for ``address``, if any."""
+    key = _index_key(acm)
+    if key not in _by_address:
+        _by_address[key] = _list_tagged(acm)
+    return _by_address[key].get(address)
+
+
+def _list_tagged(acm: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
     with aws_errors("ACM list"):
         pages = acm.get_paginator("list_certificates").paginate(
             Includes={"keyTypes": ALL_KEY_TYPES}
@@ -82,9 +100,16 @@ def find_by_address(acm: Any, address: str) -> str | None:
             for summary in page.get("CertificateSummaryList", []):
                 arn = summary["CertificateArn"]
                 tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-                if {"Key": TAG_ADDRESS, "Value": address} in tags:
-                    return str(arn)
-    return None
+                for tag in tags:
+                    if tag["Key"] == TAG_ADDRESS:
+                        found.setdefault(tag["Value"], arn)
+    return found
+
+
+def _remember(acm: Any, address: str, arn: str) -> None:
+    index = _by_address.get(_index_key(acm))
+    if index is not None:
+        index[address] = arn
 
 
 def served_serial(acm: Any, arn: str) -> str | None:
@@ -114,5 +139,10 @@ def place(acm_client: Any, material: CertificateMaterial, previous_arn: str | No
         with aws_errors(f"reading ACM certificate {arn}"):
             if served_serial(acm_client, arn) is None:
                 arn = None  # deleted by hand
-    arn = arn or find_by_address(acm_client, material.address)
+    if arn is None:
+        arn = find_by_address(acm_client, material.address)
+        if arn:
+            with aws_errors(f"reading ACM certificate {arn}"):
+                if served_serial(acm_client, arn) is None:
+                    arn = None
     return import_certificate(acm_client, material, arn)
