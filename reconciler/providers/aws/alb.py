@@ -46,6 +46,9 @@ class AlbListenerTargetConfig(StrictModel):
     )
 
 
+_LISTENER_ARNS: dict[tuple[object, ...], str] = {}
+
+
 class _ListenerMissing(Exception):
     """The load balancer or the listener does not exist (any more)."""
 
@@ -81,8 +84,12 @@ class AlbListenerTarget(Target):
         return client(self.provider, "acm")
 
     def _listener_arn(self) -> str:
-        key = ("alb-listener", self._endpoint_key(), self.config.load_balancer, self.config.port)
-        return memo(key, self._find_listener)
+        """Listener ARNs never change: looked up once per process, not once per binding."""
+        key = (self._endpoint_key(), self.config.load_balancer, self.config.port)
+        if key not in _LISTENER_ARNS:
+            # memo: during a plan, a failure (unreachable) is also met only once
+            _LISTENER_ARNS[key] = memo(("alb-listener", *key), self._find_listener)
+        return _LISTENER_ARNS[key]
 
     def _endpoint_key(self) -> tuple[str, str | None, str | None]:
         return (self.provider.region, self.provider.endpoint_url, self.provider.profile)
