@@ -8,6 +8,7 @@ renewal does.  Certificates are tagged ``managed-by: certform`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -15,6 +16,7 @@ from cryptography import x509
 from reconciler.errors import ProviderError
 from reconciler.providers.aws.session import aws_errors
 from reconciler.providers.base import CertificateMaterial
+from reconciler.providers.batch import memo
 
 TAG_MANAGED = "managed-by"
 TAG_ADDRESS = "certform:address"
@@ -146,3 +148,20 @@ def place(acm_client: Any, material: CertificateMaterial, previous_arn: str | No
                 if served_serial(acm_client, arn) is None:
                     arn = None
     return import_certificate(acm_client, material, arn)
+
+
+def observed_serial(acm_client: Callable[[], Any], endpoint: tuple[Any, ...],
+                    arn: str | None) -> str | None:  # fmt: skip
+    """The serial at ``arn``, read once per plan however many bindings share it."""
+    if not arn:
+        return None
+    return memo(("acm-serial", endpoint, arn), lambda: served_serial(acm_client(), arn))
+
+
+def serial_drift(arn: str | None, served: str | None, facts: dict[str, Any]) -> list[str]:
+    """Drift of the certificate held at the ARN a binding deployed to."""
+    if served is None:
+        return [f"ACM certificate {arn} no longer exists"]
+    if facts.get("serial") and served != facts["serial"]:  # None: ACM renews it itself
+        return [f"ACM certificate {arn} holds serial {served}, not the deployed one"]
+    return []

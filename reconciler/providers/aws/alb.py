@@ -138,12 +138,7 @@ class AlbListenerTarget(Target):
         try:
             listener = self._listener_arn()
             default, sni = self._served(listener)
-            serial = (
-                memo(("acm-serial", self._endpoint_key(), arn),
-                     lambda: acm.served_serial(self._acm(), arn))
-                if arn
-                else None
-            )  # fmt: skip
+            serial = acm.observed_serial(self._acm, self._endpoint_key(), arn)
         except _ListenerMissing as exc:
             return Observation("missing", (str(exc),))
         except Exception as exc:
@@ -156,10 +151,7 @@ class AlbListenerTarget(Target):
             problems.append(f"{arn} is not in the SNI certificates of listener {listener}")
         if not self.config.sni and default != arn:
             problems.append(f"listener serves {default} instead of {arn}")
-        if serial is None:
-            problems.append(f"ACM certificate {arn} no longer exists")
-        elif facts.get("serial") and serial != facts["serial"]:  # None: ACM renews it
-            problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
+        problems += acm.serial_drift(arn, serial, facts)
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:

@@ -44,7 +44,6 @@ from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import aws_errors, client, error_code, is_unreachable
 from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
-from reconciler.providers.batch import memo
 
 EDGE_REGION = "us-east-1"
 """Edge-optimized domains are served by CloudFront, which reads ACM in us-east-1 only."""
@@ -272,12 +271,7 @@ class ApiGatewayTarget(Target):
         arn = facts.get("certificate_arn")
         try:
             domain = self._domain()
-            serial = (
-                memo(("acm-serial", self._endpoint_key(), arn),
-                     lambda: acm.served_serial(self._acm(), arn))
-                if arn
-                else None
-            )  # fmt: skip
+            serial = acm.observed_serial(self._acm, self._endpoint_key(), arn)
         except _DomainMissing as exc:
             return Observation("missing", (str(exc),))
         except Exception as exc:
@@ -291,10 +285,7 @@ class ApiGatewayTarget(Target):
         served = referenced_arn(domain, self.config.api, self.config.endpoint)
         if served != arn:
             problems.append(f"{self._where} serves {served} instead of {arn}")
-        if serial is None:
-            problems.append(f"ACM certificate {arn} no longer exists")
-        elif facts.get("serial") and serial != facts["serial"]:  # None: ACM renews it
-            problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
+        problems += acm.serial_drift(arn, serial, facts)
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:

@@ -221,12 +221,8 @@ class CloudFrontTarget(Target):
                 ("cloudfront-config", self._endpoint_key(), distribution),
                 self._distribution_config,
             )
-            serial = (
-                memo(("acm-serial", self._endpoint_key(), arn),
-                     lambda: acm.served_serial(self._acm(), arn))
-                if arn and _region_of(arn) == CLOUDFRONT_REGION
-                else None
-            )  # fmt: skip
+            in_region = arn if arn and _region_of(arn) == CLOUDFRONT_REGION else None
+            serial = acm.observed_serial(self._acm, self._endpoint_key(), in_region)
         except _DistributionMissing as exc:
             return Observation("missing", (str(exc),))
         except Exception as exc:
@@ -239,10 +235,8 @@ class CloudFrontTarget(Target):
         problems = self._differences(config.get("ViewerCertificate") or {}, arn)
         if arn and _region_of(arn) != CLOUDFRONT_REGION:
             problems.append(f"ACM certificate {arn} is not in {CLOUDFRONT_REGION}")
-        elif serial is None:
-            problems.append(f"ACM certificate {arn} no longer exists")
-        elif facts.get("serial") and serial != facts["serial"]:  # None: ACM renews it
-            problems.append(f"ACM certificate {arn} holds serial {serial}, not the deployed one")
+        else:
+            problems += acm.serial_drift(arn, serial, facts)
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
