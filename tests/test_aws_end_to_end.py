@@ -79,3 +79,38 @@ def test_one_certificate_in_two_regions_renewed_in_place(workspace: Workspace, a
     ws.ok("apply", "--auto-approve")
     assert aws.listener_certificates(listener)[0] == web_eu
     assert ws.run("plan", "--detailed-exitcode").code == 0
+
+
+def test_destroy_deletes_detached_acm_copies_and_keeps_used_ones(
+    workspace: Workspace, aws: AwsLab
+) -> None:
+    """moto never records SNI use in InUseBy: certform's own reference check decides."""
+    ws = workspace
+    listener, _ = aws.https_load_balancer()
+    distribution = create_distribution(aws)
+    ws.write(config(aws, distribution))
+    ws.ok("apply", "--auto-approve")
+    (api_eu,) = acm_copies(aws, "eu-west-1", "certificate.api")
+    (web_eu,) = acm_copies(aws, "eu-west-1", "certificate.web")
+
+    without_api = config(aws, distribution).replace(
+        "  - certificate: api\n    target: {type: aws-alb-listener, provider: aws, "
+        "load_balancer: prod-alb, sni: true}\n",
+        "",
+    )
+    without_api = without_api.replace(PKI.split("  api:\n")[1], "").replace("  api:\n", "")
+    ws.write(without_api)
+    result = ws.run("apply", "--auto-approve")
+    assert result.code == 0, result.text
+    assert f"deleted ACM certificate {api_eu}" in result.out
+    assert acm_copies(aws, "eu-west-1", "certificate.api") == []
+    assert aws.listener_certificates(listener) == (web_eu, set())
+
+    # web's copies stay with their listener default and distribution: never deleted.
+    only_pki = without_api.split("  web:\n")[0] + "providers:\n" + aws.provider_yaml()
+    ws.write(only_pki)
+    result = ws.run("apply", "--auto-approve")
+    assert result.code == 0, result.text
+    assert "deleted ACM certificate" not in result.out
+    assert acm_copies(aws, "eu-west-1", "certificate.web") == [web_eu]
+    assert aws.listener_certificates(listener)[0] == web_eu

@@ -102,6 +102,7 @@ class Applier:
         self._authorities: dict[str, SigningAuthority] = {}
         self._entry: int | None = None
         self._fresh: dict[str, CertificateMaterial] = {}
+        self._retirable: dict[str, list[tuple[dict, dict]]] = {}
 
     def run(self) -> ApplyResult:
         if self.recorded.interrupted:
@@ -329,7 +330,33 @@ class Applier:
         with self.store.transaction(entry) as writer:
             writer.destroy("certificate", change.name)
             self._audit(writer, change)
+        self._retire_copies(change)
         return ""
+
+    def _retire_copies(self, change: Change) -> None:
+        """Delete copies targets made (ACM imports) once every binding is gone; a
+        failure here is reported, the destroy itself is already recorded."""
+        retirable = self._retirable.pop(change.name, [])
+        detached = {id(facts) for _, facts in retirable}
+        # A copy another binding still uses (say, a listener's default certificate,
+        # which stays on unbind) is never deleted, whatever AWS's InUseBy says.
+        seen = {
+            str(b.facts.get("certificate_arn"))
+            for b in self.recorded.bindings.values()
+            if b.certificate == change.name and id(b.facts) not in detached
+        }
+        for settings, facts in retirable:
+            key = str(facts.get("certificate_arn") or facts)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                note = target_from_settings(settings, self.root).retire(facts)
+            except CertformError as exc:
+                note = f"could not clean up after {change.address}: {exc}"
+            if note:
+                self.report(f"{change.address}: {note}")
+                self.store.audit(self.actor, "apply", change.address, "retire", "ok", note)
 
     # -- bindings -----------------------------------------------------------------
     def _binding_bind(self, change: Change) -> str:
@@ -365,8 +392,12 @@ class Applier:
         target = target_from_settings(change.before["target"], self.root)
         entry = self._journal(change)
         fault_point(change.address, "journaled")
-        target.remove(record.facts if record else {})
+        detached = target.remove(record.facts if record else {})
         fault_point(change.address, "acted")
+        if detached and record is not None:
+            self._retirable.setdefault(record.certificate, []).append(
+                (change.before["target"], record.facts)
+            )
         with self.store.transaction(entry) as writer:
             writer.delete_binding(change.address)
             self._audit(writer, change)

@@ -15,7 +15,11 @@ directory.  The engine calls, in this order and nothing else:
   place (e.g. re-import into the same ACM ARN).  Idempotent: deploying the same
   material twice leaves the same result.  Raises ProviderError on failure.
 * ``remove(facts)`` — take the deployment away.  Idempotent: removing what is
-  already gone succeeds.
+  already gone succeeds.  Returns True when the target no longer uses what
+  deploy put in place (False when, e.g., a listener must keep its certificate).
+* ``retire(facts)`` — after the certificate itself is destroyed, for bindings
+  whose ``remove`` returned True: delete copies deploy made (an ACM import)
+  when nothing uses them any more.  Returns a note for the output.
 
 Targets never see other certificates, the state store or the plan.
 """
@@ -102,8 +106,13 @@ class Target(ABC):
         """Deploy ``material`` atomically and return facts to record; raise ProviderError."""
 
     @abstractmethod
-    def remove(self, facts: Facts) -> None:
-        """Remove the deployment described by ``facts``; succeed if already gone."""
+    def remove(self, facts: Facts) -> bool:
+        """Remove the deployment described by ``facts``; succeed if already gone.
+        True when nothing deploy put in place is used by this target any more."""
+
+    def retire(self, facts: Facts) -> str | None:
+        """Delete what deploy created besides the deployment itself, if unused."""
+        return None
 
     def compatibility_error(self, key_algorithm: str) -> str | None:
         """Why this target cannot serve a certificate with ``key_algorithm`` (None: it can).

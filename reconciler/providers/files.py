@@ -131,13 +131,14 @@ class FilesTarget(Target):
         self._run_post_deploy(material)
         return {"directory": str(directory), "files": files}
 
-    def remove(self, facts: Facts) -> None:
+    def remove(self, facts: Facts) -> bool:
         directory = self.directory
         for name in facts.get("files", {}):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
         with contextlib.suppress(OSError):
             directory.rmdir()
+        return True
 
     def _run_post_deploy(self, material: CertificateMaterial) -> None:
         argv = self.config.post_deploy

@@ -14,7 +14,7 @@ from typing import Any
 from cryptography import x509
 
 from reconciler.errors import ProviderError
-from reconciler.providers.aws.session import aws_errors
+from reconciler.providers.aws.session import aws_errors, describe_error
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.batch import memo
 
@@ -165,3 +165,29 @@ def serial_drift(arn: str | None, served: str | None, facts: dict[str, Any]) -> 
     if facts.get("serial") and served != facts["serial"]:  # None: ACM renews it itself
         return [f"ACM certificate {arn} holds serial {served}, not the deployed one"]
     return []
+
+
+def retire(acm_client: Any, arn: str) -> str | None:
+    """Delete ``arn`` unless AWS reports it in use; say what happened."""
+    from botocore.exceptions import ClientError
+
+    try:
+        with aws_errors(f"ACM describe {arn}"):
+            detail = acm_client.describe_certificate(CertificateArn=arn)["Certificate"]
+    except ProviderError as exc:
+        if "ResourceNotFoundException" in str(exc):
+            return None
+        raise
+    in_use = detail.get("InUseBy") or []
+    if in_use:
+        return f"kept ACM certificate {arn}: still in use by {', '.join(in_use)}"
+    try:
+        acm_client.delete_certificate(CertificateArn=arn)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceInUseException":
+            return f"kept ACM certificate {arn}: AWS reports it in use"
+        raise ProviderError(f"ACM delete {arn}: {describe_error(exc)}") from None
+    for index in _by_address.values():
+        for address in [a for a, known in index.items() if known == arn]:
+            del index[address]
+    return f"deleted ACM certificate {arn}"

@@ -179,18 +179,24 @@ class AlbListenerTarget(Target):
             "serial": material.serial,
         }
 
-    def remove(self, facts: Facts) -> None:
+    def remove(self, facts: Facts) -> bool:
         """Take an SNI certificate off the listener.  A listener's default
         certificate cannot be removed (HTTPS listeners need one): it stays until
         another binding replaces it."""
         arn = facts.get("certificate_arn")
         if not self.config.sni or not arn:
-            return
+            return False
         try:
-            listener = self._listener_arn()
+            with aws_errors(f"reading listener {self.config.load_balancer}:{self.config.port}"):
+                listener = self._listener_arn()
         except _ListenerMissing:
-            return
+            return True
         with aws_errors(f"removing {arn} from listener {listener}"):
             self._elb().remove_listener_certificates(
                 ListenerArn=listener, Certificates=[{"CertificateArn": arn}]
             )
+        return True
+
+    def retire(self, facts: Facts) -> str | None:
+        arn = facts.get("certificate_arn")
+        return acm.retire(self._acm(), arn) if arn else None

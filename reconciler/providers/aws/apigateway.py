@@ -318,9 +318,10 @@ class ApiGatewayTarget(Target):
             raise ProviderError(mismatch)
         return domain
 
-    def remove(self, facts: Facts) -> None:
+    def remove(self, facts: Facts) -> bool:
         """Leave the domain as it is.
 
         A custom domain cannot exist without a certificate, so the last one
         deployed stays (and its ACM certificate with it, as the domain references
         it) until another binding, or the domain's owner, replaces it."""
+        return False

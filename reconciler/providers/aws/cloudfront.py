@@ -264,7 +264,7 @@ class CloudFrontTarget(Target):
             "serial": material.serial,
         }
 
-    def remove(self, facts: Facts) -> None:
+    def remove(self, facts: Facts) -> bool:
         """Leave the distribution and its certificate as they are.
 
         A distribution with aliases cannot do without a certificate that covers
@@ -275,4 +275,4 @@ class CloudFrontTarget(Target):
         unbindings, so another binding (the same certificate under a renamed
         provider, say) may have pointed this distribution at the very same ARN a
         moment ago."""
-        return None
+        return False
