@@ -260,6 +260,46 @@ def show(
 
 
 @app.command()
+def check(
+    config: ConfigOption = DEFAULT_CONFIG,
+    within: Annotated[
+        str, typer.Option("--within", help="Report what expires within this duration.")
+    ] = "30d",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+) -> None:
+    """For scheduled jobs: expiring certificates and ACM renewal health.
+    Exit 0 all well, 1 error, 2 something needs attention."""
+    from reconciler.durations import parse_duration
+    from reconciler.engine.check import acm_findings, expiry_findings
+
+    try:
+        window = parse_duration(within)
+    except ValueError as exc:
+        _fail(str(exc))
+    validated = _load(config, var, var_file)
+    store = open_store(validated.config.state, validated.root, validated.config.providers)
+    recorded = _read_state(store, lock_timeout, "check")
+    findings = expiry_findings(recorded, datetime.now(UTC), window)
+    if any(r.external_id for r in recorded.certificates.values()):
+        from reconciler.providers.aws.acm import describe_for_check
+
+        findings += acm_findings(recorded, describe_for_check)
+    problems = [f for f in findings if f.severity == "problem"]
+    if json_output:
+        typer.echo(json.dumps({"findings": [f.to_json() for f in findings]}, indent=2))
+    else:
+        for finding in findings:
+            typer.echo(f"{finding.severity.upper():8} {finding.address}: {finding.message}")
+        checked = len(recorded.certificates) + len(recorded.authorities)
+        typer.echo(f"Checked {checked} resources: {len(problems)} need attention.")
+    if problems:
+        raise typer.Exit(2)
+
+
+@app.command()
 def schema(
     out: Annotated[
         Path, typer.Option("--out", help="Where to write the JSON Schema ('-' for stdout).")

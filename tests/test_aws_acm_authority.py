@@ -110,3 +110,26 @@ def test_acm_certificates_only_go_to_aws_targets_in_their_region(
     result = ws.run("validate")
     assert result.code == 1
     assert "certificates.site.key: ACM issues" in result.err
+
+
+def test_check_watches_acm_certificates(workspace: Workspace, aws: AwsLab) -> None:
+    ws = workspace
+    aws.client("route53").create_hosted_zone(Name="example.test", CallerReference="z")
+    aws.https_load_balancer()
+    ws.write(config(aws))
+    assert ws.run("apply", "--auto-approve", timeout=180).code == 0
+    assert ws.run("check").code == 0
+    with sqlite3.connect(ws.state_db) as db:
+        (arn,) = db.execute("SELECT external_id FROM certificates WHERE name = 'site'").fetchone()
+    listener = aws.client("elbv2").describe_listeners(
+        LoadBalancerArn=aws.client("elbv2").describe_load_balancers(Names=["prod-alb"])[
+            "LoadBalancers"
+        ][0]["LoadBalancerArn"]
+    )["Listeners"][0]["ListenerArn"]
+    aws.client("elbv2").modify_listener(
+        ListenerArn=listener, Certificates=[{"CertificateArn": aws.placeholder_certificate()}]
+    )
+    aws.client("acm").delete_certificate(CertificateArn=arn)
+    result = ws.run("check")
+    assert result.code == 2
+    assert "certificate.site: the ACM certificate no longer exists" in result.out

@@ -348,3 +348,18 @@ def test_state_path_and_master_key_file_from_config(workspace: Workspace) -> Non
     key_file.unlink()
     missing = ws.run("plan")
     assert missing.code == 1 and "secrets/master.key" in missing.err
+
+
+def test_check_reports_expiry_within_window(workspace: Workspace) -> None:
+    ws = workspace
+    ws.ok("apply", "--auto-approve")
+    calm = ws.run("check")
+    assert calm.code == 0, calm.text
+    assert "Checked 4 resources: 0 need attention." in calm.out
+    soon = ws.run("check", "--within", "100d")
+    assert soon.code == 2
+    assert "certificate.web: expires" in soon.out and "certificate.api: expires" in soon.out
+    assert "authority.root" not in soon.out
+    data = json.loads(ws.run("check", "--within", "100d", "--json").out)
+    assert {f["address"] for f in data["findings"]} == {"certificate.web", "certificate.api"}
+    assert ws.run("check", "--within", "soon").code == 1

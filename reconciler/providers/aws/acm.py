@@ -191,3 +191,20 @@ def retire(acm_client: Any, arn: str) -> str | None:
         for address in [a for a, known in index.items() if known == arn]:
             del index[address]
     return f"deleted ACM certificate {arn}"
+
+
+def describe_for_check(settings: dict[str, Any], arn: str) -> dict[str, Any]:
+    """DescribeCertificate for ``certform check`` (``{"missing": True}`` when gone)."""
+    from botocore.exceptions import ClientError
+
+    from reconciler.providers.aws.config import AwsProviderConfig
+    from reconciler.providers.aws.session import client
+
+    provider = AwsProviderConfig.model_validate(settings["provider"])
+    acm_client = client(provider, "acm", settings.get("region") or arn.split(":")[3])
+    try:
+        return dict(acm_client.describe_certificate(CertificateArn=arn)["Certificate"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return {"missing": True}
+        raise ProviderError(f"ACM describe {arn}: {describe_error(exc)}") from None
