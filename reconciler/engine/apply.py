@@ -30,6 +30,7 @@ from reconciler.pki.keys import (
     private_key_to_pem,
 )
 from reconciler.plan.model import KEY_STORE_ADDRESS, Change, Plan
+from reconciler.providers.aws.acm import validity_stamp
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.private_ca import (
@@ -266,6 +267,7 @@ class Applier:
             name=change.name,
             serial=issued.serial,
             not_after=record.not_after,
+            not_before=record.not_before,
             certificate_pem=issued.certificate_pem,
             chain_pem=issued.chain_pem,
             root_pem=issued.root_pem,
@@ -370,6 +372,8 @@ class Applier:
         facts = target.deploy(material, previous.facts if previous else None)
         if material.acm_arn:
             facts["serial"] = None  # ACM renews in place: its serial is not ours to pin
+        elif "certificate_arn" in facts and material.not_before is not None:
+            facts["validity"] = validity_stamp(material.not_before, material.not_after)
         fault_point(change.address, "acted")
         record = BindingRecord(
             address=change.address,
@@ -419,6 +423,7 @@ class Applier:
             name=name,
             serial=format(certificate.serial_number, "x"),
             not_after=certificate.not_valid_after_utc,
+            not_before=certificate.not_valid_before_utc,
             certificate_pem=material.certificate_pem,
             chain_pem=material.chain_pem,
             root_pem=material.root_pem,

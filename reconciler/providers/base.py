@@ -56,6 +56,7 @@ class CertificateMaterial:
     tags: dict[str, str] = field(default_factory=dict)
     acm_arn: str | None = None
     """Set for certificates ACM issued: the key stays in ACM, targets use this ARN."""
+    not_before: datetime | None = None
 
     @property
     def fullchain_pem(self) -> str:

@@ -9,6 +9,7 @@ renewal does.  Certificates are tagged ``managed-by: certform`` and
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -150,19 +151,66 @@ def place(acm_client: Any, material: CertificateMaterial, previous_arn: str | No
     return import_certificate(acm_client, material, arn)
 
 
-def observed_serial(acm_client: Callable[[], Any], endpoint: tuple[Any, ...],
-                    arn: str | None) -> str | None:  # fmt: skip
-    """The serial at ``arn``, read once per plan however many bindings share it."""
+def validity_stamp(not_before: datetime, not_after: datetime) -> list[str]:
+    """How a copy is recognised in ListCertificates: its validity window, to the second."""
+    return [_stamp(not_before), _stamp(not_after)]
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def _list_validity(acm_client: Any) -> dict[str, list[str] | None]:
+    """arn -> validity window of every certificate in the region, in a few paged calls."""
+    found: dict[str, list[str] | None] = {}
+    with aws_errors("ACM list"):
+        pages = acm_client.get_paginator("list_certificates").paginate(
+            Includes={"keyTypes": ALL_KEY_TYPES}
+        )
+        for page in pages:
+            for summary in page.get("CertificateSummaryList", []):
+                before, after = summary.get("NotBefore"), summary.get("NotAfter")
+                window = validity_stamp(before, after) if before and after else None
+                found[summary["CertificateArn"]] = window
+    return found
+
+
+def copy_drift(acm_client: Callable[[], Any], endpoint: tuple[Any, ...], arn: str | None,
+               facts: dict[str, Any]) -> list[str]:  # fmt: skip
+    """Drift of the ACM copy a binding deployed to: gone, or holding another certificate.
+
+    During a plan the region is listed once (ListCertificates carries each
+    certificate's validity window); GetCertificate is only the fallback for
+    bindings recorded without a window."""
     if not arn:
-        return None
-    return memo(("acm-serial", endpoint, arn), lambda: served_serial(acm_client(), arn))
-
-
-def serial_drift(arn: str | None, served: str | None, facts: dict[str, Any]) -> list[str]:
-    """Drift of the certificate held at the ARN a binding deployed to."""
+        return [f"ACM certificate {arn} no longer exists"]
+    region_client = acm_client()  # clients are cached: keyed by where they really point
+    listing = memo(
+        (
+            "acm-validity",
+            *endpoint,
+            region_client.meta.region_name,
+            region_client.meta.endpoint_url,
+        ),
+        lambda: _list_validity(region_client),
+    )
+    if arn not in listing:
+        return [f"ACM certificate {arn} no longer exists"]
+    expected = facts.get("validity")
+    window = listing[arn]
+    if expected and window is not None:
+        if window != expected:
+            return [
+                f"ACM certificate {arn} holds another certificate "
+                f"(valid {window[0]} to {window[1]}), not the deployed one"
+            ]
+        return []
+    if not facts.get("serial"):  # None: ACM issued and renews it itself
+        return []
+    served = memo(("acm-serial", endpoint, arn), lambda: served_serial(acm_client(), arn))
     if served is None:
         return [f"ACM certificate {arn} no longer exists"]
-    if facts.get("serial") and served != facts["serial"]:  # None: ACM renews it itself
+    if served != facts["serial"]:
         return [f"ACM certificate {arn} holds serial {served}, not the deployed one"]
     return []
 

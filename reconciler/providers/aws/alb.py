@@ -138,7 +138,7 @@ class AlbListenerTarget(Target):
         try:
             listener = self._listener_arn()
             default, sni = self._served(listener)
-            serial = acm.observed_serial(self._acm, self._endpoint_key(), arn)
+            copy_problems = acm.copy_drift(self._acm, self._endpoint_key(), arn, facts)
         except _ListenerMissing as exc:
             return Observation("missing", (str(exc),))
         except Exception as exc:
@@ -151,7 +151,7 @@ class AlbListenerTarget(Target):
             problems.append(f"{arn} is not in the SNI certificates of listener {listener}")
         if not self.config.sni and default != arn:
             problems.append(f"listener serves {default} instead of {arn}")
-        problems += acm.serial_drift(arn, serial, facts)
+        problems += copy_problems
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:

@@ -271,7 +271,7 @@ class ApiGatewayTarget(Target):
         arn = facts.get("certificate_arn")
         try:
             domain = self._domain()
-            serial = acm.observed_serial(self._acm, self._endpoint_key(), arn)
+            copy_problems = acm.copy_drift(self._acm, self._endpoint_key(), arn, facts)
         except _DomainMissing as exc:
             return Observation("missing", (str(exc),))
         except Exception as exc:
@@ -285,7 +285,7 @@ class ApiGatewayTarget(Target):
         served = referenced_arn(domain, self.config.api, self.config.endpoint)
         if served != arn:
             problems.append(f"{self._where} serves {served} instead of {arn}")
-        problems += acm.serial_drift(arn, serial, facts)
+        problems += copy_problems
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:

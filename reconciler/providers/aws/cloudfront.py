@@ -222,7 +222,7 @@ class CloudFrontTarget(Target):
                 self._distribution_config,
             )
             in_region = arn if arn and _region_of(arn) == CLOUDFRONT_REGION else None
-            serial = acm.observed_serial(self._acm, self._endpoint_key(), in_region)
+            copy_problems = acm.copy_drift(self._acm, self._endpoint_key(), in_region, facts)
         except _DistributionMissing as exc:
             return Observation("missing", (str(exc),))
         except Exception as exc:
@@ -236,7 +236,7 @@ class CloudFrontTarget(Target):
         if arn and _region_of(arn) != CLOUDFRONT_REGION:
             problems.append(f"ACM certificate {arn} is not in {CLOUDFRONT_REGION}")
         else:
-            problems += acm.serial_drift(arn, serial, facts)
+            problems += copy_problems
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
