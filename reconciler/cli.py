@@ -263,8 +263,17 @@ def show(
 def check(
     config: ConfigOption = DEFAULT_CONFIG,
     within: Annotated[
-        str, typer.Option("--within", help="Report what expires within this duration.")
-    ] = "30d",
+        str | None,
+        typer.Option(
+            "--within",
+            help="Report what expires within this duration (default: what is past its "
+            "own renewal time).",
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Check as if the clock said this (ISO-8601 or +61d)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     var: VarOption = None,
     var_file: VarFileOption = None,
@@ -276,13 +285,18 @@ def check(
     from reconciler.engine.check import acm_findings, expiry_findings
 
     try:
-        window = parse_duration(within)
+        window = parse_duration(within) if within else None
+        now = parse_at(at, datetime.now(UTC)) if at else datetime.now(UTC)
     except ValueError as exc:
         _fail(str(exc))
     validated = _load(config, var, var_file)
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     recorded = _read_state(store, lock_timeout, "check")
-    findings = expiry_findings(recorded, datetime.now(UTC), window)
+    desired = validated.desired
+    renew_before = {c.address: c.renew_before for c in desired.certificates} | {
+        a.address: a.renew_before for a in desired.authorities
+    }
+    findings = expiry_findings(recorded, now, window, renew_before)
     if any(r.external_id for r in recorded.certificates.values()):
         from reconciler.providers.aws.acm import describe_for_check
 

@@ -363,3 +363,8 @@ def test_check_reports_expiry_within_window(workspace: Workspace) -> None:
     data = json.loads(ws.run("check", "--within", "100d", "--json").out)
     assert {f["address"] for f in data["findings"]} == {"certificate.web", "certificate.api"}
     assert ws.run("check", "--within", "soon").code == 1
+    overdue = ws.run("check", "--at", "+61d")
+    assert overdue.code == 2
+    assert "certificate.web: renewal overdue: expires" in overdue.out
+    assert "inside renew_before 30d" in overdue.out
+    assert ws.run("check", "--at", "+59d").code == 0

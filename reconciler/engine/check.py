@@ -8,11 +8,12 @@ Read-only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.policy.renewal import describe_window, renewal_time
 from reconciler.state.records import RecordedState
 
 
@@ -29,24 +30,37 @@ class Finding:
 AcmReader = Callable[[dict[str, Any], str], dict[str, Any]]
 
 
-def expiry_findings(recorded: RecordedState, now: datetime, within: timedelta) -> list[Finding]:
-    """Pure: everything recorded that expires before ``now + within``."""
+def expiry_findings(
+    recorded: RecordedState,
+    now: datetime,
+    within: timedelta | None,
+    renew_before: Mapping[str, str | None] | None = None,
+) -> list[Finding]:
+    """Pure: everything expired; then, with ``within``, what expires before
+    ``now + within``; without it, what is past its own renewal time (renewal
+    overdue: apply has not run, or failed).  ACM renews its own certificates."""
     findings = []
     records = [*recorded.authorities.values(), *recorded.certificates.values()]
+    windows = renew_before or {}
     for record in records:
         left = record.not_after - now
         if left <= timedelta(0):
-            findings.append(
-                Finding(record.address, "problem", f"expired on {record.not_after:%Y-%m-%d}")
+            message = f"expired on {record.not_after:%Y-%m-%d}"
+        elif within is not None:
+            if left > within:
+                continue
+            message = f"expires {record.not_after:%Y-%m-%d} ({left.days} days left)"
+        else:
+            if getattr(record, "external_id", None) or record.address not in windows:
+                continue
+            window = windows[record.address]
+            if now < renewal_time(record.not_before, record.not_after, window):
+                continue
+            message = (
+                f"renewal overdue: expires {record.not_after:%Y-%m-%d}, "
+                f"{describe_window(window)} ({left.days} days left)"
             )
-        elif left <= within:
-            findings.append(
-                Finding(
-                    record.address,
-                    "problem",
-                    f"expires {record.not_after:%Y-%m-%d} ({left.days} days left)",
-                )
-            )
+        findings.append(Finding(record.address, "problem", message))
     return findings
 
 
