@@ -56,7 +56,15 @@ from typing import Any
 
 # Shared with the files benchmark next to this script (``python bench/aws.py`` puts
 # bench/ on sys.path): child runs with peak RSS, the console script, cProfile tables.
-from plan_apply import ChildRun, certform_command, cli_plan, profile, require, run_child
+from plan_apply import (
+    PKI_HEADER,
+    ChildRun,
+    certform_command,
+    cli_plan,
+    profile,
+    require,
+    run_child,
+)
 
 MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
 REGION = "eu-west-1"
@@ -340,24 +348,7 @@ def listener_count(n: int) -> int:
 
 
 def write_config(directory: Path, n: int, endpoint_url: str, c0_renew_before: str = "30d") -> Path:
-    lines = [
-        "authorities:",
-        "  root:",
-        "    type: private-root",
-        "    subject: {common_name: Bench Root CA, organization: Bench}",
-        "    key: ec-p384",
-        "    validity: 3650d",
-        "  issuing:",
-        "    type: private-subordinate",
-        "    parent: root",
-        "    subject: {common_name: Bench Issuing CA, organization: Bench}",
-        "    key: ec-p384",
-        "    validity: 1825d",
-        "    path_length: 0",
-        "    name_constraints: {permitted: [bench.test]}",
-        "",
-        "certificates:",
-    ]
+    lines = list(PKI_HEADER)
     for i in range(n):
         lines += [
             f"  c{i}:",

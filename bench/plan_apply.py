@@ -53,26 +53,30 @@ SUMMARY_RE = re.compile(r"^Plan: (.*)\.", re.MULTILINE)
 
 
 # -- config ------------------------------------------------------------------------------
+PKI_HEADER = (
+    "authorities:",
+    "  root:",
+    "    type: private-root",
+    "    subject: {common_name: Bench Root CA, organization: Bench}",
+    "    key: ec-p384",
+    "    validity: 3650d",
+    "  issuing:",
+    "    type: private-subordinate",
+    "    parent: root",
+    "    subject: {common_name: Bench Issuing CA, organization: Bench}",
+    "    key: ec-p384",
+    "    validity: 1825d",
+    "    path_length: 0",
+    "    name_constraints: {permitted: [bench.test]}",
+    "",
+    "certificates:",
+)
+"""The CA hierarchy every benchmark config starts with (bench/aws.py too)."""
+
+
 def write_config(directory: Path, n: int, changed: int | None = None) -> Path:
     """Write ``certform.yaml`` for ``n`` certificates; ``changed`` gets an extra name."""
-    lines = [
-        "authorities:",
-        "  root:",
-        "    type: private-root",
-        "    subject: {common_name: Bench Root CA, organization: Bench}",
-        "    key: ec-p384",
-        "    validity: 3650d",
-        "  issuing:",
-        "    type: private-subordinate",
-        "    parent: root",
-        "    subject: {common_name: Bench Issuing CA, organization: Bench}",
-        "    key: ec-p384",
-        "    validity: 1825d",
-        "    path_length: 0",
-        "    name_constraints: {permitted: [bench.test]}",
-        "",
-        "certificates:",
-    ]
+    lines = list(PKI_HEADER)
     for i in range(n):
         names = f"c{i}.bench.test"
         if i == changed:
