@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.engine.faults import fault_point
-from reconciler.errors import CertformError, PlanError
+from reconciler.errors import CertformError, PlanError, StateError
 from reconciler.pki.builder import certificate_from_pem
 from reconciler.pki.keys import (
     generate_private_key,
@@ -262,18 +262,7 @@ class Applier:
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, _material(issued), key_der)
             self._audit(writer, change, f"serial {issued.serial}")
-        self._fresh[change.name] = CertificateMaterial(
-            address=change.address,
-            name=change.name,
-            serial=issued.serial,
-            not_after=record.not_after,
-            not_before=record.not_before,
-            certificate_pem=issued.certificate_pem,
-            chain_pem=issued.chain_pem,
-            root_pem=issued.root_pem,
-            private_key_pem=private_key_to_pem(key),
-            tags=dict(after.get("tags") or {}),
-        )
+        self._fresh[change.name] = _deployable(record, _material(issued), private_key_to_pem(key))
         return f" (serial {issued.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
 
     _certificate_renew = _certificate_issue
@@ -309,23 +298,8 @@ class Applier:
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, material, None)
             self._audit(writer, change, f"{issued.arn} serial {issued.serial}")
-        self._fresh[change.name] = self._acm_material(record, material)
+        self._fresh[change.name] = _deployable(record, material, b"")
         return f" ({issued.arn}, expires {issued.not_after:%Y-%m-%d})"
-
-    @staticmethod
-    def _acm_material(record: CertificateRecord, material: IssuedMaterial) -> CertificateMaterial:
-        return CertificateMaterial(
-            address=record.address,
-            name=record.name,
-            serial=record.serial,
-            not_after=record.not_after,
-            certificate_pem=material.certificate_pem,
-            chain_pem=material.chain_pem,
-            root_pem=material.root_pem,
-            private_key_pem=b"",
-            tags=dict(record.tags),
-            acm_arn=record.external_id,
-        )
 
     def _certificate_destroy(self, change: Change) -> str:
         entry = self._journal(change)
@@ -412,24 +386,14 @@ class Applier:
         fresh = self._fresh.get(name)
         if fresh is not None:
             return fresh
-        material = self.store.material("certificate", name)
         record = self.recorded.certificates.get(name)
-        if record is not None and record.external_id:
-            return self._acm_material(record, material)
-        certificate = certificate_from_pem(material.certificate_pem)
+        if record is None:
+            raise StateError(f"certificate.{name} is not in the state")
+        material = self.store.material("certificate", name)
+        if record.external_id:  # ACM issued it and keeps the key
+            return _deployable(record, material, b"")
         key = private_key_from_der(self.store.private_key("certificate", name))
-        return CertificateMaterial(
-            address=f"certificate.{name}",
-            name=name,
-            serial=format(certificate.serial_number, "x"),
-            not_after=certificate.not_valid_after_utc,
-            not_before=certificate.not_valid_before_utc,
-            certificate_pem=material.certificate_pem,
-            chain_pem=material.chain_pem,
-            root_pem=material.root_pem,
-            private_key_pem=private_key_to_pem(key),
-            tags=dict(record.tags) if record else {},
-        )
+        return _deployable(record, material, private_key_to_pem(key))
 
     # -- remembered settings ------------------------------------------------------
     def _apply_state_updates(self) -> None:
@@ -461,6 +425,26 @@ class Applier:
 def _spec(after: dict | None, drop: tuple[str, ...]) -> dict:
     assert after is not None
     return {k: v for k, v in after.items() if k not in drop}
+
+
+def _deployable(
+    record: CertificateRecord, material: IssuedMaterial, key_pem: bytes
+) -> CertificateMaterial:
+    """What a target deploys: the recorded certificate, its PEMs and its key (empty
+    when ACM keeps the key, in which case targets use ``acm_arn``)."""
+    return CertificateMaterial(
+        address=record.address,
+        name=record.name,
+        serial=record.serial,
+        not_after=record.not_after,
+        not_before=record.not_before,
+        certificate_pem=material.certificate_pem,
+        chain_pem=material.chain_pem,
+        root_pem=material.root_pem,
+        private_key_pem=key_pem,
+        tags=dict(record.tags),
+        acm_arn=record.external_id,
+    )
 
 
 def _material(issued: Issued) -> IssuedMaterial:
