@@ -279,10 +279,11 @@ def check(
     var_file: VarFileOption = None,
     lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
-    """For scheduled jobs: expiring certificates and ACM renewal health.
-    Exit 0 all well, 1 error, 2 something needs attention."""
+    """For scheduled jobs: expiring certificates, ACM renewal health, and what TLS
+    endpoints really serve. Exit 0 all well, 1 error, 2 something needs attention."""
     from reconciler.durations import parse_duration
-    from reconciler.engine.check import acm_findings, expiry_findings
+    from reconciler.engine.check import acm_findings, endpoint_findings, expiry_findings
+    from reconciler.engine.watches import endpoint_watches
 
     try:
         window = parse_duration(within) if within else None
@@ -301,13 +302,15 @@ def check(
         from reconciler.providers.aws.acm import describe_for_check
 
         findings += acm_findings(recorded, describe_for_check)
+    watches = endpoint_watches(desired, recorded, store, validated.config.endpoints, validated.root)
+    findings += endpoint_findings(watches, now, window)
     problems = [f for f in findings if f.severity == "problem"]
     if json_output:
         typer.echo(json.dumps({"findings": [f.to_json() for f in findings]}, indent=2))
     else:
         for finding in findings:
             typer.echo(f"{finding.severity.upper():8} {finding.address}: {finding.message}")
-        checked = len(recorded.certificates) + len(recorded.authorities)
+        checked = len(recorded.certificates) + len(recorded.authorities) + len(watches)
         typer.echo(f"Checked {checked} resources: {len(problems)} need attention.")
     if problems:
         raise typer.Exit(2)

@@ -20,6 +20,7 @@ from reconciler.config.types import (
 )
 from reconciler.pki.names import dns_name_error
 from reconciler.providers.catalog import ProviderConfig, TargetConfig
+from reconciler.providers.endpoint import WatchedEndpoint
 
 SCHEMA_URL = "../../schemas/certform.schema.json"
 
@@ -216,3 +217,7 @@ class CertformConfig(StrictModel):
     authorities: dict[EntryName, Authority] = Field(default_factory=dict)
     certificates: dict[EntryName, Certificate] = Field(default_factory=dict)
     bindings: list[Binding] = Field(default_factory=list)
+    endpoints: dict[EntryName, WatchedEndpoint] = Field(
+        default_factory=dict,
+        description="TLS endpoints `certform check` watches without deploying there.",
+    )

@@ -20,7 +20,7 @@ from reconciler.config.models import (
 from reconciler.durations import parse_duration, parse_renew_before
 from reconciler.pki.names import constraint_error, name_permitted
 from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
-from reconciler.providers.catalog import build_target, provider_name
+from reconciler.providers.catalog import build_target, provider_name, target_class
 
 Path_ = tuple[str | int, ...]
 Finding = tuple[Path_, str]
@@ -310,11 +310,14 @@ def _provider_references(config: CertformConfig) -> Iterator[Finding]:
                 ("bindings", index, "target", "provider"),
                 f"unknown provider {name!r}; expected one of: " + _choices(config.providers),
             )
-        elif binding.target.type.startswith("aws-") and provider.type != "aws":
-            yield (
-                ("bindings", index, "target", "provider"),
-                f"provider {name!r} is of type {provider.type}; {binding.target.type} needs aws",
-            )
+        else:
+            needed = target_class(binding.target.type).provider_type
+            if needed and provider.type != needed:
+                yield (
+                    ("bindings", index, "target", "provider"),
+                    f"provider {name!r} is of type {provider.type}; "
+                    f"{binding.target.type} needs {needed}",
+                )
 
 
 def _listener_quotas(config: CertformConfig) -> Iterator[Finding]:

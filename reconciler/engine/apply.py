@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.engine.faults import fault_point
+from reconciler.engine.verify import deploy_verified
 from reconciler.errors import CertformError, PlanError, StateError
 from reconciler.pki.builder import certificate_from_pem
 from reconciler.pki.keys import (
@@ -343,7 +344,7 @@ class Applier:
         entry = self._journal(change)
         fault_point(change.address, "journaled")
         previous = self.recorded.bindings.get(change.address)
-        facts = target.deploy(material, previous.facts if previous else None)
+        facts, verified = deploy_verified(target, material, previous.facts if previous else None)
         if material.acm_arn:
             facts["serial"] = None  # ACM renews in place: its serial is not ours to pin
         elif "certificate_arn" in facts and material.not_before is not None:
@@ -359,8 +360,8 @@ class Applier:
         )
         with self.store.transaction(entry) as writer:
             writer.put_binding(record)
-            self._audit(writer, change, f"serial {material.serial}")
-        return f" (serial {material.serial[:16]}…)"
+            self._audit(writer, change, f"serial {material.serial}{verified}")
+        return f" (serial {material.serial[:16]}…{verified})"
 
     _binding_rebind = _binding_bind
 

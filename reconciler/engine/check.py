@@ -1,19 +1,25 @@
 """``certform check``: what a scheduled job should shout about.
 
-Expiry within a window for every recorded certificate and authority, and, for
+Expiry within a window for every recorded certificate and authority; for
 certificates ACM issued and renews itself, ACM's own view (status, renewal
-status, expiry) so a renewal ACM could not complete is caught before it bites.
-Read-only.
+status, expiry) so a renewal ACM could not complete is caught before it bites;
+and for ``tls-endpoint`` bindings and the config's ``endpoints:``, what a TLS
+client really gets there (expiry, wrong name, incomplete chain, self-signed,
+not the certificate certform holds, unreachable).  Read-only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+
 from reconciler.policy.renewal import describe_window, renewal_time
+from reconciler.providers.endpoint import WatchedEndpoint, describe_leaf
 from reconciler.state.records import RecordedState
 
 
@@ -97,4 +103,75 @@ def _acm_detail_findings(address: str, recorded_not_after: datetime,
         findings.append(
             Finding(address, "info", f"renewed by ACM: now expires {not_after:%Y-%m-%d}")
         )
+    return findings
+
+
+# -- live endpoints -------------------------------------------------------------------
+ENDPOINT_WINDOW = timedelta(days=30)
+"""Without ``--within``, an endpoint whose certificate expires within 30 days is reported."""
+
+
+@dataclass(frozen=True)
+class EndpointWatch:
+    """One endpoint to handshake with, and what it should present."""
+
+    address: str
+    endpoint: WatchedEndpoint
+    roots: tuple[x509.Certificate, ...] | None
+    """Trust anchors for the chain check; None: the system store."""
+    expected_serial: str | None = None
+    expected: str = ""
+    """Which certificate should be served (for messages), when certform knows."""
+
+
+def endpoint_findings(
+    watches: Sequence[EndpointWatch], now: datetime, within: timedelta | None
+) -> list[Finding]:
+    """Handshake with every endpoint (in parallel: one slow endpoint must not
+    serialise a fleet) and report what a client would trip over."""
+    if not watches:
+        return []
+    window = within if within is not None else ENDPOINT_WINDOW
+    with ThreadPoolExecutor(max_workers=min(16, len(watches))) as pool:
+        results = pool.map(lambda watch: _watch_findings(watch, now, window), watches)
+        return [finding for findings in results for finding in findings]
+
+
+def _watch_findings(watch: EndpointWatch, now: datetime, window: timedelta) -> list[Finding]:
+    from reconciler.tls_probe import EndpointUnreachable, assess, probe
+
+    endpoint = watch.endpoint
+    try:
+        presented = probe(
+            endpoint.host, endpoint.port, endpoint.sni, min(5.0, endpoint.timeout_seconds)
+        )
+    except EndpointUnreachable as exc:
+        return [Finding(watch.address, "problem", f"unreachable: {exc}")]
+    where = endpoint.describe()
+    findings = [
+        Finding(watch.address, "problem", f"{where}: {problem}")
+        for problem in assess(presented, endpoint.sni, now, watch.roots)
+    ]
+    leaf = presented.leaf
+    left = leaf.not_valid_after_utc - now
+    if timedelta(0) < left <= window:
+        findings.append(
+            Finding(
+                watch.address,
+                "problem",
+                f"{where} serves a certificate that expires {leaf.not_valid_after_utc:%Y-%m-%d} "
+                f"({left.days} days left)",
+            )
+        )
+    if watch.expected_serial and presented.serial != watch.expected_serial:
+        findings.append(
+            Finding(
+                watch.address,
+                "problem",
+                f"{where} serves {describe_leaf(leaf)}, not {watch.expected} "
+                f"(serial {watch.expected_serial})",
+            )
+        )
+    if not findings:
+        findings.append(Finding(watch.address, "info", f"{where} serves {describe_leaf(leaf)}: ok"))
     return findings

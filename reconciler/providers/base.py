@@ -21,6 +21,13 @@ directory.  The engine calls, in this order and nothing else:
   whose ``remove`` returned True: delete copies deploy made (an ACM import)
   when nothing uses them any more.  Returns a note for the output.
 
+Verification (see ``engine/verify.py``): before ``deploy`` the engine takes a
+``snapshot(material, previous)`` of what is served now; after it, ``verify_deployed``
+(the target's own read-back, e.g. HAProxy's ``show ssl cert``) and, when the
+binding has ``verify_endpoint``, a real TLS handshake must both show the new
+serial.  Otherwise ``restore(snapshot)`` puts the previous certificate back
+and the binding fails: a deploy that cannot be confirmed never stays half in.
+
 Targets never see other certificates, the state store or the plan.
 """
 
@@ -30,9 +37,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
+
+from reconciler.errors import ProviderError
+
+if TYPE_CHECKING:
+    from reconciler.providers.endpoint import EndpointSettings
 
 ObservationStatus = Literal["in_sync", "drifted", "missing", "unreachable"]
 
@@ -82,6 +94,8 @@ class Target(ABC):
     """Base of every deployment target; subclasses register in ``catalog``."""
 
     type_name: ClassVar[str]
+    provider_type: ClassVar[str | None] = None
+    """The ``type`` of the provider entry this target needs (None: takes none)."""
 
     def __init__(self, config: BaseModel, root: Path, provider: BaseModel | None = None) -> None:
         self.config = config
@@ -114,6 +128,25 @@ class Target(ABC):
     def retire(self, facts: Facts) -> str | None:
         """Delete what deploy created besides the deployment itself, if unused."""
         return None
+
+    def snapshot(self, material: CertificateMaterial, previous: Facts | None) -> Any:
+        """What is served now, kept in memory to restore if verification fails.
+
+        None means the target cannot restore (verification failures are still
+        reported).  May hold private keys: never logged, never stored."""
+        return None
+
+    def restore(self, snapshot: Any) -> str:
+        """Put back what ``snapshot`` captured; returns a note for the output."""
+        raise ProviderError(f"{self.type_name} targets cannot restore a previous deployment")
+
+    def verify_deployed(self, material: CertificateMaterial, facts: Facts) -> None:
+        """The target's own read-back after deploy; raise ProviderError on a mismatch."""
+        return None
+
+    def verify_endpoint(self) -> EndpointSettings | None:
+        """Where clients connect, when the binding asks for handshake verification."""
+        return getattr(self.config, "verify_endpoint", None)
 
     def compatibility_error(self, key_algorithm: str) -> str | None:
         """Why this target cannot serve a certificate with ``key_algorithm`` (None: it can).

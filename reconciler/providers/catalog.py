@@ -20,16 +20,28 @@ from reconciler.providers.aws.cloudfront import CloudFrontTarget, CloudFrontTarg
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.base import PROVIDER_SETTINGS, Target
 from reconciler.providers.files import FilesTarget, FilesTargetConfig
+from reconciler.providers.haproxy import (
+    HaproxyProviderConfig,
+    HaproxyTarget,
+    HaproxyTargetConfig,
+)
+from reconciler.providers.nginx import NginxProviderConfig, NginxTarget, NginxTargetConfig
+from reconciler.providers.tls_endpoint import TlsEndpointTarget, TlsEndpointTargetConfig
 
 TARGETS: dict[str, tuple[type[BaseModel], type[Target]]] = {
     "files": (FilesTargetConfig, FilesTarget),
     "aws-alb-listener": (AlbListenerTargetConfig, AlbListenerTarget),
     "aws-cloudfront": (CloudFrontTargetConfig, CloudFrontTarget),
     "aws-apigateway": (ApiGatewayTargetConfig, ApiGatewayTarget),
+    "haproxy": (HaproxyTargetConfig, HaproxyTarget),
+    "nginx": (NginxTargetConfig, NginxTarget),
+    "tls-endpoint": (TlsEndpointTargetConfig, TlsEndpointTarget),
 }
 
 PROVIDERS: dict[str, type[BaseModel]] = {
     "aws": AwsProviderConfig,
+    "haproxy": HaproxyProviderConfig,
+    "nginx": NginxProviderConfig,
 }
 
 TargetConfig = Annotated[
@@ -46,6 +58,10 @@ ProviderConfig = Annotated[
 def provider_name(config: BaseModel) -> str | None:
     """The ``provider:`` a target config names, if it takes one."""
     return getattr(config, "provider", None)
+
+
+def target_class(type_name: str) -> type[Target]:
+    return TARGETS[type_name][1]
 
 
 def build_target(
@@ -72,6 +88,7 @@ def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -
     if provider_settings is not None:
         provider_model = PROVIDERS[provider_settings["type"]]
         provider = provider_model.model_validate(provider_settings)
-    if trusted:
+    if trusted and not any(isinstance(value, dict) for value in own.values()):
+        # model_construct does not build nested models: those are validated.
         return cls(model.model_construct(**own), root, provider)
     return cls(model.model_validate(own), root, provider)

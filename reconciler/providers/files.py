@@ -11,19 +11,19 @@ few ``stat`` calls per binding).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import subprocess
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from reconciler.config.types import Duration, StrictModel
-from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
 from reconciler.fsutil import fsync_directory, write_atomic
 from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.commands import run_command
+from reconciler.providers.endpoint import EndpointSettings
+from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
 
 KEY_FILE = "key.pem"
 KEY_MODE = 0o600
@@ -43,6 +43,20 @@ class FilesTargetConfig(StrictModel):
     post_deploy_timeout: Duration = Field(
         default="60s", description="How long post_deploy may run before it is stopped."
     )
+    verify_endpoint: EndpointSettings | None = Field(
+        default=None,
+        description="After deploy (and post_deploy), handshake here and require the new "
+        "certificate; otherwise the previous files are restored and the binding fails.",
+    )
+
+
+FILE_MODES = {
+    "cert.pem": PUBLIC_MODE,
+    "chain.pem": PUBLIC_MODE,
+    "fullchain.pem": PUBLIC_MODE,
+    "ca.pem": PUBLIC_MODE,
+    KEY_FILE: KEY_MODE,
+}
 
 
 def _contents(material: CertificateMaterial) -> dict[str, tuple[bytes, int]]:
@@ -53,11 +67,6 @@ def _contents(material: CertificateMaterial) -> dict[str, tuple[bytes, int]]:
         "ca.pem": (material.root_pem.encode(), PUBLIC_MODE),
         KEY_FILE: (material.private_key_pem, KEY_MODE),
     }
-
-
-def _sha256_file(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
 
 
 class FilesTarget(Target):
@@ -91,24 +100,10 @@ class FilesTarget(Target):
         return resolved
 
     def observe(self, facts: Facts) -> Observation:
-        recorded: dict[str, list[int | str]] = facts.get("files", {})
+        recorded: dict[str, Stamp] = facts.get("files", {})
         directory = self._directory()
-        problems: list[str] = []
-        missing = 0
-        for name, (size, mtime_ns, digest) in recorded.items():
-            path = f"{directory}/{name}"
-            try:
-                stat = os.stat(path)
-            except FileNotFoundError:
-                problems.append(f"{name} missing")
-                missing += 1
-                continue
-            if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns) and (
-                _sha256_file(path) != digest
-            ):
-                problems.append(f"{name} changed on disk")
-            if name == KEY_FILE and stat.st_mode & 0o777 != KEY_MODE:
-                problems.append(f"{name} has mode {stat.st_mode & 0o777:o}, expected 600")
+        entries = [(name, f"{directory}/{name}", stamp) for name, stamp in recorded.items()]
+        problems, missing = stamp_problems(entries, private=(KEY_FILE,))
         if recorded and missing == len(recorded):
             return Observation("missing", (f"no files in {directory}",))
         if problems:
@@ -119,17 +114,40 @@ class FilesTarget(Target):
         directory = self.directory
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            files: dict[str, list[int | str]] = {}
+            files: dict[str, Stamp] = {}
             for name, (data, mode) in _contents(material).items():
                 path = directory / name
                 write_atomic(path, data, mode)
-                stat = path.stat()
-                files[name] = [stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest()]
+                files[name] = stamp_of(path, data)
             fsync_directory(directory)
         except OSError as exc:
             raise ProviderError(f"cannot write {directory}: {exc.strerror or exc}") from None
-        self._run_post_deploy(material)
+        self._run_post_deploy(
+            CERTFORM_CERTIFICATE=material.name,
+            CERTFORM_SERIAL=material.serial,
+            CERTFORM_DIRECTORY=str(directory),
+        )
         return {"directory": str(directory), "files": files}
+
+    def snapshot(
+        self, material: CertificateMaterial, previous: Facts | None
+    ) -> dict[str, bytes | None]:
+        directory = self.directory
+        return {name: read_if_present(directory / name) for name in FILE_MODES}
+
+    def restore(self, snapshot: dict[str, bytes | None]) -> str:
+        directory = self.directory
+        try:
+            for name, data in snapshot.items():
+                if data is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        (directory / name).unlink()
+                else:
+                    write_atomic(directory / name, data, FILE_MODES[name])
+        except OSError as exc:
+            raise ProviderError(f"cannot restore {directory}: {exc.strerror or exc}") from None
+        self._run_post_deploy(CERTFORM_DIRECTORY=str(directory), CERTFORM_RESTORED="1")
+        return f"previous files restored in {directory}"
 
     def remove(self, facts: Facts) -> bool:
         directory = self.directory
@@ -140,34 +158,8 @@ class FilesTarget(Target):
             directory.rmdir()
         return True
 
-    def _run_post_deploy(self, material: CertificateMaterial) -> None:
+    def _run_post_deploy(self, **variables: str) -> None:
         argv = self.config.post_deploy
-        if not argv:
-            return
-        timeout = parse_duration(self.config.post_deploy_timeout).total_seconds()
-        env = dict(os.environ)
-        env.update(
-            CERTFORM_CERTIFICATE=material.name,
-            CERTFORM_SERIAL=material.serial,
-            CERTFORM_DIRECTORY=str(self.directory),
-        )
-        try:
-            result = subprocess.run(
-                argv,
-                cwd=self.directory,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise ProviderError(f"post_deploy command not found: {argv[0]}") from None
-        except subprocess.TimeoutExpired:
-            raise ProviderError(
-                f"post_deploy {argv[0]} did not finish within {self.config.post_deploy_timeout}"
-            ) from None
-        if result.returncode != 0:
-            tail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
-            detail = f": {' / '.join(tail)}" if tail else ""
-            raise ProviderError(f"post_deploy {argv[0]} exited with {result.returncode}{detail}")
+        if argv:
+            timeout = self.config.post_deploy_timeout
+            run_command("post_deploy", argv, timeout, cwd=self.directory, variables=variables)

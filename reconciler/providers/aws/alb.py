@@ -57,6 +57,7 @@ class AlbListenerTarget(Target):
     """Serves one certificate on one listener, as default or as an SNI certificate."""
 
     type_name = "aws-alb-listener"
+    provider_type = "aws"
     config: AlbListenerTargetConfig
     provider: AwsProviderConfig
 

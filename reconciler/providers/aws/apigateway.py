@@ -202,6 +202,7 @@ class ApiGatewayTarget(Target):
     """Keeps the certificate of one API Gateway custom domain name current."""
 
     type_name = "aws-apigateway"
+    provider_type = "aws"
     config: ApiGatewayTargetConfig
     provider: AwsProviderConfig
 

@@ -104,6 +104,7 @@ class CloudFrontTarget(Target):
     """Serves one certificate as the viewer certificate of one distribution."""
 
     type_name = "aws-cloudfront"
+    provider_type = "aws"
     config: CloudFrontTargetConfig
     provider: AwsProviderConfig
 

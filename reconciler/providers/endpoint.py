@@ -1,0 +1,91 @@
+"""Where clients reach a deployed certificate: ``{host, port, server_name}``.
+
+Shared by ``verify_endpoint`` (any target: handshake after deploy, and part of
+the observed state) and the read-only ``tls-endpoint`` target.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from pydantic import Field
+
+from reconciler.config.types import Duration, StrictModel
+from reconciler.durations import parse_duration
+from reconciler.providers.base import Observation
+from reconciler.providers.batch import memo
+
+
+class EndpointSettings(StrictModel):
+    """A TLS endpoint to handshake with (SNI = ``server_name``, default: ``host``)."""
+
+    host: str = Field(min_length=1, description="Host name or IP address to connect to.")
+    port: int = Field(default=443, ge=1, le=65535)
+    server_name: str | None = Field(
+        default=None, min_length=1, description="SNI name to send (default: host)."
+    )
+    timeout: Duration = Field(
+        default="10s",
+        description="How long to wait for the endpoint to serve the expected certificate "
+        "(each handshake also times out after at most 5s).",
+    )
+
+    @property
+    def sni(self) -> str:
+        return self.server_name or self.host
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout).total_seconds()
+
+    def describe(self) -> str:
+        name = (
+            f" ({self.server_name})" if self.server_name and self.server_name != self.host else ""
+        )
+        return f"{self.host}:{self.port}{name}"
+
+
+class WatchedEndpoint(EndpointSettings):
+    """An endpoint ``certform check`` watches (expiry, name, chain, self-signed),
+    whether or not certform deploys there."""
+
+    timeout: Duration = Field(default="5s", description="Handshake timeout.")
+    ca_bundle: str | None = Field(
+        default=None,
+        description="PEM file of the roots the served chain must build to (relative to the "
+        "config; default: the system trust store, or the private CA's root for bindings).",
+    )
+
+
+PROBE_TIMEOUT = 5.0
+"""Per-handshake timeout: a dead endpoint must not hold a plan for long."""
+
+
+def endpoint_observation(endpoint: EndpointSettings, serial: str) -> Observation:
+    """What clients of ``endpoint`` see, compared with the deployed ``serial``.
+
+    Unreachable is its own status, never "in sync" and never drift to fix: a
+    plan must not claim it can repair a network problem."""
+    from reconciler.tls_probe import EndpointUnreachable, probe
+
+    key = ("tls-probe", endpoint.host, endpoint.port, endpoint.sni)
+    timeout = min(PROBE_TIMEOUT, endpoint.timeout_seconds)
+    try:
+        presented = memo(key, lambda: probe(endpoint.host, endpoint.port, endpoint.sni, timeout))
+    except EndpointUnreachable as exc:
+        return Observation("unreachable", (str(exc),))
+    if presented.serial != serial:
+        served = describe_leaf(presented.leaf)
+        detail = f"{endpoint.describe()} serves {served}, expected serial {serial}"
+        return Observation("drifted", (detail,))
+    return Observation("in_sync")
+
+
+def describe_leaf(leaf: x509.Certificate) -> str:
+    """One line naming a served certificate without dumping it."""
+    names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else "no CN"
+    return (
+        f"serial {format(leaf.serial_number, 'x')} ({common_name}, "
+        f"expires {leaf.not_valid_after_utc:%Y-%m-%d})"
+    )

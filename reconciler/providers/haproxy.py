@@ -1,0 +1,326 @@
+"""``haproxy``: one certificate in an HAProxy crt-list, deployed through the
+runtime API with no reload (zero dropped connections).
+
+New certificate: ``new ssl cert`` → ``set ssl cert`` → ``commit ssl cert`` →
+``add ssl crt-list``.  Renewal: ``set`` → ``commit`` (a refused commit is
+aborted, so nothing is half-applied).  Removal: ``del ssl crt-list`` → ``del
+ssl cert``.  Runtime changes live in memory only, so the same PEM file
+(certificate, chain, key; mode 0600) and the crt-list file are also written
+atomically: a restart serves what the runtime serves.
+
+Observed state: ``show ssl cert`` (the serial HAProxy really holds) and the
+crt-list entry, plus the files on disk.  A certificate swapped by hand, through
+the runtime API or in the file, is drift.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from reconciler.config.types import Duration, EntryName, StrictModel
+from reconciler.durations import parse_duration
+from reconciler.errors import ProviderError
+from reconciler.fsutil import write_atomic
+from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.batch import memo
+from reconciler.providers.endpoint import EndpointSettings
+from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
+from reconciler.providers.haproxy_runtime import (
+    CrtListEntry,
+    HaproxyError,
+    HaproxyRuntime,
+    HaproxyUnreachable,
+)
+
+KEY_MODE = 0o600
+
+
+class HaproxyProviderConfig(StrictModel):
+    """One HAProxy instance: its runtime API and where its certificates live."""
+
+    type: Literal["haproxy"]
+    socket: str = Field(
+        min_length=1,
+        description="Runtime API (`stats socket ... level admin`): a path or host:port.",
+    )
+    crt_dir: str = Field(min_length=1, description="Directory for the certificate PEM files.")
+    crt_list: str = Field(min_length=1, description="The crt-list file a `bind ... ssl` uses.")
+    timeout: Duration = Field(default="5s", description="Per-command runtime API timeout.")
+
+
+class HaproxyTargetConfig(StrictModel):
+    """A certificate served by HAProxy from a crt-list, selected by SNI."""
+
+    type: Literal["haproxy"]
+    provider: EntryName = Field(description="Name of a `haproxy` entry under providers.")
+    sni: list[str] = Field(
+        default_factory=list,
+        description="SNI filters for the crt-list line (default: the certificate's names).",
+    )
+    crt_list: str | None = Field(
+        default=None, description="Another crt-list of the same HAProxy (default: provider's)."
+    )
+    ssl_options: str | None = Field(
+        default=None, description="crt-list SSL options for this line, e.g. `alpn h2,http/1.1`."
+    )
+    verify_endpoint: EndpointSettings | None = Field(
+        default=None,
+        description="After the commit, handshake here and require the new certificate; "
+        "otherwise the previous one is committed back.",
+    )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What HAProxy served for one certificate path before a deploy (key inside: memory only)."""
+
+    path: str
+    crt_list: str
+    pem: bytes | None
+    known: bool
+    entries: tuple[CrtListEntry, ...]
+    crt_list_file: bytes | None
+
+
+class HaproxyTarget(Target):
+    """Serves one certificate from a crt-list of one HAProxy."""
+
+    type_name = "haproxy"
+    provider_type = "haproxy"
+    config: HaproxyTargetConfig
+    provider: HaproxyProviderConfig
+
+    @property
+    def per_certificate(self) -> bool:
+        return True
+
+    def identity(self) -> str:
+        if self.config.crt_list:
+            return f"{self.config.provider}:{self._crt_list()}"
+        return self.config.provider
+
+    # -- paths and connection ---------------------------------------------------------
+    def _path(self, value: str) -> str:
+        return os.path.normpath(value if os.path.isabs(value) else os.path.join(self.root, value))
+
+    def _crt_list(self) -> str:
+        return self._path(self.config.crt_list or self.provider.crt_list)
+
+    def _cert_path(self, name: str) -> str:
+        return os.path.join(self._path(self.provider.crt_dir), f"{name}.pem")
+
+    def _runtime(self) -> HaproxyRuntime:
+        timeout = parse_duration(self.provider.timeout).total_seconds()
+        return HaproxyRuntime(self.provider.socket, timeout)
+
+    def _sni(self) -> tuple[str, ...]:
+        return tuple(name.lower() for name in self.config.sni)
+
+    def _options(self) -> str:
+        return (self.config.ssl_options or "").strip().strip("[]").strip()
+
+    # -- observe ----------------------------------------------------------------------
+    def observe(self, facts: Facts) -> Observation:
+        path, crt_list = str(facts.get("path")), str(facts.get("crt_list"))
+        runtime = self._runtime()
+        try:
+            info = runtime.show_cert(path)
+            entries = memo(
+                ("haproxy-crt-list", self.provider.socket, crt_list),
+                lambda: runtime.crt_list_entries(crt_list),
+            )
+        except HaproxyUnreachable as exc:
+            return Observation("unreachable", (str(exc),))
+        except HaproxyError as exc:
+            return Observation("drifted", (str(exc),))
+        listed = [entry for entry in entries if entry.path == path]
+        if info is None or not listed:
+            where = "does not hold" if info is None else f"{crt_list} does not list"
+            return Observation("missing", (f"HAProxy {where} {path}",))
+        problems: list[str] = []
+        if info.serial != facts.get("serial"):
+            problems.append(
+                f"HAProxy serves serial {info.serial} from {path}, expected {facts.get('serial')}"
+            )
+        if tuple(sorted(listed[0].sni)) != tuple(sorted(facts.get("sni", ()))):
+            problems.append(f"crt-list SNI filters are {' '.join(listed[0].sni) or '(none)'}")
+        stamp: Stamp | None = facts.get("file")
+        if stamp:
+            file_problems, _ = stamp_problems([(path, path, stamp)], private=(path,))
+            problems.extend(f"{p} (a restart would serve something else)" for p in file_problems)
+        if path not in _crt_list_file_paths(crt_list):
+            problems.append(f"{crt_list} on disk does not list {path} (lost on restart)")
+        if problems:
+            return Observation("drifted", tuple(problems))
+        return Observation("in_sync")
+
+    # -- deploy -----------------------------------------------------------------------
+    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+        runtime = self._runtime()
+        path, crt_list = self._cert_path(material.name), self._crt_list()
+        pem = material.fullchain_pem.encode() + material.private_key_pem
+        # cert_paths, not show_cert: an empty store left by a crash between
+        # `new` and `commit` exists (new would fail) but shows no certificate.
+        known = path in runtime.cert_paths()
+        if not known:
+            runtime.new_cert(path)
+        try:
+            runtime.replace_cert(path, pem.decode())
+        except HaproxyError:
+            if not known:
+                with contextlib.suppress(HaproxyError):
+                    runtime.del_cert(path)
+            raise
+        self._list(runtime, crt_list, path)
+        if previous and previous.get("crt_list") not in (None, crt_list):
+            self._unlist(runtime, str(previous["crt_list"]), path)  # moved to another list
+        try:
+            write_atomic(Path(path), pem, KEY_MODE)
+            _write_crt_list_file(crt_list, path, _line(path, self._options(), self._sni()))
+        except OSError as exc:
+            raise ProviderError(
+                f"committed in HAProxy but cannot write {exc.filename or path}: "
+                f"{exc.strerror or exc} (a restart would serve the old certificate)"
+            ) from None
+        return {
+            "path": path,
+            "crt_list": crt_list,
+            "sni": list(self._sni()),
+            "serial": material.serial,
+            "file": stamp_of(path, pem),
+        }
+
+    def _list(self, runtime: HaproxyRuntime, crt_list: str, path: str) -> None:
+        """Make ``path`` appear exactly once in ``crt_list`` with the wanted options/SNI."""
+        entries = [e for e in runtime.crt_list_entries(crt_list) if e.path == path]
+        wanted_options, wanted_sni = self._options(), self._sni()
+        if len(entries) == 1 and _matches(entries[0], wanted_options, wanted_sni):
+            return
+        for entry in sorted(entries, key=lambda e: e.line, reverse=True):
+            runtime.del_crt_list(crt_list, entry.ref)
+        runtime.add_crt_list(crt_list, path, wanted_options, wanted_sni)
+
+    def _unlist(self, runtime: HaproxyRuntime, crt_list: str, path: str) -> None:
+        try:
+            entries = [e for e in runtime.crt_list_entries(crt_list) if e.path == path]
+        except HaproxyUnreachable:
+            raise
+        except HaproxyError:
+            entries = []  # that crt-list is gone: nothing to remove from it
+        for entry in sorted(entries, key=lambda e: e.line, reverse=True):
+            runtime.del_crt_list(crt_list, entry.ref)
+        with contextlib.suppress(FileNotFoundError):
+            _write_crt_list_file(crt_list, path, None)
+
+    def verify_deployed(self, material: CertificateMaterial, facts: Facts) -> None:
+        info = self._runtime().show_cert(str(facts["path"]))
+        if info is None or info.serial != material.serial:
+            served = info.serial if info else "nothing"
+            raise ProviderError(
+                f"HAProxy holds {served} for {facts['path']} after the commit, "
+                f"expected serial {material.serial}"
+            )
+
+    # -- rollback ---------------------------------------------------------------------
+    def snapshot(self, material: CertificateMaterial, previous: Facts | None) -> _Snapshot:
+        runtime = self._runtime()
+        path, crt_list = self._cert_path(material.name), self._crt_list()
+        return _Snapshot(
+            path=path,
+            crt_list=crt_list,
+            pem=read_if_present(path),
+            known=runtime.show_cert(path) is not None,
+            entries=tuple(e for e in runtime.crt_list_entries(crt_list) if e.path == path),
+            crt_list_file=read_if_present(crt_list),
+        )
+
+    def restore(self, snapshot: _Snapshot) -> str:
+        runtime = self._runtime()
+        path, crt_list = snapshot.path, snapshot.crt_list
+        current = [e for e in runtime.crt_list_entries(crt_list) if e.path == path]
+        if snapshot.known and snapshot.pem is not None:
+            runtime.replace_cert(path, snapshot.pem.decode())
+            if tuple(current) != snapshot.entries:
+                for entry in sorted(current, key=lambda e: e.line, reverse=True):
+                    runtime.del_crt_list(crt_list, entry.ref)
+                for entry in snapshot.entries:
+                    runtime.add_crt_list(crt_list, path, entry.options, entry.sni)
+            write_atomic(Path(path), snapshot.pem, KEY_MODE)
+            note = "previous certificate committed back in HAProxy"
+        else:
+            for entry in sorted(current, key=lambda e: e.line, reverse=True):
+                runtime.del_crt_list(crt_list, entry.ref)
+            with contextlib.suppress(HaproxyError):
+                runtime.del_cert(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            note = "new certificate taken out of HAProxy again"
+        if snapshot.crt_list_file is not None:
+            write_atomic(Path(crt_list), snapshot.crt_list_file, _mode_of(crt_list))
+        return note
+
+    # -- remove -----------------------------------------------------------------------
+    def remove(self, facts: Facts) -> bool:
+        path, crt_list = str(facts.get("path")), str(facts.get("crt_list"))
+        runtime = self._runtime()
+        self._unlist(runtime, crt_list, path)
+        try:
+            runtime.del_cert(path)
+        except HaproxyUnreachable:
+            raise
+        except HaproxyError:
+            pass  # already gone, or still listed in another crt-list (which then keeps it)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return True
+
+
+def _matches(entry: CrtListEntry, options: str, sni: tuple[str, ...]) -> bool:
+    have = entry.options.strip().strip("[]").strip()
+    return have == options and tuple(sorted(entry.sni)) == tuple(sorted(sni))
+
+
+def _line(path: str, options: str, sni: tuple[str, ...]) -> str:
+    parts = [path]
+    if options:
+        parts.append(f"[{options}]")
+    parts.extend(sni)
+    return " ".join(parts)
+
+
+def _crt_list_file_paths(crt_list: str) -> set[str]:
+    def read() -> set[str]:
+        data = read_if_present(crt_list) or b""
+        return {line.split()[0] for line in data.decode().splitlines() if _is_entry(line)}
+
+    return memo(("haproxy-crt-list-file", crt_list), read)
+
+
+def _is_entry(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _mode_of(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        return 0o644
+
+
+def _write_crt_list_file(crt_list: str, path: str, line: str | None) -> None:
+    """Replace ``path``'s line in the crt-list file (append if new; drop if ``line`` is None)."""
+    data = read_if_present(crt_list)
+    lines = data.decode().splitlines() if data else []
+    kept = [entry for entry in lines if not (_is_entry(entry) and entry.split()[0] == path)]
+    if line is not None:
+        kept.append(line)
+    if data is None and line is None:
+        return
+    write_atomic(Path(crt_list), ("\n".join(kept) + "\n").encode(), _mode_of(crt_list))

@@ -1,0 +1,197 @@
+"""``nginx``: certificate and key files an nginx server block points at.
+
+Deploy writes both files atomically (the key 0600), optionally renders a
+server-block snippet from the user's jinja2 template (sandboxed), runs the
+provider's ``test_command`` (``nginx -t``) and only then its
+``reload_command``.  A failing test or reload puts every file back as it was,
+so nginx keeps serving the previous certificate and a later reload cannot pick
+up a half-written set.  Observed state is the files on disk (size, mtime,
+hash) plus, with ``verify_endpoint``, what a handshake presents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from pydantic import Field
+
+from reconciler.config.types import Duration, EntryName, StrictModel
+from reconciler.errors import ProviderError
+from reconciler.fsutil import write_atomic
+from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.commands import run_command
+from reconciler.providers.endpoint import EndpointSettings
+from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
+
+KEY_MODE = 0o600
+PUBLIC_MODE = 0o644
+
+
+class NginxProviderConfig(StrictModel):
+    """How to test and reload one nginx instance (argv lists, no shell)."""
+
+    type: Literal["nginx"]
+    test_command: list[str] = Field(default=["nginx", "-t"], min_length=1)
+    reload_command: list[str] = Field(default=["nginx", "-s", "reload"], min_length=1)
+    command_timeout: Duration = Field(
+        default="60s", description="How long test_command and reload_command may run."
+    )
+
+
+class NginxSnippet(StrictModel):
+    """A server-block snippet rendered from a jinja2 template (sandboxed).
+
+    Variables: certificate, serial, not_after, names, certificate_path, key_path."""
+
+    template: str = Field(min_length=1, description="Template file (relative to the config).")
+    path: str = Field(min_length=1, description="Where to write the rendered snippet.")
+
+
+class NginxTargetConfig(StrictModel):
+    """Certificate files for an nginx server block, tested and reloaded on change."""
+
+    type: Literal["nginx"]
+    provider: EntryName = Field(description="Name of an `nginx` entry under providers.")
+    certificate_path: str = Field(
+        min_length=1, description="Written with the leaf and its chain (ssl_certificate)."
+    )
+    key_path: str = Field(min_length=1, description="Written with the key, mode 0600.")
+    snippet: NginxSnippet | None = None
+    verify_endpoint: EndpointSettings | None = Field(
+        default=None,
+        description="After the reload, handshake here and require the new certificate; "
+        "otherwise the previous files are restored and nginx reloaded.",
+    )
+
+
+class NginxTarget(Target):
+    """Deploys to one nginx server block's certificate files."""
+
+    type_name = "nginx"
+    provider_type = "nginx"
+    config: NginxTargetConfig
+    provider: NginxProviderConfig
+
+    def _path(self, value: str) -> str:
+        return os.path.normpath(value if os.path.isabs(value) else os.path.join(self.root, value))
+
+    def identity(self) -> str:
+        return f"{self.config.provider}:{self._path(self.config.certificate_path)}"
+
+    def _files(self) -> dict[str, str]:
+        files = {
+            "certificate": self._path(self.config.certificate_path),
+            "key": self._path(self.config.key_path),
+        }
+        if self.config.snippet is not None:
+            files["snippet"] = self._path(self.config.snippet.path)
+        return files
+
+    def observe(self, facts: Facts) -> Observation:
+        recorded: dict[str, Stamp] = facts.get("files", {})
+        paths = self._files()
+        entries = [
+            (label, paths[label], stamp) for label, stamp in recorded.items() if label in paths
+        ]
+        problems, missing = stamp_problems(entries, private=("key",))
+        if recorded and missing == len(recorded):
+            return Observation("missing", (f"no files at {paths['certificate']}",))
+        if problems:
+            return Observation("drifted", tuple(problems))
+        return Observation("in_sync")
+
+    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+        contents = self._contents(material)
+        before = self.snapshot(material, previous)
+        try:
+            stamps = self._write(contents)
+        except OSError as exc:
+            self._put_back(before)
+            raise ProviderError(f"cannot write nginx files: {exc.strerror or exc}") from None
+        try:
+            self._test_and_reload()
+        except ProviderError as exc:
+            self._put_back(before)
+            raise ProviderError(f"{exc}; previous files restored, nginx not reloaded") from None
+        return {"files": stamps}
+
+    def remove(self, facts: Facts) -> bool:
+        # The server block still names these files: deleting them would break the
+        # next reload.  Unbinding leaves them in place (say so in the output).
+        return True
+
+    def snapshot(
+        self, material: CertificateMaterial, previous: Facts | None
+    ) -> dict[str, bytes | None]:
+        return {path: read_if_present(path) for path in self._files().values()}
+
+    def restore(self, snapshot: dict[str, bytes | None]) -> str:
+        self._put_back(snapshot)
+        self._test_and_reload()
+        return "previous files restored and nginx reloaded"
+
+    # -- steps ----------------------------------------------------------------------
+    def _contents(self, material: CertificateMaterial) -> dict[str, tuple[bytes, int]]:
+        paths = self._files()
+        contents = {
+            paths["certificate"]: (material.fullchain_pem.encode(), PUBLIC_MODE),
+            paths["key"]: (material.private_key_pem, KEY_MODE),
+        }
+        if self.config.snippet is not None:
+            contents[paths["snippet"]] = (self._render_snippet(material).encode(), PUBLIC_MODE)
+        return contents
+
+    def _render_snippet(self, material: CertificateMaterial) -> str:
+        from reconciler.config.templating import render_config_text
+
+        assert self.config.snippet is not None
+        template_path = self._path(self.config.snippet.template)
+        try:
+            text = Path(template_path).read_text()
+        except OSError as exc:
+            raise ProviderError(
+                f"cannot read snippet template {template_path}: {exc.strerror or exc}"
+            ) from None
+        leaf = x509.load_pem_x509_certificate(material.certificate_pem.encode())
+        try:
+            sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = [str(n.value) for n in sans]
+        except x509.ExtensionNotFound:
+            names = []
+        variables = {
+            "certificate": material.name,
+            "serial": material.serial,
+            "not_after": material.not_after.isoformat(),
+            "names": names,
+            "certificate_path": self._files()["certificate"],
+            "key_path": self._files()["key"],
+        }
+        return render_config_text(text, template_path, template_path, variables) if text else ""
+
+    def _write(self, contents: dict[str, tuple[bytes, int]]) -> dict[str, Stamp]:
+        labels = {path: label for label, path in self._files().items()}
+        stamps: dict[str, Stamp] = {}
+        for path, (data, mode) in contents.items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(Path(path), data, mode)
+            stamps[labels[path]] = stamp_of(path, data)
+        return stamps
+
+    def _put_back(self, snapshot: dict[str, bytes | None]) -> None:
+        for path, data in snapshot.items():
+            if data is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            else:
+                mode = KEY_MODE if path == self._files()["key"] else PUBLIC_MODE
+                write_atomic(Path(path), data, mode)
+
+    def _test_and_reload(self) -> None:
+        provider = self.provider
+        timeout = provider.command_timeout
+        run_command("test_command", provider.test_command, timeout, cwd=self.root)
+        run_command("reload_command", provider.reload_command, timeout, cwd=self.root)

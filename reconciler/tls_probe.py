@@ -1,0 +1,467 @@
+"""Read-only probing of TLS endpoints: what a server presents, and what is wrong with it.
+
+Used by the ``tls-endpoint`` target (refresh reads the served certificate), by
+verification after a deploy (``wait_for_serial``) and by ``certform check``
+(``assess``).  Probing never verifies the peer: the point is to see what is
+served even when it is expired, self-signed or for another name, and to report
+that as findings rather than as a failed connection.
+
+Gathering (``probe``, ``wait_for_serial``: network, clock) is kept apart from
+deciding (``assess``, ``days_left``: pure, clock injected), like the policies.
+Nothing here touches private keys.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import socket
+import ssl
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509 import verification
+
+from reconciler.errors import ProviderError
+from reconciler.pki.builder import verify_chain
+
+_RETRY_INTERVAL = 0.02  # between handshakes in wait_for_serial
+_MIN_PROBE_TIMEOUT = 0.05  # a probe near the deadline still gets a fair chance to finish
+_MAX_PROBE_TIMEOUT = 5.0
+_SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What one TLS handshake showed: the leaf, the rest of the chain as sent, the protocol."""
+
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # sent after the leaf, in the server's order
+    protocol: str  # e.g. "TLSv1.3"
+
+    @property
+    def serial(self) -> str:
+        """Lowercase hex serial of the leaf without leading zeros, as certform stores it."""
+        return format(self.leaf.serial_number, "x")
+
+    @property
+    def fingerprint(self) -> str:
+        """Lowercase hex SHA-256 of the leaf DER: the identity used in state and diffs."""
+        return self.leaf.fingerprint(hashes.SHA256()).hex()
+
+
+class EndpointUnreachable(ProviderError):
+    """No TLS session could be made: DNS failure, refused, timeout or handshake failure."""
+
+    def __init__(self, host: str, port: int, server_name: str | None, reason: str) -> None:
+        self.host = host
+        self.port = port
+        self.server_name = server_name
+        self.reason = reason
+        super().__init__(f"{_where(host, port, server_name)}: {reason}")
+
+
+class EndpointMismatch(ProviderError):
+    """The endpoint answered, but not with the expected certificate before the deadline."""
+
+    def __init__(self, message: str, expected_serial: str, presented: Presented) -> None:
+        self.expected_serial = expected_serial
+        self.presented = presented
+        super().__init__(message)
+
+
+def probe(host: str, port: int, server_name: str | None, timeout: float = 5.0) -> Presented:
+    """One TLS handshake to ``host:port`` with SNI ``server_name``; what the server presented.
+
+    Peer verification is off on purpose (see the module docstring).  ``timeout``
+    bounds each of connecting and the handshake.  Raises ``EndpointUnreachable``,
+    also when a presented certificate cannot be parsed (there is nothing to judge).
+    """
+    context = _probe_context()
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=server_name or None) as tls,
+        ):
+            leaf_der = tls.getpeercert(binary_form=True)
+            if not leaf_der:
+                raise EndpointUnreachable(host, port, server_name, "no certificate presented")
+            ders = _unverified_chain(tls) or [leaf_der]
+            protocol = tls.version() or "unknown"
+    except OSError as error:
+        raise EndpointUnreachable(host, port, server_name, _reason(error, timeout)) from None
+    if ders[0] == leaf_der:
+        ders = ders[1:]
+    try:
+        leaf = x509.load_der_x509_certificate(leaf_der)
+        chain = tuple(x509.load_der_x509_certificate(der) for der in ders)
+    except ValueError as error:
+        reason = f"presented certificate cannot be parsed: {error}"
+        raise EndpointUnreachable(host, port, server_name, reason) from None
+    return Presented(leaf=leaf, chain=chain, protocol=protocol)
+
+
+def wait_for_serial(
+    host: str,
+    port: int,
+    server_name: str | None,
+    serial: str,
+    timeout: float = 10.0,
+    confirmations: int = 3,
+    settle: float = 0.25,
+) -> Presented:
+    """Handshake until the leaf has ``serial`` steadily; returns the last such handshake.
+
+    Steadily means at least ``confirmations`` consecutive matching handshakes
+    spanning at least ``settle`` seconds.  A count alone is not enough: after
+    ``nginx -s reload`` the master waits 100 ms before telling the old workers to
+    stop, so for ~100-125 ms handshakes alternate between the new and the old
+    certificate (measured: up to 50 new in a row, then an old one).  Any other
+    certificate or a failed connection restarts the count.  ``serial`` is hex in
+    any case, colons, ``0x`` and leading zeros allowed.  At the deadline raises
+    ``EndpointMismatch`` (naming what was served) if any handshake succeeded,
+    else the last ``EndpointUnreachable``.
+    """
+    if confirmations < 1:
+        raise ValueError("confirmations must be at least 1")
+    wanted = _normalise_serial(serial)
+    deadline = time.monotonic() + timeout
+    streak, streak_start, last, failure = 0, 0.0, None, None
+    while True:
+        started = time.monotonic()
+        try:
+            last = probe(host, port, server_name, timeout=_probe_timeout(deadline - started))
+        except EndpointUnreachable as error:
+            streak, failure = 0, error
+        else:
+            streak = streak + 1 if last.serial == wanted else 0
+            streak_start = started if streak == 1 else streak_start
+            if streak >= confirmations and time.monotonic() - streak_start >= settle:
+                return last
+        if time.monotonic() + _RETRY_INTERVAL > deadline:
+            break
+        time.sleep(_RETRY_INTERVAL)
+    if last is None:
+        raise failure or EndpointUnreachable(host, port, server_name, "no handshake attempted")
+    raise _mismatch(_where(host, port, server_name), wanted, last, streak)
+
+
+def assess(
+    presented: Presented,
+    server_name: str | None,
+    now: datetime,
+    roots: Sequence[x509.Certificate] | None = None,
+) -> list[str]:
+    """Problems a monitoring job reports for ``presented``, each a short sentence; [] if none.
+
+    Checks, in order: the leaf's validity at ``now``, a self-signed leaf, the name
+    (skipped when ``server_name`` is None) and whether the presented chain builds
+    to one of ``roots`` (the system trust store when None).  The chain is checked
+    at a time inside the leaf's own validity so an expired leaf is reported once,
+    as expired, not again as a broken chain; a self-signed leaf is not also
+    reported as an incomplete chain.
+    """
+    when = _aware(now)
+    leaf = presented.leaf
+    self_signed = is_self_signed(leaf)
+    problems = _validity_problems(leaf, when)
+    if self_signed:
+        problems.append("self-signed")
+    if server_name is not None and not matches_hostname(leaf, server_name):
+        names = ", ".join(_san_strings(leaf)) or "none"
+        problems.append(f"name mismatch: {server_name} not in SANs ({names})")
+    if not self_signed:
+        trusted = system_roots() if roots is None else tuple(roots)
+        chain_problem = _chain_problem(presented, trusted, _clamp_to_validity(leaf, when))
+        if chain_problem:
+            problems.append(chain_problem)
+    return problems
+
+
+def days_left(presented: Presented, now: datetime) -> int:
+    """Whole days until the leaf expires, rounded down; negative once it has expired."""
+    return (presented.leaf.not_valid_after_utc - _aware(now)) // timedelta(days=1)
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """True when ``cert`` names itself as issuer and its signature verifies with its own key."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def matches_hostname(cert: x509.Certificate, name: str) -> bool:
+    """RFC 6125 matching of ``name`` against the SANs of ``cert`` (the CN is never used).
+
+    DNS names compare case-insensitively, ignoring a trailing dot; a SAN wildcard
+    counts only as the whole leftmost label, stands for exactly one label and
+    needs two labels after it.  An IP address matches IP SANs only.
+    """
+    san = _san(cert)
+    if san is None:
+        return False
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        reference = _normalise_dns(name)
+        if reference is None:
+            return False
+        return any(_dns_matches(p, reference) for p in san.get_values_for_type(x509.DNSName))
+    return address in san.get_values_for_type(x509.IPAddress)
+
+
+@functools.cache
+def system_roots() -> tuple[x509.Certificate, ...]:
+    """The system's trusted CA certificates, loaded once per process.
+
+    ``certifi`` is not a dependency, so this asks OpenSSL's default locations
+    (honouring ``SSL_CERT_FILE``) and falls back to the usual bundle files.
+    Certificates cryptography cannot parse are skipped rather than failing the check.
+    """
+    ders = ssl.create_default_context().get_ca_certs(binary_form=True)
+    roots = [cert for cert in map(_load_der, ders) if cert is not None]
+    if roots:
+        return tuple(roots)
+    for path in (ssl.get_default_verify_paths().cafile, *_SYSTEM_CA_FILES):
+        if path:
+            roots = _load_pem_file(path)
+            if roots:
+                return tuple(roots)
+    return ()
+
+
+def _probe_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _unverified_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """DER certificates as sent, leaf first; [] when this Python cannot tell.
+
+    Python 3.13 has a public ``get_unverified_chain`` returning bytes; 3.10-3.12
+    only have it on the private ``_sslobj``, returning objects with ``public_bytes``.
+    """
+    public = getattr(tls, "get_unverified_chain", None)
+    if public is not None:
+        return [bytes(der) for der in public() or ()]
+    private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    if private is None:
+        return []
+    return [item.public_bytes(ssl._ssl.ENCODING_DER) for item in private() or ()]  # type: ignore[attr-defined]
+
+
+def _reason(error: OSError, timeout: float) -> str:
+    """A short cause for ``EndpointUnreachable``, most specific first."""
+    if isinstance(error, socket.gaierror):
+        return f"DNS lookup failed: {error.strerror or error}"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS handshake failed: {error.reason or error}"
+    if isinstance(error, ConnectionError):
+        return f"TLS handshake failed: connection closed by peer ({error.strerror or error})"
+    return error.strerror or str(error)
+
+
+def _where(host: str, port: int, server_name: str | None) -> str:
+    address = f"[{host}]" if ":" in host else host
+    return f"{address}:{port} (sni {server_name or 'none'})"
+
+
+def _probe_timeout(remaining: float) -> float:
+    return min(max(remaining, _MIN_PROBE_TIMEOUT), _MAX_PROBE_TIMEOUT)
+
+
+def _normalise_serial(serial: str) -> str:
+    digits = serial.strip().lower().replace(":", "").removeprefix("0x")
+    int(digits, 16)  # ValueError for something that is not a hex serial
+    return digits.lstrip("0") or "0"
+
+
+def _mismatch(where: str, wanted: str, last: Presented, streak: int) -> EndpointMismatch:
+    if last.serial == wanted:
+        message = (
+            f"{where}: serial {wanted} not served steadily before the deadline "
+            f"(last run: {streak} consecutive matching handshakes)"
+        )
+    else:
+        message = f"{where}: expected serial {wanted}, server presents {_describe_leaf(last.leaf)}"
+    return EndpointMismatch(message, wanted, last)
+
+
+def _describe_leaf(leaf: x509.Certificate) -> str:
+    common_names = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    common_name = str(common_names[0].value) if common_names else "-"
+    expiry = leaf.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%SZ")
+    return f"serial {leaf.serial_number:x} (CN {common_name}, not after {expiry})"
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _validity_problems(leaf: x509.Certificate, now: datetime) -> list[str]:
+    if now > leaf.not_valid_after_utc:
+        return [f"expired on {leaf.not_valid_after_utc:%Y-%m-%d}"]
+    if now < leaf.not_valid_before_utc:
+        return [f"not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z"]
+    return []
+
+
+def _clamp_to_validity(leaf: x509.Certificate, now: datetime) -> datetime:
+    return min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
+
+
+def _chain_problem(
+    presented: Presented, roots: Sequence[x509.Certificate], at: datetime
+) -> str | None:
+    """None when the presented chain builds to one of ``roots`` at ``at``, else a finding.
+
+    Path building is cryptography's Web PKI verifier with the end-entity
+    extension checks relaxed (names are judged separately).  That profile forbids
+    Ed25519, which certform's private CAs may use, so for that one refusal the
+    chain is re-checked with ``pki.builder.verify_chain`` against each root.
+    """
+    if not roots:
+        return "chain incomplete: no trusted roots to build to"
+    policy = (
+        verification.PolicyBuilder()
+        .store(verification.Store(list(roots)))
+        .time(at)
+        .extension_policies(
+            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+            ee_policy=verification.ExtensionPolicy.permit_all(),
+        )
+    )
+    try:
+        policy.build_client_verifier().verify(presented.leaf, list(presented.chain))
+    except verification.VerificationError as error:
+        message = str(error)
+        if "Forbidden public key algorithm" in message or "Forbidden signature" in message:
+            return _chain_problem_by_hand(presented, roots, at)
+        return _verification_finding(presented, roots, message, at)
+    return None
+
+
+def _chain_problem_by_hand(
+    presented: Presented, roots: Sequence[x509.Certificate], at: datetime
+) -> str | None:
+    candidates = [root for root in roots if root.subject == _top_issuer(presented, roots)]
+    reasons = [verify_chain(presented.leaf, presented.chain, root, at) for root in candidates]
+    if any(reason is None for reason in reasons):
+        return None
+    if not reasons:
+        return _incomplete(presented, roots)
+    return f"chain invalid: {reasons[0]}"
+
+
+def _verification_finding(
+    presented: Presented, roots: Sequence[x509.Certificate], message: str, at: datetime
+) -> str:
+    """Map a verifier error (long, Rust-flavoured) to a short finding."""
+    if "no interior errors" in message:
+        return _incomplete(presented, roots)
+    if "not valid at validation time" in message:
+        stale = [c for c in presented.chain if not _valid_at(c, at)]
+        who = _subject_text(stale[0]) if stale else "a chain certificate"
+        return f"chain invalid: {who} is not valid at {at:%Y-%m-%d}"
+    detail = message.removeprefix("validation failed: ").removeprefix("candidates exhausted: ")
+    return f"chain invalid: {detail.split(' (encountered', 1)[0]}"
+
+
+def _incomplete(presented: Presented, roots: Sequence[x509.Certificate]) -> str:
+    missing = _top_issuer(presented, roots)
+    return f"chain incomplete: issuer {missing.rfc4514_string()!r} neither sent nor trusted"
+
+
+def _top_issuer(presented: Presented, roots: Sequence[x509.Certificate]) -> x509.Name:
+    """Issuer name where following the presented chain by name stops (a root, or the gap)."""
+    root_names = {root.subject for root in roots}
+    by_subject = {cert.subject: cert for cert in presented.chain}
+    current, seen = presented.leaf, set()
+    while current.issuer not in root_names and current.issuer in by_subject:
+        if current.issuer in seen:
+            break
+        seen.add(current.issuer)
+        current = by_subject[current.issuer]
+    return current.issuer
+
+
+def _valid_at(cert: x509.Certificate, at: datetime) -> bool:
+    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
+
+
+def _subject_text(cert: x509.Certificate) -> str:
+    return repr(cert.subject.rfc4514_string() or f"serial {cert.serial_number:x}")
+
+
+def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _san_strings(cert: x509.Certificate) -> list[str]:
+    san = _san(cert)
+    if san is None:
+        return []
+    addresses = [str(address) for address in san.get_values_for_type(x509.IPAddress)]
+    return [*san.get_values_for_type(x509.DNSName), *addresses]
+
+
+def _normalise_dns(name: str) -> str | None:
+    """Lowercase A-label form without a trailing dot; None for a name that cannot match."""
+    name = name.rstrip(".")
+    if not name or "*" in name:
+        return None
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+
+
+def _dns_matches(pattern: str, reference: str) -> bool:
+    pattern = pattern.rstrip(".").lower()
+    if "*" not in pattern:
+        return pattern == reference
+    first, _, rest = pattern.partition(".")
+    if first != "*" or "*" in rest or rest.count(".") < 1:
+        return False
+    label, _, reference_rest = reference.partition(".")
+    return bool(label) and reference_rest == rest
+
+
+def _load_der(der: bytes) -> x509.Certificate | None:
+    """One trust-store certificate; None if unparseable.  Old roots with non-positive
+    serials still load, with a deprecation warning that is not the user's concern."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+
+
+def _load_pem_file(path: str) -> list[x509.Certificate]:
+    try:
+        with open(path, "rb") as handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_pem_x509_certificates(handle.read())
+    except (OSError, ValueError):
+        return []
