@@ -476,6 +476,65 @@ VALIDATE_CASES: tuple[BadCase, ...] = (
         "endif",
         args=("--var", "site=x"),
     ),
+    case(
+        "target-with-wrong-provider-type",
+        derive(
+            ("bindings:\n", "providers:\n  edge: {type: nginx}\nbindings:\n"),
+            (
+                "{type: files, directory: out/web}",
+                "{type: haproxy, provider: edge, sni: [web.example.test]}",
+            ),
+        ),
+        "type: haproxy",
+        "bindings[0].target.provider",
+        "provider 'edge' is of type nginx; haproxy needs haproxy",
+    ),
+    case(
+        "haproxy-bad-sni-filter",
+        derive(
+            (
+                "bindings:\n",
+                "providers:\n  edge: {type: haproxy, socket: /run/h.sock, crt_dir: c, "
+                "crt_list: l}\nbindings:\n",
+            ),
+            (
+                "{type: files, directory: out/web}",
+                '{type: haproxy, provider: edge, sni: ["web example"]}',
+            ),
+        ),
+        "web example",
+        "bindings[0].target.sni[0]",
+        "'web example' is not an SNI filter",
+    ),
+    case(
+        "nginx-snippet-template-missing",
+        derive(
+            ("bindings:\n", "providers:\n  web: {type: nginx}\nbindings:\n"),
+            (
+                "{type: files, directory: out/web}",
+                "{type: nginx, provider: web, certificate_path: t/w.crt, key_path: t/w.key, "
+                "snippet: {template: no-such.j2, path: t/w.conf}}",
+            ),
+        ),
+        "no-such.j2",
+        "bindings[0].target.snippet.template",
+        "cannot read",
+        "no-such.j2",
+    ),
+    case(
+        "endpoint-ca-bundle-missing",
+        derive(
+            (
+                "bindings:\n",
+                "endpoints:\n  partner: {host: partner.example.net, ca_bundle: roots.pem}\n"
+                "bindings:\n",
+            )
+        ),
+        "ca_bundle: roots.pem",
+        "endpoints.partner.ca_bundle",
+        "cannot read",
+        "roots.pem",
+    ),
 )
 
 

@@ -21,6 +21,7 @@ from reconciler.durations import parse_duration, parse_renew_before
 from reconciler.pki.names import constraint_error, name_permitted
 from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
 from reconciler.providers.catalog import build_target, provider_name, target_class
+from reconciler.providers.endpoint import ca_bundle_problem
 
 Path_ = tuple[str | int, ...]
 Finding = tuple[Path_, str]
@@ -45,6 +46,7 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
     findings.extend(_duplicate_targets(config, root))
     findings.extend(_provider_references(config))
     findings.extend(_key_compatibility(config, root))
+    findings.extend(_local_files(config, root))
     findings.extend(_listener_quotas(config))
     findings.extend(_key_store_provider(config))
     return findings
@@ -353,6 +355,16 @@ def _key_compatibility(config: CertformConfig, root: Path) -> Iterator[Finding]:
                 ("bindings", index, "target"),
                 f"certificate {binding.certificate!r} has a {key} key, but {error}",
             )
+
+
+def _local_files(config: CertformConfig, root: Path) -> Iterator[Finding]:
+    for index, binding in enumerate(config.bindings):
+        for field, message in build_target(binding.target, root, config.providers).local_problems():
+            yield (("bindings", index, "target", *field), message)
+    for name, endpoint in config.endpoints.items():
+        problem = ca_bundle_problem(endpoint.ca_bundle, root)
+        if problem:
+            yield (("endpoints", name, "ca_bundle"), problem)
 
 
 def _duplicate_targets(config: CertformConfig, root: Path) -> Iterator[Finding]:

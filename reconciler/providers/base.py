@@ -148,6 +148,12 @@ class Target(ABC):
         """Where clients connect, when the binding asks for handshake verification."""
         return getattr(self.config, "verify_endpoint", None)
 
+    def local_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Problems with files the config points at, checked at validate time
+        without touching the target (a template that does not compile, a CA
+        bundle that is not PEM): ``(field path under target, message)``."""
+        return []
+
     def compatibility_error(self, key_algorithm: str) -> str | None:
         """Why this target cannot serve a certificate with ``key_algorithm`` (None: it can).
 

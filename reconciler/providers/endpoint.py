@@ -6,6 +6,9 @@ the observed state) and the read-only ``tls-endpoint`` target.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from pydantic import Field
@@ -55,6 +58,22 @@ class WatchedEndpoint(EndpointSettings):
         description="PEM file of the roots the served chain must build to (relative to the "
         "config; default: the system trust store, or the private CA's root for bindings).",
     )
+
+
+def ca_bundle_problem(path: str | None, root: Path) -> str | None:
+    """Why ``ca_bundle`` cannot serve as trust anchors (None: it can, or none is set)."""
+    if path is None:
+        return None
+    full = path if os.path.isabs(path) else os.path.join(root, path)
+    try:
+        data = Path(full).read_bytes()
+    except OSError as exc:
+        return f"cannot read {full}: {exc.strerror or exc}"
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        return f"{full} holds no PEM certificates"
+    return None
 
 
 PROBE_TIMEOUT = 5.0

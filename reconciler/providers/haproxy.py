@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.durations import parse_duration
@@ -39,6 +40,15 @@ from reconciler.providers.haproxy_runtime import (
 )
 
 KEY_MODE = 0o600
+SNI_FILTER = re.compile(r"^!?(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def _sni_filter(value: str) -> str:
+    if not SNI_FILTER.match(value):
+        raise ValueError(
+            f"{value!r} is not an SNI filter (a host name, *.domain, or !name to exclude)"
+        )
+    return value.lower()
 
 
 class HaproxyProviderConfig(StrictModel):
@@ -59,9 +69,10 @@ class HaproxyTargetConfig(StrictModel):
 
     type: Literal["haproxy"]
     provider: EntryName = Field(description="Name of a `haproxy` entry under providers.")
-    sni: list[str] = Field(
+    sni: list[Annotated[str, AfterValidator(_sni_filter)]] = Field(
         default_factory=list,
-        description="SNI filters for the crt-list line (default: the certificate's names).",
+        description="SNI filters for the crt-list line (default: the certificate's names); "
+        "`*.example.com` and `!excluded.example.com` as in a crt-list file.",
     )
     crt_list: str | None = Field(
         default=None, description="Another crt-list of the same HAProxy (default: provider's)."

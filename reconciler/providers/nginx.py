@@ -91,6 +91,22 @@ class NginxTarget(Target):
             files["snippet"] = self._path(self.config.snippet.path)
         return files
 
+    def local_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """The snippet template must exist and compile (in the sandbox)."""
+        if self.config.snippet is None:
+            return []
+        from jinja2 import TemplateSyntaxError
+        from jinja2.sandbox import SandboxedEnvironment
+
+        path = self._path(self.config.snippet.template)
+        try:
+            SandboxedEnvironment().parse(Path(path).read_text())
+        except OSError as exc:
+            return [(("snippet", "template"), f"cannot read {path}: {exc.strerror or exc}")]
+        except TemplateSyntaxError as exc:
+            return [(("snippet", "template"), f"{path}:{exc.lineno}: {exc.message}")]
+        return []
+
     def observe(self, facts: Facts) -> Observation:
         recorded: dict[str, Stamp] = facts.get("files", {})
         paths = self._files()

@@ -17,7 +17,12 @@ from typing import Literal
 
 from reconciler.errors import ProviderError
 from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
-from reconciler.providers.endpoint import EndpointSettings, WatchedEndpoint, endpoint_observation
+from reconciler.providers.endpoint import (
+    EndpointSettings,
+    WatchedEndpoint,
+    ca_bundle_problem,
+    endpoint_observation,
+)
 
 
 class TlsEndpointTargetConfig(WatchedEndpoint):
@@ -62,6 +67,10 @@ class TlsEndpointTarget(Target):
                 f"{exc} (tls-endpoint is read-only: certform cannot change what it serves)"
             ) from None
         return {"serial": presented.serial, "fingerprint": presented.fingerprint}
+
+    def local_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        problem = ca_bundle_problem(self.config.ca_bundle, self.root)
+        return [(("ca_bundle",), problem)] if problem else []
 
     def remove(self, facts: Facts) -> bool:
         return True
