@@ -223,3 +223,50 @@ def test_unreachable_socket_fails_that_binding_and_next_apply_retries(
     plan = workspace.run("plan")
     assert plan.code == 0, plan.text
     assert "unreachable" in plan.text
+
+
+def test_unwritable_crt_dir_leaves_haproxy_as_it_was(
+    workspace: Workspace, haproxy: HaproxyLab
+) -> None:
+    blocker = workspace.root / "not-a-directory"
+    blocker.write_text("")
+    config = _config(haproxy).replace(json.dumps(str(haproxy.crt_dir)), json.dumps(str(blocker)))
+    workspace.write(config)
+    result = workspace.run("apply", "--auto-approve")
+    assert result.code == 1, result.text
+    assert "Not a directory" in result.text
+    assert "new certificate taken out of HAProxy again" in result.text
+    assert served_serial(haproxy.port, "web.example.test") == haproxy.default_serial
+    assert haproxy.runtime().cert_paths() == {str(haproxy.crt_dir / "default.pem")}
+    assert haproxy.crt_list.read_text().splitlines() == [str(haproxy.crt_dir / "default.pem")]
+
+
+@pytest.mark.parametrize("phase", ["journaled", "acted"])
+def test_killed_apply_is_recovered_without_duplicate_entries(
+    workspace: Workspace, haproxy: HaproxyLab, phase: str
+) -> None:
+    from tests.test_crash_recovery import kill, start_apply, wait_for
+
+    workspace.write(_config(haproxy))
+    marker = workspace.root / "paused"
+    proc = start_apply(
+        workspace,
+        {
+            "CERTFORM_TEST_PAUSE_AT": f"binding.haproxy:edge/web:{phase}",
+            "CERTFORM_TEST_PAUSE_MARKER": str(marker),
+        },
+    )
+    wait_for(marker, proc)
+    kill(proc)
+    recovered = workspace.run("apply", "--auto-approve")
+    assert recovered.code == 0, recovered.text
+    path = str(haproxy.crt_dir / "web.pem")
+    entries = [
+        e for e in haproxy.runtime().crt_list_entries(str(haproxy.crt_list)) if e.path == path
+    ]
+    assert len(entries) == 1
+    assert [line for line in haproxy.crt_list.read_text().splitlines() if path in line] == [
+        f"{path} web.example.test"
+    ]
+    assert served_serial(haproxy.port, "web.example.test") == _file_serial(Path(path))
+    assert workspace.run("plan", "--detailed-exitcode").code == 0

@@ -142,3 +142,34 @@ def test_check_reports_what_clients_trip_over(workspace: Workspace, nginx: Nginx
     later = workspace.run("check", "--at", "+70d")
     assert later.code == 2
     assert "endpoint.good" in later.out and "days left" in later.out
+
+
+def test_files_target_verify_endpoint_restores_on_mismatch(
+    workspace: Workspace, nginx: NginxLab
+) -> None:
+    verify = {"host": "127.0.0.1", "port": nginx.port, "server_name": "api.example.test"}
+
+    def config(post_deploy: list[str]) -> str:
+        target = {
+            "type": "files",
+            "directory": "out/api",
+            "post_deploy": post_deploy,
+            "verify_endpoint": {**verify, "timeout": "2s"},
+        }
+        return PKI + (
+            "certificates:\n"
+            "  api: {names: [api.example.test], issuer: issuing, key: {KEY}, validity: 90d}\n"
+            f"bindings:\n  - {{certificate: api, target: {json.dumps(target)}}}\n"
+        )
+
+    workspace.write(config(nginx.reload_command).replace("{KEY}", "ec-p256"))
+    result = workspace.ok("apply", "--auto-approve")
+    assert "verified at 127.0.0.1:" in result.out
+    before = (workspace.root / "out/api/cert.pem").read_bytes()
+
+    # post_deploy that does not reload: the endpoint keeps the old certificate.
+    workspace.write(config(["true"]).replace("{KEY}", "rsa-2048"))
+    result = workspace.run("apply", "--auto-approve")
+    assert result.code == 1, result.text
+    assert "verification failed" in result.text and "previous files restored" in result.text
+    assert (workspace.root / "out/api/cert.pem").read_bytes() == before

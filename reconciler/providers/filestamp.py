@@ -54,6 +54,6 @@ def stamp_problems(
 
 def read_if_present(path: str | Path) -> bytes | None:
     """A file's bytes, or None when it does not exist (for snapshots before a deploy)."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         return Path(path).read_bytes()
     return None

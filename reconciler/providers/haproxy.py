@@ -173,32 +173,38 @@ class HaproxyTarget(Target):
 
     # -- deploy -----------------------------------------------------------------------
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+        """All or nothing: a refused command or a file that cannot be written puts
+        back what was served before (runtime and files) before reporting."""
+        before = self.snapshot(material, previous)
+        try:
+            return self._deploy(material, previous)
+        except HaproxyUnreachable:
+            raise  # nothing was changed that could be put back through it
+        except (HaproxyError, OSError) as exc:
+            if isinstance(exc, OSError):
+                message = f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}"
+            else:
+                message = str(exc)
+            try:
+                note = self.restore(before)
+            except (ProviderError, OSError) as again:
+                note = f"putting the previous state back failed too: {again}"
+            raise ProviderError(f"{message}; {note}") from None
+
+    def _deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         runtime = self._runtime()
         path, crt_list = self._cert_path(material.name), self._crt_list()
         pem = material.fullchain_pem.encode() + material.private_key_pem
         # cert_paths, not show_cert: an empty store left by a crash between
         # `new` and `commit` exists (new would fail) but shows no certificate.
-        known = path in runtime.cert_paths()
-        if not known:
+        if path not in runtime.cert_paths():
             runtime.new_cert(path)
-        try:
-            runtime.replace_cert(path, pem.decode())
-        except HaproxyError:
-            if not known:
-                with contextlib.suppress(HaproxyError):
-                    runtime.del_cert(path)
-            raise
+        runtime.replace_cert(path, pem.decode())
         self._list(runtime, crt_list, path)
         if previous and previous.get("crt_list") not in (None, crt_list):
             self._unlist(runtime, str(previous["crt_list"]), path)  # moved to another list
-        try:
-            write_atomic(Path(path), pem, KEY_MODE)
-            _write_crt_list_file(crt_list, path, _line(path, self._options(), self._sni()))
-        except OSError as exc:
-            raise ProviderError(
-                f"committed in HAProxy but cannot write {exc.filename or path}: "
-                f"{exc.strerror or exc} (a restart would serve the old certificate)"
-            ) from None
+        write_atomic(Path(path), pem, KEY_MODE)
+        _write_crt_list_file(crt_list, path, _line(path, self._options(), self._sni()))
         return {
             "path": path,
             "crt_list": crt_list,
@@ -252,6 +258,7 @@ class HaproxyTarget(Target):
         )
 
     def restore(self, snapshot: _Snapshot) -> str:
+        """Runtime first (what clients see), then the files (what a restart sees)."""
         runtime = self._runtime()
         path, crt_list = snapshot.path, snapshot.crt_list
         current = [e for e in runtime.crt_list_entries(crt_list) if e.path == path]
@@ -262,18 +269,23 @@ class HaproxyTarget(Target):
                     runtime.del_crt_list(crt_list, entry.ref)
                 for entry in snapshot.entries:
                     runtime.add_crt_list(crt_list, path, entry.options, entry.sni)
-            write_atomic(Path(path), snapshot.pem, KEY_MODE)
             note = "previous certificate committed back in HAProxy"
         else:
             for entry in sorted(current, key=lambda e: e.line, reverse=True):
                 runtime.del_crt_list(crt_list, entry.ref)
             with contextlib.suppress(HaproxyError):
                 runtime.del_cert(path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
             note = "new certificate taken out of HAProxy again"
-        if snapshot.crt_list_file is not None:
-            write_atomic(Path(crt_list), snapshot.crt_list_file, _mode_of(crt_list))
+        try:
+            if snapshot.pem is not None:
+                write_atomic(Path(path), snapshot.pem, KEY_MODE)
+            else:
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    os.unlink(path)
+            if snapshot.crt_list_file is not None:
+                write_atomic(Path(crt_list), snapshot.crt_list_file, _mode_of(crt_list))
+        except OSError as exc:
+            note += f" (files not restored: {exc.strerror or exc})"
         return note
 
     # -- remove -----------------------------------------------------------------------
