@@ -15,7 +15,11 @@ Through the real CLI, in child processes:
 * ``plan --detailed-exitcode`` with nothing to do (observes every binding; must exit 0),
 * a renewal of all N (``key: ec-p384`` forces re-issuance) while a load process makes
   TLS handshakes with random SNI names and checks every served serial,
-* then, with the same load, K full reloads (SIGUSR2 to the master, as ``-sf``).
+* then, with the same load, K full reloads (SIGUSR2 to the master, as ``-sf``),
+* and a second renewal of all N without the load (back to ``key: ec-p256``).
+
+After each renewal and after the reloads every name is handshaken once and must serve
+the serial of its ``crt_dir/NAME.pem``; every plan afterwards must find nothing to do.
 
 For comparison the same issuance is applied to a ``files`` target (what issuing and
 writing PEM files cost without HAProxy), and reloads and ``haproxy -c`` are timed
@@ -636,6 +640,7 @@ def report(r: Results, args: argparse.Namespace, binary: str) -> list[str]:
             f"{run.what:<26} {run.seconds:>8.2f} {run.seconds / n * 1000:>8.2f} "
             f"{run.cpu:>9.2f} {haproxy:>13}"
         )
+    print("(HAProxy CPU: master and workers; it includes the TLS load's handshakes in that run)")
     plan = r.runs["no-change plan"]
     if plan.spread:
         low, high = plan.spread

@@ -163,6 +163,10 @@ def apply(
     var: VarOption = None,
     var_file: VarFileOption = None,
     lock_timeout: LockTimeoutOption = 0.0,
+    parallelism: Annotated[
+        int,
+        typer.Option("--parallelism", min=1, max=100, help="ACME orders placed at the same time."),
+    ] = 10,
 ) -> None:
     """Issue, renew, deploy and remove until the world matches the configuration."""
     validated = _load(config, var, var_file)
@@ -202,7 +206,7 @@ def apply(
             store.lock("apply", lock_timeout)
             recorded = store.read()
             check_applicable(the_plan, recorded)
-        result = Applier(store, the_plan, recorded, _progress).run()
+        result = Applier(store, the_plan, recorded, _progress, parallelism).run()
     finally:
         store.unlock()
         store.close()
@@ -314,6 +318,40 @@ def check(
         typer.echo(f"Checked {checked} resources: {len(problems)} need attention.")
     if problems:
         raise typer.Exit(2)
+
+
+@app.command()
+def revoke(
+    name: Annotated[str, typer.Argument(help="The certificate to revoke.")],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help="RFC 5280 reason: unspecified, keyCompromise, superseded, "
+            "cessationOfOperation, affiliationChanged, ...",
+        ),
+    ] = "unspecified",
+    config: ConfigOption = DEFAULT_CONFIG,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+) -> None:
+    """Revoke a certificate (at its ACME CA, or recorded for a private CA's CRL);
+    the next apply issues a new one."""
+    from reconciler.engine.revoke import revoke_certificate
+
+    validated = _load(config, var, var_file)
+    store = open_store(validated.config.state, validated.root, validated.config.providers)
+    if not store.exists:
+        _fail("there is no state yet: nothing was issued, nothing to revoke")
+    store.open()
+    store.lock("revoke", lock_timeout)
+    try:
+        recorded = store.read()
+        typer.echo(revoke_certificate(store, recorded, name, reason, validated.root))
+    finally:
+        store.unlock()
+        store.close()
 
 
 @app.command()

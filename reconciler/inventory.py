@@ -24,9 +24,10 @@ def inventory(desired: DesiredState, recorded: RecordedState, now: datetime) -> 
             {
                 "address": authority.address,
                 "type": authority.spec["type"],
-                "subject": authority.spec["subject"].get("common_name"),
+                "subject": (authority.spec.get("subject") or {}).get("common_name")
+                or authority.spec.get("directory"),
                 "parent": authority.parent,
-                "key": authority.spec["key"],
+                "key": authority.spec.get("key", "-"),
                 **_issued(record, now),
             }
         )

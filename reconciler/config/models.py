@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
+from reconciler.acme.config import AcmeSolver, ExternalAccountBinding
 from reconciler.config.types import (
     Duration,
     EntryName,
@@ -123,10 +124,43 @@ class AwsAcmAuthority(StrictModel):
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
 
 
+class AcmeAuthority(StrictModel):
+    """An ACME CA (RFC 8555): Let's Encrypt, ZeroSSL, step-ca, Vault, Pebble..."""
+
+    type: Literal["acme"]
+    directory: str = Field(pattern=r"^https?://", description="The ACME directory URL.")
+    contact: list[str] = Field(min_length=1, description="mailto: URLs for the account.")
+    terms_of_service_agreed: bool = Field(description="Must be true to create an account.")
+    ca_bundle: str | None = Field(
+        default=None, description="PEM trust for a private ACME server's HTTPS."
+    )
+    external_account_binding: ExternalAccountBinding | None = None
+    profile: str | None = Field(default=None, description="Certificate profile to request.")
+    preferred_chain: str | None = Field(
+        default=None, description="Common name of the root (or top issuer) to prefer."
+    )
+    solvers: list[AcmeSolver] = Field(min_length=1)
+    timeout: Duration = Field(default="5m", description="Deadline of one order, end to end.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+
+    @model_validator(mode="after")
+    def _contacts_and_terms(self) -> AcmeAuthority:
+        bad = [c for c in self.contact if not c.startswith("mailto:") or "@" not in c]
+        if bad:
+            raise ValueError(f"contact entries must be mailto: addresses, got {bad[0]!r}")
+        if not self.terms_of_service_agreed:
+            raise ValueError(
+                "terms_of_service_agreed must be true: the CA requires agreeing to its terms"
+            )
+        return self
+
+
 PRIVATE_AUTHORITY_TYPES = ("private-root", "private-subordinate")
 
 Authority = Annotated[
-    Union[PrivateRootAuthority, PrivateSubordinateAuthority, AwsAcmAuthority],  # noqa: UP007
+    Union[  # noqa: UP007
+        PrivateRootAuthority, PrivateSubordinateAuthority, AwsAcmAuthority, AcmeAuthority
+    ],
     Field(discriminator="type"),
 ]
 
@@ -139,7 +173,9 @@ class Certificate(StrictModel):
     names: list[CertificateName] = Field(
         min_length=1, description="First name is the subject CN; DNS names, wildcards, IPs."
     )
-    issuer: EntryName
+    issuer: EntryName | list[EntryName] = Field(
+        description="An authority, or an ordered list of ACME authorities to fall back through."
+    )
     key: KeyAlgorithm | None = Field(default=None, description="Default: defaults.key or ec-p256.")
     validity: Duration | None = Field(
         default=None, description="Default: defaults.validity or 90d."
@@ -151,6 +187,24 @@ class Certificate(StrictModel):
     tags: dict[str, str] = Field(default_factory=dict)
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     exportable: bool = False
+
+    @model_validator(mode="after")
+    def _issuer_list(self) -> Certificate:
+        if isinstance(self.issuer, list):
+            if not self.issuer:
+                raise ValueError("issuer: give at least one authority")
+            if len(set(self.issuer)) != len(self.issuer):
+                raise ValueError("issuer: an authority is listed twice")
+        return self
+
+    @property
+    def issuers(self) -> list[str]:
+        """The issuers in the order to try them (a single issuer is a list of one)."""
+        return [self.issuer] if isinstance(self.issuer, str) else list(self.issuer)
+
+    @property
+    def primary_issuer(self) -> str:
+        return self.issuers[0]
 
 
 class Binding(StrictModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config.models import (
+    AcmeAuthority,
     AwsAcmAuthority,
     CertformConfig,
     PrivateSubordinateAuthority,
@@ -58,6 +59,9 @@ def _authorities(config: CertformConfig) -> list[DesiredAuthority]:
         if isinstance(authority, AwsAcmAuthority):
             result.append(_acm_authority(name, authority, config))
             continue
+        if isinstance(authority, AcmeAuthority):
+            result.append(_acme_authority(name, authority, config))
+            continue
         spec: dict[str, Any] = {
             "type": authority.type,
             "subject": authority.subject.model_dump(exclude_none=True),
@@ -93,23 +97,44 @@ def _acm_authority(
     return DesiredAuthority(name, spec, None, authority.lifecycle.prevent_destroy)
 
 
+def _acme_authority(
+    name: str, authority: AcmeAuthority, config: CertformConfig
+) -> DesiredAuthority:
+    spec = authority.model_dump(mode="json", exclude={"lifecycle"}, exclude_none=True)
+    for solver in spec["solvers"]:
+        route53 = (solver.get("dns01") or {}).get("route53")
+        if route53 is not None:  # apply needs the connection settings, not just the name
+            provider = config.providers[route53["provider"]]
+            route53["provider_settings"] = provider.model_dump(mode="json", exclude_none=True)
+    return DesiredAuthority(name, spec, None, authority.lifecycle.prevent_destroy)
+
+
 def _certificates(config: CertformConfig) -> list[DesiredCertificate]:
     defaults = config.defaults
     result = []
     for name, certificate in config.certificates.items():
-        issuer = config.authorities[certificate.issuer]
+        issuer = config.authorities[certificate.primary_issuer]
         spec = {
             "names": list(certificate.names),
-            "issuer": certificate.issuer,
+            "issuer": certificate.primary_issuer,
             "key": certificate.key or defaults.key,
             "validity": certificate.validity or defaults.validity,
             "usages": list(certificate.usages),
         }
         if isinstance(issuer, AwsAcmAuthority):
             # ACM-issued: apply needs the issuer's settings, the diff knows the key stays in ACM.
-            acm_spec = _acm_authority(certificate.issuer, issuer, config).spec
+            acm_spec = _acm_authority(certificate.primary_issuer, issuer, config).spec
             spec["issuer_type"] = "aws-acm"
             spec["acm"] = {k: v for k, v in acm_spec.items() if k != "type"}
+        elif isinstance(issuer, AcmeAuthority):
+            # Apply tries the issuers in order and needs each one's settings (no secrets:
+            # those are environment variable names).
+            spec["issuer_type"] = "acme"
+            spec["issuers"] = certificate.issuers
+            spec["acme"] = {
+                name: _acme_authority(name, config.authorities[name], config).spec  # type: ignore[arg-type]
+                for name in certificate.issuers
+            }
         result.append(
             DesiredCertificate(
                 name,

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reconciler.acme.config import first_solver
 from reconciler.config.models import (
     PRIVATE_AUTHORITY_TYPES,
+    AcmeAuthority,
     AwsAcmAuthority,
     CertformConfig,
     PrivateSubordinateAuthority,
@@ -41,6 +43,7 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
         _validity_within_issuer,
         _binding_references,
         _acm_issued,
+        _acme_issued,
     ):
         findings.extend(rule(config))
     findings.extend(_duplicate_targets(config, root))
@@ -142,12 +145,26 @@ def _constraint_syntax(config: CertformConfig) -> Iterator[Finding]:
 
 def _issuers(config: CertformConfig) -> Iterator[Finding]:
     for name, certificate in config.certificates.items():
-        if certificate.issuer not in config.authorities:
-            yield (
-                ("certificates", name, "issuer"),
-                f"unknown authority {certificate.issuer!r}; expected one of: "
-                + _choices(config.authorities),
+        listed = isinstance(certificate.issuer, list)
+        for index, issuer in enumerate(certificate.issuers):
+            field: Path_ = (
+                ("certificates", name, "issuer", index)
+                if listed
+                else ("certificates", name, "issuer")
             )
+            authority = config.authorities.get(issuer)
+            if authority is None:
+                yield (
+                    field,
+                    f"unknown authority {issuer!r}; expected one of: "
+                    + _choices(config.authorities),
+                )
+            elif len(certificate.issuers) > 1 and authority.type != "acme":
+                yield (
+                    field,
+                    f"fallback issuer lists take ACME authorities only; {issuer!r} is "
+                    f"{authority.type}",
+                )
 
 
 def _ancestors(config: CertformConfig, name: str) -> list[str]:
@@ -161,7 +178,7 @@ def _ancestors(config: CertformConfig, name: str) -> list[str]:
 
 def _name_constraints(config: CertformConfig) -> Iterator[Finding]:
     for name, certificate in config.certificates.items():
-        for authority_name in _ancestors(config, certificate.issuer):
+        for authority_name in _ancestors(config, certificate.primary_issuer):
             constraints = getattr(config.authorities[authority_name], "name_constraints", None)
             if constraints is None:
                 continue
@@ -213,7 +230,7 @@ def _renewal_windows(config: CertformConfig) -> Iterator[Finding]:
 
 def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
     for name, certificate in config.certificates.items():
-        issuer = _private(config).get(certificate.issuer)
+        issuer = _private(config).get(certificate.primary_issuer)
         validity = certificate.validity or config.defaults.validity
         if issuer and parse_duration(validity) > parse_duration(issuer.validity):
             yield (
@@ -231,6 +248,51 @@ def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
             )
 
 
+ACME_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
+
+
+def _acme_issued(config: CertformConfig) -> Iterator[Finding]:
+    """Every name needs a solver at every ACME issuer it may fall back to; public
+    ACME CAs sign RSA and ECDSA P-256/P-384 keys only."""
+    for name, certificate in config.certificates.items():
+        for issuer in certificate.issuers:
+            authority = config.authorities.get(issuer)
+            if not isinstance(authority, AcmeAuthority):
+                continue
+            key = certificate.key or config.defaults.key
+            if key not in ACME_KEYS and issuer == certificate.issuers[0]:
+                yield (
+                    ("certificates", name, "key"),
+                    f"ACME CAs issue certificates for {', '.join(sorted(ACME_KEYS))} keys, "
+                    f"not {key}",
+                )
+            for index, dns in enumerate(certificate.names):
+                if first_solver(authority.solvers, dns) is None:
+                    need = (
+                        "a dns-01 solver (wildcards are validated through DNS only)"
+                        if dns.startswith("*.")
+                        else "a solver whose domains match it"
+                    )
+                    yield (
+                        ("certificates", name, "names", index),
+                        f"{dns!r} needs {need} in authorities.{issuer}.solvers",
+                    )
+    for name, authority in config.authorities.items():
+        if not isinstance(authority, AcmeAuthority):
+            continue
+        for index, solver in enumerate(authority.solvers):
+            route53 = solver.dns01.route53 if solver.dns01 else None
+            if route53 is None:
+                continue
+            provider = config.providers.get(route53.provider)
+            if provider is None or provider.type != "aws":
+                yield (
+                    ("authorities", name, "solvers", index, "dns01", "route53", "provider"),
+                    f"unknown aws provider {route53.provider!r}; expected one of: "
+                    + _choices(config.providers),
+                )
+
+
 def _private(config: CertformConfig) -> dict[str, Any]:
     return {name: a for name, a in config.authorities.items() if a.type in PRIVATE_AUTHORITY_TYPES}
 
@@ -239,7 +301,7 @@ def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
     """ACM keeps the key: such certificates go only to AWS targets in their region."""
     for index, binding in enumerate(config.bindings):
         certificate = config.certificates.get(binding.certificate)
-        authority = config.authorities.get(certificate.issuer) if certificate else None
+        authority = config.authorities.get(certificate.primary_issuer) if certificate else None
         if not isinstance(authority, AwsAcmAuthority):
             continue
         provider = config.providers.get(authority.provider)
@@ -249,7 +311,8 @@ def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
         if needed is None:
             yield (
                 ("bindings", index, "target"),
-                f"certificate {binding.certificate!r} is issued by ACM ({certificate.issuer}), "
+                f"certificate {binding.certificate!r} is issued by ACM "
+                f"({certificate.primary_issuer}), "
                 f"which never releases its private key: it can only be bound to AWS targets, "
                 f"not {target.type}",
             )
@@ -262,7 +325,7 @@ def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
                    else ""),
             )  # fmt: skip
     for name, certificate in config.certificates.items():
-        authority = config.authorities.get(certificate.issuer)
+        authority = config.authorities.get(certificate.primary_issuer)
         if isinstance(authority, AwsAcmAuthority):
             key = certificate.key or config.defaults.key
             if key not in ACM_REQUEST_KEYS:

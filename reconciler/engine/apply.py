@@ -12,6 +12,7 @@ A failed step does not stop independent ones; steps that depend on it
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import socket
 import uuid
@@ -19,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from reconciler.engine.acme_orders import OrderJob, OrderOutcome, run_orders
+from reconciler.engine.acme_orders import failure as order_failure
 from reconciler.engine.faults import fault_point
 from reconciler.engine.verify import deploy_verified
 from reconciler.errors import CertformError, PlanError, StateError
@@ -30,7 +34,7 @@ from reconciler.pki.keys import (
     private_key_to_der,
     private_key_to_pem,
 )
-from reconciler.plan.model import KEY_STORE_ADDRESS, Change, Plan
+from reconciler.plan.model import KEY_STORE_ADDRESS, Action, Change, Plan
 from reconciler.providers.aws.acm import validity_stamp
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.catalog import target_from_settings
@@ -50,7 +54,12 @@ from reconciler.state.records import (
 )
 from reconciler.state.store import StateStore
 
+if TYPE_CHECKING:
+    from reconciler.acme.client import AcmeAccount
+
 Reporter = Callable[[str], None]
+ACCOUNT_NOT_AFTER = datetime(9999, 12, 31, tzinfo=UTC)
+"""ACME accounts do not expire; their records carry this date so expiry checks pass."""
 
 
 @dataclass
@@ -91,7 +100,12 @@ class Applier:
     """Executes one plan against one state store."""
 
     def __init__(
-        self, store: StateStore, plan: Plan, recorded: RecordedState, report: Reporter
+        self,
+        store: StateStore,
+        plan: Plan,
+        recorded: RecordedState,
+        report: Reporter,
+        parallelism: int = 10,
     ) -> None:
         self.store = store
         self.plan = plan
@@ -105,6 +119,9 @@ class Applier:
         self._entry: int | None = None
         self._fresh: dict[str, CertificateMaterial] = {}
         self._retirable: dict[str, list[tuple[dict, dict]]] = {}
+        self.parallelism = parallelism
+        self._acme_urls: dict[str, str] = {}
+        self._acme_orders: dict[str, tuple[int, bytes, OrderOutcome]] | None = None
 
     def run(self) -> ApplyResult:
         if self.recorded.interrupted:
@@ -114,6 +131,8 @@ class Applier:
             )
             self.store.mark_interrupted()
         for change in self.plan.changes:
+            if change.kind == "certificate" and self._acme_orders is None:
+                self._place_acme_orders()
             blocker = self._blocked_by(change)
             if blocker:
                 self.result.skipped[change.address] = f"{blocker} failed"
@@ -131,7 +150,11 @@ class Applier:
         if change.kind == "binding" and after:
             dependencies.append(f"certificate.{after['certificate']}")
         elif change.kind == "certificate" and after:
-            dependencies.append(f"authority.{after['issuer']}")
+            issuers = [f"authority.{i}" for i in after.get("issuers") or [after["issuer"]]]
+            failed = self.result.failed.keys() | self.result.skipped.keys()
+            if all(issuer in failed for issuer in issuers):
+                return issuers[0]  # with fallback issuers, one that works is enough
+            return None
         elif change.kind == "authority" and after.get("parent"):
             dependencies.append(f"authority.{after['parent']}")
         for dependency in dependencies:
@@ -227,6 +250,124 @@ class Applier:
         self._authorities.pop(change.name, None)
         return f" (serial {issued.serial[:16]}…)"
 
+    # -- ACME accounts -------------------------------------------------------------------
+    def _authority_register(self, change: Change) -> str:
+        from reconciler.acme.client import AcmeAccount, new_account_key_der
+
+        spec = _spec(change.after, ("renew_before", "prevent_destroy"))
+        key_der = self.store.journaled_key(change.address) or new_account_key_der()
+        entry = self._journal(change, key_der)
+        fault_point(change.address, "journaled")
+        url = AcmeAccount(change.name, spec, self.root, key_der).register()
+        fault_point(change.address, "acted")
+        self._record_account(change, spec, url, key_der, entry)
+        return f" ({url})"
+
+    def _authority_update(self, change: Change) -> str:
+        spec = _spec(change.after, ("renew_before", "prevent_destroy"))
+        account = self._acme_account(change.name, spec)
+        entry = self._journal(change)
+        account.update_contact()
+        self._record_account(change, spec, str(account.url), None, entry)
+        return f" (contact {', '.join(spec['contact'])})"
+
+    def _record_account(
+        self, change: Change, spec: dict, url: str, key_der: bytes | None, entry: int
+    ) -> None:
+        now = datetime.now(UTC)
+        record = AuthorityRecord(
+            name=change.name,
+            spec=spec,
+            serial="",
+            not_before=now,
+            not_after=ACCOUNT_NOT_AFTER,
+            key_id=url,
+            issuer_key_id=None,
+            prevent_destroy=bool(change.after and change.after.get("prevent_destroy")),
+        )
+        with self.store.transaction(entry) as writer:
+            writer.put_authority(record, IssuedMaterial("", "", ""), key_der)
+            self._audit(writer, change, f"account {url}")
+        self._acme_urls[change.name] = url
+
+    def _acme_account(self, name: str, spec: dict) -> AcmeAccount:
+        from reconciler.acme.client import AcmeAccount
+
+        url = self._acme_urls.get(name)
+        if url is None:
+            record = self.recorded.authorities.get(name)
+            if record is None:
+                raise StateError(f"authority.{name}: no ACME account in the state")
+            url = record.key_id
+        key_der = self.store.private_key("authority", name)
+        return AcmeAccount(name, spec, self.root, key_der, url)
+
+    def _place_acme_orders(self) -> None:
+        """Journal a key for every ACME issuance, then run the orders in parallel."""
+        self._acme_orders = {}
+        jobs: list[OrderJob] = []
+        keys: dict[str, tuple[int, bytes]] = {}
+        accounts: dict[str, AcmeAccount] = {}
+        for change in self.plan.changes:
+            after = change.after or {}
+            if change.kind != "certificate" or after.get("issuer_type") != "acme":
+                continue
+            if change.action not in (Action.ISSUE, Action.RENEW, Action.REPLACE):
+                continue
+            if self._blocked_by(change):
+                continue
+            for issuer in after["issuers"]:
+                if issuer not in accounts and f"authority.{issuer}" not in self.result.failed:
+                    # A missing account is reported per certificate ("no ACME account").
+                    with contextlib.suppress(CertformError):
+                        accounts[issuer] = self._acme_account(issuer, after["acme"][issuer])
+            key_der = self._new_key(change, after["key"])
+            entry = self.store.journal_start(
+                self.run_id, change.address, change.action.value, key_der
+            )
+            keys[change.address] = (entry, key_der)
+            key_pem = private_key_to_pem(private_key_from_der(key_der))
+            jobs.append(OrderJob(change.address, after["names"], after["issuers"], key_pem))
+        if not jobs:
+            return
+        self.report(f"Placing {len(jobs)} ACME order(s), up to {self.parallelism} at a time…")
+        outcomes = run_orders(jobs, accounts, self.parallelism, self.report)
+        for address, outcome in outcomes.items():
+            entry, key_der = keys[address]
+            self._acme_orders[address] = (entry, key_der, outcome)
+
+    def _certificate_from_acme(self, change: Change, spec: dict) -> str:
+        assert self._acme_orders is not None
+        entry, key_der, outcome = self._acme_orders[change.address]
+        self._entry = entry
+        fault_point(change.address, "journaled")
+        if outcome.issued is None:
+            raise order_failure(outcome)
+        issued = outcome.issued
+        fault_point(change.address, "acted")
+        after = change.after or {}
+        record = CertificateRecord(
+            name=change.name,
+            spec={**spec, "issued_by": issued.authority},
+            serial=issued.serial,
+            not_before=issued.certificate.not_valid_before_utc,
+            not_after=issued.certificate.not_valid_after_utc,
+            issuer_key_id=f"acme:{issued.authority}",
+            fingerprint=issued.fingerprint,
+            prevent_destroy=bool(after.get("prevent_destroy")),
+            tags=dict(after.get("tags") or {}),
+            has_key=True,
+        )
+        material = IssuedMaterial(issued.certificate_pem, issued.chain_pem, "")
+        with self.store.transaction(entry) as writer:
+            writer.put_certificate(record, material, key_der)
+            self._audit(writer, change, f"serial {issued.serial}, {outcome.note}")
+        key_pem = private_key_to_pem(private_key_from_der(key_der))
+        self._fresh[change.name] = _deployable(record, material, key_pem)
+        return (
+            f" (serial {issued.serial[:16]}…, {outcome.note}, expires {record.not_after:%Y-%m-%d})"
+        )
+
     def _authority_destroy(self, change: Change) -> str:
         entry = self._journal(change)
         with self.store.transaction(entry) as writer:
@@ -241,6 +382,8 @@ class Applier:
         spec = _spec(after, ("renew_before", "prevent_destroy", "tags"))
         if spec.get("issuer_type") == "aws-acm":
             return self._certificate_request_from_acm(change, spec)
+        if spec.get("issuer_type") == "acme":
+            return self._certificate_from_acme(change, spec)
         key_der = self._new_key(change, spec["key"])
         entry = self._journal(change, key_der)
         fault_point(change.address, "journaled")

@@ -23,6 +23,7 @@ from reconciler.errors import PlanError
 from reconciler.plan.model import Action, Change, StateUpdate
 from reconciler.policy.reissue import (
     ACM_CERTIFICATE_CHECKS,
+    ACME_CERTIFICATE_CHECKS,
     AUTHORITY_CHECKS,
     CERTIFICATE_CHECKS,
     IssuedFacts,
@@ -39,6 +40,7 @@ from reconciler.state.records import (
 )
 
 NEW_KEY_ACTIONS = (Action.ISSUE, Action.REPLACE)
+CHECKS_BY_ISSUER_TYPE = {"aws-acm": ACM_CERTIFICATE_CHECKS, "acme": ACME_CERTIFICATE_CHECKS}
 PRIVATE_TYPES = ("private-root", "private-subordinate")
 
 
@@ -97,6 +99,11 @@ def _authority_changes(
     changes: list[Change] = []
     rekeyed: set[str] = set()
     for authority in desired.authorities:
+        if authority.spec["type"] == "acme":
+            account = _acme_account_change(authority, recorded.authorities.get(authority.name))
+            if account is not None:
+                changes.append(account)
+            continue
         if authority.spec["type"] not in PRIVATE_TYPES:
             continue  # an external issuer (ACM): nothing of ours to issue
         record = recorded.authorities.get(authority.name)
@@ -142,6 +149,28 @@ def _authority_change(
         _authority_before(record),
         after,
     )
+
+
+def _acme_account_change(
+    authority: DesiredAuthority, record: AuthorityRecord | None
+) -> Change | None:
+    """An ACME authority is an account: registered once, updated when its contact
+    changes, registered anew at a new directory."""
+    after = _authority_after(authority)
+    directory = authority.spec["directory"]
+    if record is None:
+        return Change(
+            authority.address, Action.REGISTER, (f"no account at {directory} yet",), None, after
+        )
+    before = {**record.spec, "account": record.key_id}
+    if record.spec.get("directory") != directory:
+        reason = f"directory changed: {record.spec.get('directory')} → {directory}"
+        return Change(authority.address, Action.REGISTER, (reason,), before, after)
+    if record.spec.get("contact") != authority.spec["contact"]:
+        old, new = record.spec.get("contact") or [], authority.spec["contact"]
+        reason = f"contact changed: {', '.join(old)} → {', '.join(new)}"
+        return Change(authority.address, Action.UPDATE, (reason,), before, after)
+    return None
 
 
 def _authority_after(authority: DesiredAuthority) -> dict[str, Any]:
@@ -217,7 +246,7 @@ def _certificate_change(
     data = ReissueInput(
         certificate.spec, certificate.renew_before, facts, issuer_key_id, issuer_rekeyed, now
     )
-    checks = ACM_CERTIFICATE_CHECKS if certificate.spec.get("issuer_type") else CERTIFICATE_CHECKS
+    checks = CHECKS_BY_ISSUER_TYPE.get(certificate.spec.get("issuer_type"), CERTIFICATE_CHECKS)
     violations = evaluate(checks, data)
     action = strongest(violations)
     if action is None:

@@ -26,6 +26,8 @@ class Action(StrEnum):
     UNBIND = "unbind"
     REVOKE = "revoke"
     DESTROY = "destroy"
+    REGISTER = "register"
+    UPDATE = "update"
 
     @property
     def symbol(self) -> str:
@@ -41,9 +43,13 @@ _SYMBOLS = {
     Action.UNBIND: "-",
     Action.REVOKE: "-",
     Action.DESTROY: "-",
+    Action.REGISTER: "+",
+    Action.UPDATE: "~",
 }
 
 SUMMARY_ORDER = (
+    Action.REGISTER,
+    Action.UPDATE,
     Action.ISSUE,
     Action.RENEW,
     Action.REPLACE,

@@ -19,6 +19,8 @@ _VERBS = {
     Action.UNBIND: "will be unbound",
     Action.REVOKE: "will be revoked",
     Action.DESTROY: "will be destroyed",
+    Action.REGISTER: "will be registered (ACME account)",
+    Action.UPDATE: "will be updated (ACME account)",
 }
 
 _SHOWN_FIELDS = ("names", "issuer", "parent", "key", "validity", "serial", "not_after")

@@ -48,6 +48,8 @@ class ReissueInput:
     issuer_key_id: str | None
     issuer_rekeyed: bool
     now: datetime
+    renewal_window: Any = None
+    """ACME Renewal Information for this certificate (an ``ari.RenewalWindow``), if any."""
 
 
 Check = Callable[[ReissueInput], Violation | None]
@@ -128,6 +130,26 @@ def expiring(i: ReissueInput) -> Violation | None:
     return None
 
 
+def acme_issuer_changed(i: ReissueInput) -> Violation | None:
+    """A fallback list may be reordered or extended without a new certificate;
+    only an issuer that is no longer listed calls for one."""
+    issued_by = i.issued.spec.get("issued_by") or i.issued.spec.get("issuer")
+    wanted = i.desired_spec.get("issuers") or [i.desired_spec.get("issuer")]
+    if issued_by in wanted:
+        return None
+    return Violation(REPLACE, f"issuer changed: {issued_by} → {_show(wanted)}")
+
+
+def renewal_due(i: ReissueInput) -> Violation | None:
+    """The CA's own suggestion (ARI, RFC 9773) when it gives one, else renew_before."""
+    if i.renewal_window is None or i.now >= i.issued.not_after:
+        return expiring(i)
+    from reconciler.acme.ari import ari_due
+
+    due, reason = ari_due(i.renewal_window, i.issued.not_before.isoformat(), i.now)
+    return Violation(RENEW, reason) if due else None
+
+
 CERTIFICATE_CHECKS: tuple[Check, ...] = (
     private_key_missing,
     names_changed,
@@ -148,6 +170,17 @@ ACM_CERTIFICATE_CHECKS: tuple[Check, ...] = (
     _field_changed("key", "key algorithm", REPLACE),
     _field_changed("issuer", "issuer", REPLACE),
     revoked,
+)
+
+# ACME: the CA sets the validity; the chain is the CA's business.
+ACME_CERTIFICATE_CHECKS: tuple[Check, ...] = (
+    private_key_missing,
+    names_changed,
+    _field_changed("key", "key algorithm", REPLACE),
+    acme_issuer_changed,
+    _field_changed("usages", "usages", REPLACE),
+    revoked,
+    renewal_due,
 )
 
 AUTHORITY_CHECKS: tuple[Check, ...] = (

@@ -594,6 +594,21 @@ class _SqliteWriter(StateWriter):
             (_now(), name),
         )
 
+    def mark_revoked(self, name: str, serial: str, when: datetime, reason: str) -> None:
+        # Created on first use, so states made before revocations existed need no migration.
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS revocations (id INTEGER PRIMARY KEY, address TEXT NOT "
+            "NULL, serial TEXT NOT NULL, revoked_at TEXT NOT NULL, reason TEXT NOT NULL)"
+        )
+        self._conn.execute(
+            "INSERT INTO revocations (address, serial, revoked_at, reason) VALUES (?, ?, ?, ?)",
+            (f"certificate.{name}", serial, when.isoformat(), reason),
+        )
+        self._conn.execute(
+            "UPDATE certificates SET revoked_at = ? WHERE name = ? AND serial = ?",
+            (when.isoformat(), name, serial),
+        )
+
     def put_binding(self, record: BindingRecord) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?)",

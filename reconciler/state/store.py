@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from reconciler.state.records import (
@@ -58,6 +59,11 @@ class StateWriter(ABC):
     @abstractmethod
     def destroy(self, kind: str, name: str) -> None:
         """Mark a resource destroyed and drop its private key."""
+
+    @abstractmethod
+    def mark_revoked(self, name: str, serial: str, when: datetime, reason: str) -> None:
+        """Record that the current certificate ``name`` (``serial``) was revoked;
+        the next plan re-issues it if it is still declared."""
 
     @abstractmethod
     def put_binding(self, record: BindingRecord) -> None: ...

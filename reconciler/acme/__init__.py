@@ -1,0 +1,1 @@
+"""ACME issuance for certform: client, challenge solvers and renewal information."""
