@@ -84,6 +84,12 @@ def _load(config: Path, var: list[str] | None, var_file: list[Path] | None) -> V
     return load_and_validate(config, _variables(var, var_file))
 
 
+def _pem_reader(store: SqliteStateStore) -> Any:
+    from reconciler.engine.planning import pem_reader
+
+    return pem_reader(store)
+
+
 def _read_state(store: SqliteStateStore, lock_timeout: float, operation: str) -> RecordedState:
     """Read the state under its lock; a state that does not exist yet is empty."""
     if not store.exists:
@@ -138,7 +144,9 @@ def plan(
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     recorded = _read_state(store, lock_timeout, "plan")
     change = store.key_store_change if store.exists else None
-    the_plan = plan_from(validated, recorded, str(store.path.resolve()), when, change)
+    the_plan = plan_from(
+        validated, recorded, str(store.path.resolve()), when, change, _pem_reader(store)
+    )
     if json_output:
         typer.echo(the_plan.dumps(), nl=False)
     else:
@@ -177,7 +185,13 @@ def apply(
     if saved is None and not auto_approve and not sys.stdin.isatty():
         # Decide before touching the state: a CI job without approval changes nothing.
         recorded = _read_state(store, lock_timeout, "plan")
-        preview = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
+        preview = plan_from(
+            validated,
+            recorded,
+            str(store.path.resolve()),
+            datetime.now(UTC),
+            certificate_pem=_pem_reader(store),
+        )
         typer.echo(render_plan(preview), nl=False)
         _fail("refusing to apply without confirmation: no terminal to ask; pass --auto-approve")
     existed = store.exists
@@ -192,7 +206,12 @@ def apply(
         else:
             change = store.key_store_change if existed else None
             the_plan = plan_from(
-                validated, recorded, str(store.path.resolve()), datetime.now(UTC), change
+                validated,
+                recorded,
+                str(store.path.resolve()),
+                datetime.now(UTC),
+                change,
+                _pem_reader(store),
             )
             typer.echo(render_plan(the_plan), nl=False)
         if not the_plan.has_changes and not recorded.interrupted:

@@ -117,6 +117,29 @@ def case(
     return BadCase(id, {CONFIG: text}, (expected,), ("-c", CONFIG, *args))
 
 
+def _acme(
+    *,
+    solvers: str = "      - dns01: {command: {present: [/bin/true], cleanup: [/bin/true]}}\n",
+    contact: str = "mailto:ops@example.test",
+    terms: str = "true",
+    key: str = "ec-p256",
+    issuer: str = "le",
+) -> str:
+    """GOOD with an ACME authority ``le`` issuing ``web``."""
+    authority = (
+        "  le:\n"
+        "    type: acme\n"
+        "    directory: https://acme.example.test/directory\n"
+        f"    contact: [{contact}]\n"
+        f"    terms_of_service_agreed: {terms}\n"
+        "    solvers:\n" + solvers
+    )
+    return derive(
+        ("certificates:\n", authority + "certificates:\n"),
+        ("    issuer: issuing\n    key: ec-p256\n", f"    issuer: {issuer}\n    key: {key}\n"),
+    )
+
+
 def _yaml_syntax() -> BadCase:
     text = derive(("    issuer: issuing\n", "    issuer: issuing: oops\n"))
     return case(
@@ -535,6 +558,45 @@ VALIDATE_CASES: tuple[BadCase, ...] = (
         "cannot read",
         "roots.pem",
     ),
+    case(
+        "acme-wildcard-without-dns01",
+        _acme(solvers="      - http01: {webroot: /var/www}\n"),
+        '"*.web.example.test"',
+        "certificates.web.names[1]",
+        "'*.web.example.test' needs a dns-01 solver",
+        "authorities.le.solvers",
+    ),
+    case(
+        "acme-contact-not-mailto",
+        _acme(contact="ops@example.test"),
+        "contact: [ops@example.test]",
+        "authorities.le",
+        "contact entries must be mailto: addresses",
+        line_offset=-3,
+    ),
+    case(
+        "acme-terms-not-agreed",
+        _acme(terms="false"),
+        "terms_of_service_agreed: false",
+        "authorities.le",
+        "terms_of_service_agreed must be true",
+        line_offset=-4,
+    ),
+    case(
+        "acme-ed25519-key",
+        _acme(key="ed25519"),
+        "key: ed25519",
+        "certificates.web.key",
+        "ACME CAs issue certificates for",
+        "not ed25519",
+    ),
+    case(
+        "fallback-list-with-private-ca",
+        _acme(issuer="[le, issuing]"),
+        "issuer: [le, issuing]",
+        "certificates.web.issuer[1]",
+        "fallback issuer lists take ACME authorities only",
+    ),
 )
 
 
@@ -591,6 +653,8 @@ MULTI_CASES: tuple[BadCase, ...] = (
 #: Kinds of bad input re-run through ``apply`` against an applied state.
 APPLY_CASE_IDS: tuple[str, ...] = (
     "yaml-syntax-error",
+    "acme-wildcard-without-dns01",
+    "haproxy-bad-sni-filter",
     "unknown-target-key",
     "names-as-string",
     "bad-duration-unit",

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from reconciler.config.validate import ValidatedConfig
 from reconciler.engine.refresh import refresh
+from reconciler.engine.renewal_info import CertificatePem, renewal_windows
 from reconciler.plan.diff import diff
 from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
 from reconciler.state.records import RecordedState
@@ -21,7 +22,11 @@ def make_plan(
     """
     now = at or datetime.now(UTC)
     recorded = store.read()
-    return plan_from(validated, recorded, str(store.path), now)
+    return plan_from(validated, recorded, str(store.path), now, certificate_pem=pem_reader(store))
+
+
+def pem_reader(store: SqliteStateStore) -> CertificatePem:
+    return lambda name: store.material("certificate", name).certificate_pem
 
 
 def plan_from(
@@ -30,10 +35,21 @@ def plan_from(
     state_path: str,
     now: datetime,
     key_store_change: tuple[str, str] | None = None,
+    certificate_pem: CertificatePem | None = None,
 ) -> Plan:
+    """``certificate_pem`` reads a recorded certificate (for ACME renewal information);
+    without it, ACME certificates are scheduled by ``renew_before`` alone."""
     observed = refresh(validated.desired, recorded, validated.root)
-    result = diff(validated.desired, recorded, observed, now)
-    warnings = list(result.warnings)
+    windows: dict = {}
+    ari_warnings: list[str] = []
+    if certificate_pem is not None and any(
+        c.spec.get("issuer_type") == "acme" for c in validated.desired.certificates
+    ):
+        windows, ari_warnings = renewal_windows(
+            validated.desired, recorded, certificate_pem, validated.root
+        )
+    result = diff(validated.desired, recorded, observed, now, windows)
+    warnings = [*result.warnings, *ari_warnings]
     if recorded.interrupted:
         steps = ", ".join(f"{s.address} ({s.action})" for s in recorded.interrupted[:5])
         warnings.append(

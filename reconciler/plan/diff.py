@@ -56,11 +56,17 @@ def diff(
     recorded: RecordedState,
     observed: Mapping[str, Observation],
     now: datetime,
+    renewal_windows: Mapping[str, Any] | None = None,
 ) -> DiffResult:
-    """Compute the plan's changes; raise PlanError when a guard forbids them."""
+    """Compute the plan's changes; raise PlanError when a guard forbids them.
+
+    ``renewal_windows`` are ACME Renewal Information windows by certificate
+    address (gathered beforehand: the diff does no I/O)."""
     _refuse_guarded_destroys(desired, recorded)
     authority_changes, rekeyed = _authority_changes(desired, recorded, now)
-    certificate_changes = _certificate_changes(desired, recorded, rekeyed, now)
+    certificate_changes = _certificate_changes(
+        desired, recorded, rekeyed, now, renewal_windows or {}
+    )
     changed_certs = {c.name: c for c in certificate_changes}
     binding_changes, warnings = _binding_changes(desired, recorded, observed, changed_certs)
     changes = (
@@ -192,7 +198,11 @@ def _authority_before(record: AuthorityRecord) -> dict[str, Any]:
 
 # -- certificates --------------------------------------------------------------------
 def _certificate_changes(
-    desired: DesiredState, recorded: RecordedState, rekeyed: set[str], now: datetime
+    desired: DesiredState,
+    recorded: RecordedState,
+    rekeyed: set[str],
+    now: datetime,
+    renewal_windows: Mapping[str, Any],
 ) -> list[Change]:
     radius = _blast_radius(desired)
     changes = []
@@ -206,6 +216,7 @@ def _certificate_changes(
             certificate.issuer in rekeyed,
             now,
             radius.get(certificate.name, ()),
+            renewal_windows.get(certificate.address),
         )
         if change is not None:
             changes.append(change)
@@ -226,6 +237,7 @@ def _certificate_change(
     issuer_rekeyed: bool,
     now: datetime,
     bindings: tuple[str, ...],
+    renewal_window: Any = None,
 ) -> Change | None:
     after = {
         **certificate.spec,
@@ -244,7 +256,13 @@ def _certificate_change(
         record.revoked_at,
     )
     data = ReissueInput(
-        certificate.spec, certificate.renew_before, facts, issuer_key_id, issuer_rekeyed, now
+        certificate.spec,
+        certificate.renew_before,
+        facts,
+        issuer_key_id,
+        issuer_rekeyed,
+        now,
+        renewal_window,
     )
     checks = CHECKS_BY_ISSUER_TYPE.get(certificate.spec.get("issuer_type"), CERTIFICATE_CHECKS)
     violations = evaluate(checks, data)

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -87,6 +87,47 @@ class HaproxyTargetConfig(StrictModel):
     )
 
 
+class _Listings:
+    """The crt-list entries HAProxy holds, per (socket, crt-list), read once per
+    process and kept up to date by our own add/del.
+
+    Without it every deploy would read the whole crt-list (42 KB at 500
+    certificates) several times: a bulk renewal would be quadratic.  Any
+    refusal from HAProxy drops the cached listing, so the next use re-reads it.
+    """
+
+    def __init__(self) -> None:
+        self._by_list: dict[tuple[str, str], dict[str, list[CrtListEntry]]] = {}
+
+    def entries(self, runtime: HaproxyRuntime, crt_list: str, path: str) -> list[CrtListEntry]:
+        key = (runtime.address, crt_list)
+        listing = self._by_list.get(key)
+        if listing is None:
+            listing = {}
+            for entry in runtime.crt_list_entries(crt_list):
+                listing.setdefault(entry.path, []).append(entry)
+            self._by_list[key] = listing
+        return list(listing.get(path, ()))
+
+    def added(self, runtime: HaproxyRuntime, crt_list: str, entry: CrtListEntry) -> None:
+        listing = self._by_list.get((runtime.address, crt_list))
+        if listing is not None:
+            listing.setdefault(entry.path, []).append(entry)
+
+    def removed(self, runtime: HaproxyRuntime, crt_list: str, entry: CrtListEntry) -> None:
+        listing = self._by_list.get((runtime.address, crt_list))
+        if listing is not None and entry in listing.get(entry.path, []):
+            listing[entry.path].remove(entry)
+
+    def forget(self, runtime: HaproxyRuntime, crt_list: str) -> None:
+        self._by_list.pop((runtime.address, crt_list), None)
+
+
+_LISTINGS = _Listings()
+UNKNOWN_LINE = -1
+"""Line number of an entry we added (HAProxy numbers it; we delete it by path)."""
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     """What HAProxy served for one certificate path before a deploy (key inside: memory only)."""
@@ -106,6 +147,10 @@ class HaproxyTarget(Target):
     provider_type = "haproxy"
     config: HaproxyTargetConfig
     provider: HaproxyProviderConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._taken: dict[str, _Snapshot] = {}
 
     @property
     def per_certificate(self) -> bool:
@@ -175,7 +220,9 @@ class HaproxyTarget(Target):
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         """All or nothing: a refused command or a file that cannot be written puts
         back what was served before (runtime and files) before reporting."""
-        before = self.snapshot(material, previous)
+        before = self._taken.pop(self._cert_path(material.name), None)
+        if before is None:
+            before = self.snapshot(material, previous)
         try:
             return self._deploy(material, previous)
         except HaproxyUnreachable:
@@ -195,10 +242,13 @@ class HaproxyTarget(Target):
         runtime = self._runtime()
         path, crt_list = self._cert_path(material.name), self._crt_list()
         pem = material.fullchain_pem.encode() + material.private_key_pem
-        # cert_paths, not show_cert: an empty store left by a crash between
-        # `new` and `commit` exists (new would fail) but shows no certificate.
-        if path not in runtime.cert_paths():
-            runtime.new_cert(path)
+        if runtime.show_cert(path) is None:
+            try:
+                runtime.new_cert(path)
+            except HaproxyError as exc:
+                # An empty store left by a crash between `new` and `commit`: reuse it.
+                if "already exists" not in str(exc):
+                    raise
         runtime.replace_cert(path, pem.decode())
         self._list(runtime, crt_list, path)
         if previous and previous.get("crt_list") not in (None, crt_list):
@@ -215,23 +265,21 @@ class HaproxyTarget(Target):
 
     def _list(self, runtime: HaproxyRuntime, crt_list: str, path: str) -> None:
         """Make ``path`` appear exactly once in ``crt_list`` with the wanted options/SNI."""
-        entries = [e for e in runtime.crt_list_entries(crt_list) if e.path == path]
+        entries = _LISTINGS.entries(runtime, crt_list, path)
         wanted_options, wanted_sni = self._options(), self._sni()
         if len(entries) == 1 and _matches(entries[0], wanted_options, wanted_sni):
             return
-        for entry in sorted(entries, key=lambda e: e.line, reverse=True):
-            runtime.del_crt_list(crt_list, entry.ref)
-        runtime.add_crt_list(crt_list, path, wanted_options, wanted_sni)
+        _delete_entries(runtime, crt_list, entries)
+        _add_entry(runtime, crt_list, path, wanted_options, wanted_sni)
 
     def _unlist(self, runtime: HaproxyRuntime, crt_list: str, path: str) -> None:
         try:
-            entries = [e for e in runtime.crt_list_entries(crt_list) if e.path == path]
+            entries = _LISTINGS.entries(runtime, crt_list, path)
         except HaproxyUnreachable:
             raise
         except HaproxyError:
             entries = []  # that crt-list is gone: nothing to remove from it
-        for entry in sorted(entries, key=lambda e: e.line, reverse=True):
-            runtime.del_crt_list(crt_list, entry.ref)
+        _delete_entries(runtime, crt_list, entries)
         with contextlib.suppress(FileNotFoundError):
             _write_crt_list_file(crt_list, path, None)
 
@@ -248,31 +296,31 @@ class HaproxyTarget(Target):
     def snapshot(self, material: CertificateMaterial, previous: Facts | None) -> _Snapshot:
         runtime = self._runtime()
         path, crt_list = self._cert_path(material.name), self._crt_list()
-        return _Snapshot(
+        taken = _Snapshot(
             path=path,
             crt_list=crt_list,
             pem=read_if_present(path),
             known=runtime.show_cert(path) is not None,
-            entries=tuple(e for e in runtime.crt_list_entries(crt_list) if e.path == path),
+            entries=tuple(_LISTINGS.entries(runtime, crt_list, path)),
             crt_list_file=read_if_present(crt_list),
         )
+        self._taken[path] = taken  # deploy, called next, reuses it
+        return taken
 
     def restore(self, snapshot: _Snapshot) -> str:
         """Runtime first (what clients see), then the files (what a restart sees)."""
         runtime = self._runtime()
         path, crt_list = snapshot.path, snapshot.crt_list
-        current = [e for e in runtime.crt_list_entries(crt_list) if e.path == path]
+        current = _LISTINGS.entries(runtime, crt_list, path)
         if snapshot.known and snapshot.pem is not None:
             runtime.replace_cert(path, snapshot.pem.decode())
             if tuple(current) != snapshot.entries:
-                for entry in sorted(current, key=lambda e: e.line, reverse=True):
-                    runtime.del_crt_list(crt_list, entry.ref)
+                _delete_entries(runtime, crt_list, current)
                 for entry in snapshot.entries:
-                    runtime.add_crt_list(crt_list, path, entry.options, entry.sni)
+                    _add_entry(runtime, crt_list, path, entry.options, entry.sni)
             note = "previous certificate committed back in HAProxy"
         else:
-            for entry in sorted(current, key=lambda e: e.line, reverse=True):
-                runtime.del_crt_list(crt_list, entry.ref)
+            _delete_entries(runtime, crt_list, current)
             with contextlib.suppress(HaproxyError):
                 runtime.del_cert(path)
             note = "new certificate taken out of HAProxy again"
@@ -302,6 +350,29 @@ class HaproxyTarget(Target):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return True
+
+
+def _add_entry(
+    runtime: HaproxyRuntime, crt_list: str, path: str, options: str, sni: tuple[str, ...]
+) -> None:
+    try:
+        runtime.add_crt_list(crt_list, path, options, sni)
+    except HaproxyError:
+        _LISTINGS.forget(runtime, crt_list)
+        raise
+    _LISTINGS.added(runtime, crt_list, CrtListEntry(path, options, sni, UNKNOWN_LINE))
+
+
+def _delete_entries(runtime: HaproxyRuntime, crt_list: str, entries: list[CrtListEntry]) -> None:
+    """Delete ``entries`` (of one path): by line when there are several, else by path."""
+    for entry in sorted(entries, key=lambda e: e.line, reverse=True):
+        ref = entry.ref if len(entries) > 1 and entry.line != UNKNOWN_LINE else entry.path
+        try:
+            runtime.del_crt_list(crt_list, ref)
+        except HaproxyError:
+            _LISTINGS.forget(runtime, crt_list)
+            raise
+        _LISTINGS.removed(runtime, crt_list, entry)
 
 
 def _matches(entry: CrtListEntry, options: str, sni: tuple[str, ...]) -> bool:
@@ -342,6 +413,8 @@ def _write_crt_list_file(crt_list: str, path: str, line: str | None) -> None:
     data = read_if_present(crt_list)
     lines = data.decode().splitlines() if data else []
     kept = [entry for entry in lines if not (_is_entry(entry) and entry.split()[0] == path)]
+    if line is not None and len(lines) == len(kept) + 1 and line in lines:
+        return  # already there as wanted (a renewal): no rewrite, no fsync
     if line is not None:
         kept.append(line)
     if data is None and line is None:

@@ -144,7 +144,9 @@ class HaproxyRuntime:
 
     # --- transport ---------------------------------------------------------
 
-    def execute(self, command: str, payload: str | None = None) -> str:
+    def execute(
+        self, command: str, payload: str | None = None, *, until: bytes | None = None
+    ) -> str:
         """Send one command (and optional payload) on a fresh connection; the raw reply.
 
         Does not interpret the reply: HAProxy reports errors as text.  Raises
@@ -159,7 +161,7 @@ class HaproxyRuntime:
                 sock.connect(self._target)
                 sock.sendall(request)
                 sock.shutdown(socket.SHUT_WR)
-                return _read_to_eof(sock).decode("utf-8", errors="replace")
+                return _read_to_eof(sock, until).decode("utf-8", errors="replace")
         except TimeoutError:
             raise HaproxyUnreachable(
                 f"HAProxy runtime API at {self.address}: no answer within {self.timeout:g} s"
@@ -223,8 +225,12 @@ class HaproxyRuntime:
         return _cert_sections(self.call("show ssl cert"))["filename"]
 
     def pending_transaction(self) -> str | None:
-        """Path of the open ``set ssl cert`` transaction, if any (HAProxy keeps one)."""
-        pending = _cert_sections(self.call("show ssl cert"))["transaction"]
+        """Path of the open ``set ssl cert`` transaction, if any (HAProxy keeps one).
+
+        ``show ssl cert`` lists the transaction first, then every certificate: only
+        the head is read, so the check does not grow with the number of certificates."""
+        head = self.execute(_SEVERITY_PREFIX + "show ssl cert", until=b"# filename")
+        pending = _cert_sections(head.strip("\n"))["transaction"]
         return next(iter(pending), None)
 
     def crt_list_entries(self, crt_list: str) -> list[CrtListEntry]:
@@ -367,10 +373,17 @@ def _encode_request(command: str, payload: str | None) -> bytes:
     return f"{command} <<\n{body}\n\n".encode()
 
 
-def _read_to_eof(sock: socket.socket) -> bytes:
-    chunks = []
+def _read_to_eof(sock: socket.socket, until: bytes | None = None) -> bytes:
+    """The whole reply, or only what comes before ``until`` (then the rest is not read:
+    a long listing whose head is all we need costs one small read)."""
+    chunks: list[bytes] = []
     while chunk := sock.recv(65536):
         chunks.append(chunk)
+        if until is not None:
+            head = b"".join(chunks)
+            cut = head.find(until)
+            if cut >= 0:
+                return head[:cut]
     return b"".join(chunks)
 
 
