@@ -387,8 +387,6 @@ def client_sample(names: list[str], pebble: Any, root: Path, pin: bool = False) 
     HTTP requests and the standalone responder's start/stop timed (``pin``: see
     ``pinned_responder``)."""
     from reconciler.acme import client as acme_client
-    from reconciler.acme import http01
-    from reconciler.pki.keys import generate_private_key, private_key_to_pem
 
     spec = {
         "directory": pebble.directory_url,
@@ -399,6 +397,15 @@ def client_sample(names: list[str], pebble: Any, root: Path, pin: bool = False) 
     }
     account = acme_client.AcmeAccount(AUTHORITY, spec, root, acme_client.new_account_key_der())
     account.register()
+    with pinned_responder(pebble.http_port, pin):  # opened and closed outside the clocks
+        return _timed_orders(account, names)
+
+
+def _timed_orders(account: Any, names: list[str]) -> WaitShare:
+    from reconciler.acme import client as acme_client
+    from reconciler.acme import http01
+    from reconciler.pki.keys import generate_private_key, private_key_to_pem
+
     clocks = {name: _Clock() for name in ("sleep", "http", "responder start", "responder stop")}
     saved = (
         acme_client.time,
@@ -412,11 +419,10 @@ def client_sample(names: list[str], pebble: Any, root: Path, pin: bool = False) 
     http01.Standalone.close = clocks["responder stop"].wrap(saved[3])  # type: ignore[method-assign]
     try:
         keys = [private_key_to_pem(generate_private_key("ec-p256")) for _ in names]
-        with pinned_responder(pebble.http_port, pin):
-            start = time.perf_counter()
-            for name, key_pem in zip(names, keys, strict=True):
-                account.issue([name], key_pem, lambda _message: None)
-            seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        for name, key_pem in zip(names, keys, strict=True):
+            account.issue([name], key_pem, lambda _message: None)
+        seconds = time.perf_counter() - start
     finally:
         acme_client.time = saved[0]  # type: ignore[assignment]
         acme_client._Network._send_request = saved[1]  # type: ignore[method-assign]
@@ -451,14 +457,36 @@ def in_process_apply(config: Path, parallelism: int) -> Any:
     return result
 
 
+class _InlineExecutor:
+    """``ThreadPoolExecutor`` stand-in running ``map`` in the calling thread: cProfile
+    (Python 3.11) only sees the thread it was enabled in."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers
+
+    def __enter__(self) -> _InlineExecutor:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def map(self, fn: Callable[[Any], Any], items: Any) -> Iterator[Any]:
+        return iter([fn(item) for item in items])
+
+
 def run_profile(n: int, pebble: Any, top: int) -> None:
     from bench.plan_apply import profile
+    from reconciler.engine import acme_orders
 
     workdir = Path(tempfile.mkdtemp(prefix="certform-bench-acme-profile-"))
+    saved = acme_orders.ThreadPoolExecutor
+    acme_orders.ThreadPoolExecutor = _InlineExecutor  # type: ignore[misc, assignment]
     try:
         config = write_config(workdir, n, pebble.directory_url, pebble.ca_bundle, pebble.http_port)
-        profile(f"in-process apply, N={n}, parallelism 1", lambda: in_process_apply(config, 1), top)
+        label = f"in-process apply, N={n}, parallelism 1, orders in the main thread"
+        profile(label, lambda: in_process_apply(config, 1), top)
     finally:
+        acme_orders.ThreadPoolExecutor = saved  # type: ignore[misc]
         shutil.rmtree(workdir, ignore_errors=True)
 
 
