@@ -318,3 +318,35 @@ def test_fallback_to_the_second_issuer_when_the_first_is_down(
         assert workspace.run("plan", "--detailed-exitcode").code == 0
     finally:
         second.stop()
+
+
+def test_webroot_http01_and_contact_update(workspace: Workspace, lab: Lab) -> None:
+    from tests.acme_lab import WebrootServer
+
+    webroot = workspace.root / "www"
+    server = WebrootServer.start(webroot, lab.pebble.http_port)
+    try:
+        text = config(
+            lab,
+            "  web: {names: [web.example.test], issuer: ISSUER}\n"
+            "bindings:\n  - {certificate: web, target: {type: files, directory: out/web}}\n",
+        ).replace(
+            f"http01: {{standalone: {{address: '127.0.0.1:{lab.pebble.http_port}'}}}}",
+            "http01: {webroot: www}",
+        )
+        workspace.write(text)
+        workspace.ok("apply", "--auto-approve")
+        assert any("/.well-known/acme-challenge/" in path for path in server.requests)
+        challenge_dir = webroot / ".well-known" / "acme-challenge"
+        assert list(challenge_dir.iterdir()) == []  # answers withdrawn after validation
+        verified = openssl_verify(workspace.root / "out/web", roots_file(lab.pebble, webroot))
+        assert verified.returncode == 0, verified.stderr
+
+        workspace.write(text.replace("mailto:ops@example.test", "mailto:pki@example.test"))
+        plan = workspace.run("plan", "--detailed-exitcode")
+        assert plan.code == 2 and "authority.pebble will be updated" in plan.out, plan.text
+        assert "contact changed: mailto:ops@example.test → mailto:pki@example.test" in plan.out
+        workspace.ok("apply", "--auto-approve")
+        assert workspace.run("plan", "--detailed-exitcode").code == 0
+    finally:
+        server.stop()
