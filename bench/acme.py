@@ -402,9 +402,23 @@ def client_sample(names: list[str], pebble: Any, root: Path, pin: bool = False) 
 
 
 def _timed_orders(account: Any, names: list[str]) -> WaitShare:
+    from reconciler.pki.keys import generate_private_key, private_key_to_pem
+
+    keys = [private_key_to_pem(generate_private_key("ec-p256")) for _ in names]
+    with instrumented() as clocks:
+        start = time.perf_counter()
+        for name, key_pem in zip(names, keys, strict=True):
+            account.issue([name], key_pem, lambda _message: None)
+        seconds = time.perf_counter() - start
+    return WaitShare(len(names), seconds, clocks)
+
+
+@contextlib.contextmanager
+def instrumented() -> Iterator[dict[str, _Clock]]:
+    """Time ``time.sleep`` in certform's ACME client, its HTTP requests (``_Network``)
+    and the http-01 standalone responder's start and stop, for the block."""
     from reconciler.acme import client as acme_client
     from reconciler.acme import http01
-    from reconciler.pki.keys import generate_private_key, private_key_to_pem
 
     clocks = {name: _Clock() for name in ("sleep", "http", "responder start", "responder stop")}
     saved = (
@@ -418,21 +432,18 @@ def _timed_orders(account: Any, names: list[str]) -> WaitShare:
     http01.Standalone.__init__ = clocks["responder start"].wrap(saved[2])  # type: ignore[method-assign]
     http01.Standalone.close = clocks["responder stop"].wrap(saved[3])  # type: ignore[method-assign]
     try:
-        keys = [private_key_to_pem(generate_private_key("ec-p256")) for _ in names]
-        start = time.perf_counter()
-        for name, key_pem in zip(names, keys, strict=True):
-            account.issue([name], key_pem, lambda _message: None)
-        seconds = time.perf_counter() - start
+        yield clocks
     finally:
         acme_client.time = saved[0]  # type: ignore[assignment]
         acme_client._Network._send_request = saved[1]  # type: ignore[method-assign]
         http01.Standalone.__init__ = saved[2]  # type: ignore[method-assign]
         http01.Standalone.close = saved[3]  # type: ignore[method-assign]
-    return WaitShare(len(names), seconds, clocks)
 
 
 # -- in-process apply (for --profile) ----------------------------------------------------
-def in_process_apply(config: Path, parallelism: int) -> Any:
+def in_process_apply(
+    config: Path, parallelism: int, progress: Callable[[str], None] | None = None
+) -> Any:
     """The CLI's ``apply --auto-approve --parallelism P`` in this process."""
     from reconciler.config.validate import load_and_validate
     from reconciler.engine.apply import Applier
@@ -448,7 +459,8 @@ def in_process_apply(config: Path, parallelism: int) -> Any:
         recorded = store.read()
         plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
         render_plan(plan)
-        result = Applier(store, plan, recorded, lambda _message: None, parallelism).run()
+        report = progress or (lambda _message: None)
+        result = Applier(store, plan, recorded, report, parallelism).run()
     finally:
         store.unlock()
         store.close()
@@ -490,18 +502,38 @@ def run_profile(n: int, pebble: Any, top: int) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def pinned_apply(n: int, pebble: Any) -> float:
-    """Seconds for an in-process apply (parallelism 1) with the responder pinned: what
-    the CLI's sequential apply would cost without the per-order responder restart."""
+@dataclass
+class PinnedApply:
+    n: int
+    seconds: float
+    phases: dict[str, float]
+    clocks: dict[str, _Clock]
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds
+
+
+def pinned_apply(n: int, pebble: Any) -> PinnedApply:
+    """An in-process apply (parallelism 1) with the responder pinned: what the CLI's
+    sequential apply would cost without the per-order responder restart; phased like
+    the CLI runs (from the progress messages) and with the client's clocks."""
     workdir = Path(tempfile.mkdtemp(prefix="certform-bench-acme-pinned-"))
+    lines: list[tuple[float, str]] = []
     try:
         config = write_config(workdir, n, pebble.directory_url, pebble.ca_bundle, pebble.http_port)
-        with pinned_responder(pebble.http_port, True):
+        with pinned_responder(pebble.http_port, True), instrumented() as clocks:
             start = time.perf_counter()
-            in_process_apply(config, 1)
-            return time.perf_counter() - start
+
+            def progress(message: str) -> None:
+                lines.append((time.perf_counter() - start, message))
+
+            in_process_apply(config, 1, progress)
+            seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    phases = apply_phases(TimedRun(seconds, 0, 0.0, lines))
+    return PinnedApply(n, seconds, phases, clocks)
 
 
 # -- report ------------------------------------------------------------------------------
@@ -510,7 +542,7 @@ def report(
     rows: list[ApplyRow],
     bare: BareResult,
     samples: tuple[WaitShare, WaitShare],
-    pinned: float,
+    pinned: PinnedApply,
     cli: list[str],
 ) -> None:
     print(f"\n== certform ACME benchmark: Pebble, http-01 standalone, N={n} ==")
@@ -534,61 +566,64 @@ def report(
         slowdown = bare.rate / sequential.rate
         verdict = "PASS" if slowdown <= GOAL_FACTOR else "MISS"
         print(
-            f"\ncertform P=1 vs bare: {sequential.rate:.1f} / {bare.rate:.1f} certs/s = "
-            f"{sequential.rate / bare.rate:.2f}x the bare rate (bare {slowdown:.2f}x faster); "
-            f"{verdict} goal: within {GOAL_FACTOR:g}x"
+            f"\ncertform P=1 vs bare: {sequential.rate:.1f} vs {bare.rate:.1f} certs/s, "
+            f"{sequential.rate / bare.rate:.2f}x the bare rate (bare/certform = {slowdown:.2f}); "
+            f"{verdict} goal: within a factor {GOAL_FACTOR:g}"
         )
-    rate = n / pinned
     print(
-        f"what-if, in-process apply P=1 with the http-01 responder pinned (no per-order "
-        f"restart; no interpreter start-up): {pinned:.2f} s, {rate:.1f} certs/s = "
-        f"{rate / bare.rate:.2f}x the bare rate"
+        "what-if, in-process apply P=1 with the http-01 responder pinned (no per-order "
+        f"restart; no interpreter start-up): {pinned.seconds:.2f} s, {pinned.rate:.1f} certs/s, "
+        f"{pinned.rate / bare.rate:.2f}x the bare rate (bare/certform = "
+        f"{bare.rate / pinned.rate:.2f})"
     )
 
     plain, pin = samples
+    columns = [
+        ("sample as is", plain),
+        ("sample pinned", pin),
+        ("apply P=1 pinned", WaitShare(pinned.n, pinned.seconds, pinned.clocks)),
+    ]
     print(
-        f"\nwait share: certform's client in process, {plain.n} sequential AcmeAccount.issue "
-        "(ms per order, share of the sample's time)"
+        f"\nwait share: certform's client in process; samples: {plain.n} sequential "
+        f"AcmeAccount.issue; apply: the what-if above (all {pinned.n} certificates, whole "
+        "apply). Per certificate, and share of the column's wall time:"
     )
-    label = "  {:<26}{:>20}{:>26}"
-    print(label.format("", "as is", "responder pinned"))
-    print(
-        label.format(
-            "total",
-            f"{plain.seconds / plain.n * 1000:.1f} ms",
-            f"{pin.seconds / pin.n * 1000:.1f} ms",
-        )
-    )
+    label = "  {:<26}" + "{:>20}" * len(columns)
+    print(label.format("", *(title for title, _ in columns)))
+    print(label.format("total", *(f"{s.seconds / s.n * 1000:.1f} ms" for _, s in columns)))
     for name in plain.clocks:
         cells = [
             f"{s.clocks[name].seconds / s.n * 1000:.1f} ms {s.share(name):>4.0%}"
-            for s in (plain, pin)
+            for _, s in columns
         ]
         print(label.format(f"in {name}", *cells))
     cells = []
-    for s in (plain, pin):
+    for _, s in columns:
         rest = s.seconds - sum(c.seconds for c in s.clocks.values())
         cells.append(f"{rest / s.n * 1000:.1f} ms {rest / s.seconds:>4.0%}")
-    print(label.format("rest (JWS, CSR, parsing)", *cells))
-    waits = [s.share("sleep") + s.share("responder stop") for s in (plain, pin)]
+    print(label.format("rest (CPU, engine, disk)", *cells))
+    waits = [s.share("sleep") + s.share("responder stop") for _, s in columns]
     print(label.format("waiting (sleep + stop)", *(f"{w:.0%}" for w in waits)))
 
-    print("\napply phases (seconds, from the arrival of progress lines):")
-    names = list(dict.fromkeys(name for row in rows for name in row.phases))
+    print("\napply phases (seconds, from the arrival of progress lines; 'pinned': the what-if,")
+    print("in process, so no interpreter start-up):")
+    table = [(f"P={row.parallelism}", row.phases) for row in rows]
+    table.append(("P=1 pinned", pinned.phases))
+    names = list(dict.fromkeys(name for _, phases in table for name in phases))
     width = max(len(name) for name in names)
-    print("  " + " " * width + "".join(f"{f'P={row.parallelism}':>9}" for row in rows))
+    print("  " + " " * width + "".join(f"{title:>12}" for title, _ in table))
     for name in names:
-        print(
-            f"  {name:<{width}}"
-            + "".join(f"{row.phases.get(name, float('nan')):>9.2f}" for row in rows)
-        )
+        cells = "".join(f"{phases.get(name, float('nan')):>12.2f}" for _, phases in table)
+        print(f"  {name:<{width}}{cells}")
     if sequential is not None:
         orders = sequential.phases.get("ACME orders", float("nan"))
         rest = sequential.run.seconds - orders
+        pinned_orders = pinned.phases.get("ACME orders", float("nan"))
         print(
-            f"\nper certificate at P=1: orders {orders / n * 1000:.1f} ms, everything else "
-            f"{rest / n * 1000:.1f} ms (start-up, keys + journal, recording, files); bare "
-            f"client {bare.seconds / n * 1000:.1f} ms."
+            f"\nper certificate at P=1: orders {orders / n * 1000:.1f} ms (pinned "
+            f"{pinned_orders / n * 1000:.1f} ms), everything else {rest / n * 1000:.1f} ms "
+            f"(start-up, keys + journal, recording, files); bare client "
+            f"{bare.seconds / n * 1000:.1f} ms."
         )
 
 
@@ -662,7 +697,7 @@ def main() -> None:
         for label, sample in zip(("as is", "pinned"), samples, strict=True):
             print(f"[sample, {label}] {sample.n} orders in {sample.seconds:.2f} s", flush=True)
         pinned = pinned_apply(args.count, pebble)
-        print(f"[in-process apply P=1, pinned] {pinned:.2f} s", flush=True)
+        print(f"[in-process apply P=1, pinned] {pinned.seconds:.2f} s", flush=True)
         report(args.count, rows, bare, samples, pinned, cli)
         if args.profile:
             run_profile(args.profile_count, pebble, args.top)

@@ -350,3 +350,75 @@ def test_webroot_http01_and_contact_update(workspace: Workspace, lab: Lab) -> No
         assert workspace.run("plan", "--detailed-exitcode").code == 0
     finally:
         server.stop()
+
+
+def test_timeout_withdraws_every_answer_and_keeps_the_old_certificate(
+    workspace: Workspace, lab: Lab
+) -> None:
+    log = workspace.root / "hook.log"
+    hook = workspace.root / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$1 $CERTFORM_ACME_RECORD" >> {log}\n')
+    hook.chmod(0o755)
+    workspace.write(config(lab, CERTS.replace("KEY", "ec-p256")))
+    workspace.ok("apply", "--auto-approve")
+    before = (workspace.root / "out/wild/cert.pem").read_bytes()
+
+    # A hook that "publishes" nothing: the record never shows on the server.
+    command = {
+        "present": [str(hook), "present"],
+        "cleanup": [str(hook), "cleanup"],
+        "check_server": lab.bind.address,
+    }
+    text = config(lab, CERTS.replace("KEY", "ec-p384"))
+    start = text.index("      - dns01: {rfc2136:")
+    end = text.index("\n", start)
+    text = (
+        text[:start]
+        + f"      - dns01: {{command: {json.dumps(command)}, propagation_timeout: 1s}}"
+        + text[end:]
+    )
+    workspace.write(text)
+    result = workspace.run("apply", "--auto-approve")
+    assert result.code == 1, result.text
+    assert "certificate.wild" in result.text and "FAILED" in result.text
+    lines = log.read_text().splitlines()
+    presented = sorted(line.split()[1] for line in lines if line.startswith("present"))
+    withdrawn = sorted(line.split()[1] for line in lines if line.startswith("cleanup"))
+    assert presented and presented == withdrawn  # every answer withdrawn after the timeout
+    assert (workspace.root / "out/wild/cert.pem").read_bytes() == before
+
+
+@pytest.mark.parametrize("wanted_index", [0, 1])
+def test_preferred_chain_picks_the_named_root(
+    workspace: Workspace, tmp_path: Path, wanted_index: int
+) -> None:
+    if pebble_binary() is None or bind_binary() is None:
+        pytest.skip("pebble and bind9 are not installed (apt-get install pebble bind9)")
+    bind = BindLab.start(tmp_path / "bind")
+    pebble = PebbleLab.start(
+        tmp_path / "pebble", dns_server=bind.address, extra_env={"PEBBLE_ALTERNATE_ROOTS": "1"}
+    )
+    workspace.env["TSIG_SECRET"] = bind.tsig_secret
+    try:
+        roots = pebble.roots()
+        assert len(roots) == 2
+        wanted_root, other_root = roots[wanted_index], roots[1 - wanted_index]
+        wanted = wanted_root.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+        extra = f"    preferred_chain: {wanted}\n"
+        workspace.write(
+            "authorities:\n  pebble:\n"
+            + authority(pebble, bind, extra=extra)
+            + "certificates:\n  web: {names: [web.example.test], issuer: pebble}\n"
+            + "bindings:\n  - {certificate: web, target: {type: files, directory: out/web}}\n"
+        )
+        workspace.ok("apply", "--auto-approve")
+        only_wanted = tmp_path / "wanted-root.pem"
+        only_wanted.write_bytes(wanted_root.public_bytes(serialization.Encoding.PEM))
+        verified = openssl_verify(workspace.root / "out/web", only_wanted)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        other = tmp_path / "other-root.pem"
+        other.write_bytes(other_root.public_bytes(serialization.Encoding.PEM))
+        assert openssl_verify(workspace.root / "out/web", other).returncode != 0
+    finally:
+        pebble.stop()
+        bind.stop()
