@@ -152,6 +152,10 @@ def test_http01_dns01_wildcard_and_cname_delegation(workspace: Workspace, lab: L
         ).fetchone()
     assert url.startswith("https://127.0.0.1:") and sealed
     assert workspace.run("plan", "--detailed-exitcode").code == 0
+    shown = workspace.ok("show", "--json")
+    rows = json.loads(shown.out)
+    assert rows["authorities"][0]["type"] == "acme"
+    assert {c["issuer"] for c in rows["certificates"]} == {"pebble"}
 
 
 def _spki(cert: x509.Certificate) -> bytes:
