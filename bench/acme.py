@@ -21,7 +21,17 @@ whole run.  Then, in this order:
   arrived;
 * in process, ``--sample`` orders placed one after the other with
   ``AcmeAccount.issue`` (certform's client, without the engine), with ``time.sleep``
-  in the client, its HTTP requests and the http-01 responder's start/stop timed.
+  in the client, its HTTP requests and the http-01 responder's start/stop timed: the
+  share of the time spent waiting.  Once as certform runs, once with the standalone
+  responder "pinned" (one extra user holds it open, so it is not stopped and started
+  again between sequential orders);
+* a what-if: an in-process apply at parallelism 1 with the responder pinned, phased
+  like the CLI runs and with the same clocks.
+
+``--profile`` adds cProfile tables of an in-process apply (parallelism 1,
+``--profile-count`` certificates, the orders run in the main thread so that the
+profiler sees them).  Nothing in certform is changed; the clocks wrap functions for
+the duration of a sample and put them back.
 """
 
 from __future__ import annotations

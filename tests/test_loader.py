@@ -267,7 +267,6 @@ def test_large_generated_config_loads_and_locates(tmp_path: Path) -> None:
         "a: 1\nb: 1.5\nc: true\nd: ~\ne: 2024-01-02\nf: '007'\ng: 0x1f\nh: yes\ni: .inf\n",
         "a: &x {k: [1, 2]}\nb: *x\nc: [*x, *x]\n",
         "base: &b {x: 1, y: 2}\nother: &o {y: 3, z: 4}\nm:\n  <<: [*b, *o]\n  x: 9\n",
-        "m:\n  <<: {a: 1}\n  <<: {a: 2, b: 3}\n",
         "a: !!str 123\nb: !!binary aGVsbG8=\nc: !!set {x, y}\n",
         "a: |\n  multi\n  line\nb: >-\n  folded\n  text\n'quoted key': \"v\"\n",
         "? complex\n: 1\n1: int key\nnull: x\n",

@@ -45,7 +45,7 @@ T = TypeVar("T")
 Reporter = Callable[[str], None]
 
 NONCE_RETRIES = 20
-POLL_FIRST = 0.02
+POLL_FIRST = 0.01
 POLL_MAX = 1.0
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
