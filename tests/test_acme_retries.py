@@ -106,3 +106,25 @@ def test_connection_failure_is_unreachable(account: AcmeAccount) -> None:
         account._call(_Net(), "reading the directory", action, time.monotonic() + 60)
     assert caught.value.kind == "unreachable"
     assert "Connection refused" in str(caught.value)
+
+
+def test_a_slow_answer_is_retried_then_unreachable(
+    account: AcmeAccount, sleeps: list[float]
+) -> None:
+    calls = []
+
+    def action() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise requests.exceptions.ReadTimeout("read timed out")
+        return "ok"
+
+    assert account._call(_Net(), "polling the order", action, time.monotonic() + 60) == "ok"
+    assert sleeps == [1.0, 2.0]
+
+    def never() -> str:
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    with pytest.raises(AcmeError) as caught:
+        account._call(_Net(), "polling the order", never, time.monotonic() + 60)
+    assert caught.value.kind == "unreachable" and "timed out" in str(caught.value)

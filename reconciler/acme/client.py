@@ -45,6 +45,9 @@ T = TypeVar("T")
 Reporter = Callable[[str], None]
 
 NONCE_RETRIES = 20
+HTTP_TIMEOUT = 30
+"""Seconds one HTTP request to the CA may take (the library's default is 45)."""
+TIMEOUT_RETRIES = 2
 POLL_FIRST = 0.01
 POLL_MAX = 1.0
 BACKOFF_FIRST = 1.0
@@ -150,7 +153,13 @@ class AcmeAccount:
         cached = getattr(self._local, "client", None)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        net = _Network(self.jwk, alg=jose.ES256, verify_ssl=self._verify(), user_agent="certform")
+        net = _Network(
+            self.jwk,
+            alg=jose.ES256,
+            verify_ssl=self._verify(),
+            user_agent="certform",
+            timeout=HTTP_TIMEOUT,
+        )
         if self.url:
             net.account = messages.RegistrationResource(uri=self.url, body=messages.Registration())
         directory = self._directory_for(net)
@@ -172,6 +181,7 @@ class AcmeAccount:
         """Run one protocol call with the retries a production client needs."""
         backoff = BACKOFF_FIRST
         nonces = 0
+        timeouts = 0
         while True:
             try:
                 return action()
@@ -191,7 +201,16 @@ class AcmeAccount:
                 raise AcmeError(f"{self.name}: {what}: {_problem(exc)}", kind) from None
             except errors.ConflictError:
                 raise
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except requests.exceptions.Timeout:
+                # A slow answer is retried within the deadline (a refused connection
+                # is not: fallback issuers must not wait for a CA that is down).
+                timeouts += 1
+                if timeouts <= TIMEOUT_RETRIES and time.monotonic() + backoff < deadline:
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                raise AcmeError(f"{self.name}: {what}: timed out", "unreachable") from None
+            except requests.exceptions.ConnectionError as exc:
                 reason = _connection_reason(exc)
                 raise AcmeError(f"{self.name}: {what}: {reason}", "unreachable") from None
             except requests.exceptions.RequestException as exc:
