@@ -693,24 +693,38 @@ def main() -> None:
     dns = pebble = None
     try:
         dns = ChallTestSrv.start(lab_dir / "challtestsrv")
-        pebble = PebbleLab.start(lab_dir / "pebble", dns_server=dns.dns_address)
-        print(f"pebble {pebble.directory_url}, http-01 on port {pebble.http_port}", flush=True)
+        runs = iter(range(1000))
+
+        def fresh_pebble() -> PebbleLab:
+            """A new Pebble per phase: Pebble 2.4 was seen to stop answering new-order
+            after about a thousand orders in one process."""
+            nonlocal pebble
+            if pebble is not None:
+                pebble.stop()
+            pebble = PebbleLab.start(lab_dir / f"pebble-{next(runs)}", dns_server=dns.dns_address)
+            return pebble
+
+        first = fresh_pebble()
+        print(f"pebble {first.directory_url}, http-01 on port {first.http_port}", flush=True)
         names = [f"{cert_name(i)}.{DOMAIN}" for i in range(args.count)]
 
-        bare = bare_issue(names, pebble)
+        bare = bare_issue(names, first)
         print(f"[bare] {bare.seconds:.2f} s, {bare.rate:.1f} certs/s", flush=True)
-        rows = [bench_apply(args.count, p, pebble, env, args.keep) for p in args.parallelism]
+        rows = [
+            bench_apply(args.count, p, fresh_pebble(), env, args.keep) for p in args.parallelism
+        ]
+        sample_lab = fresh_pebble()
         samples = (
-            client_sample(names[: args.sample], pebble, lab_dir),
-            client_sample(names[: args.sample], pebble, lab_dir, pin=True),
+            client_sample(names[: args.sample], sample_lab, lab_dir),
+            client_sample(names[: args.sample], sample_lab, lab_dir, pin=True),
         )
         for label, sample in zip(("as is", "pinned"), samples, strict=True):
             print(f"[sample, {label}] {sample.n} orders in {sample.seconds:.2f} s", flush=True)
-        pinned = pinned_apply(args.count, pebble)
+        pinned = pinned_apply(args.count, fresh_pebble())
         print(f"[in-process apply P=1, pinned] {pinned.seconds:.2f} s", flush=True)
         report(args.count, rows, bare, samples, pinned, cli)
         if args.profile:
-            run_profile(args.profile_count, pebble, args.top)
+            run_profile(args.profile_count, fresh_pebble(), args.top)
     finally:
         if pebble is not None:
             pebble.stop()
