@@ -426,3 +426,27 @@ def test_preferred_chain_picks_the_named_root(
     finally:
         pebble.stop()
         bind.stop()
+
+
+def test_killed_apply_reuses_the_journaled_key(workspace: Workspace, lab: Lab) -> None:
+    from tests.test_crash_recovery import journaled_public_key, kill, start_apply, wait_for
+
+    workspace.write(config(lab, CERTS.replace("KEY", "ec-p256")))
+    marker = workspace.root / "paused"
+    proc = start_apply(
+        workspace,
+        {
+            "CERTFORM_TEST_PAUSE_AT": "certificate.wild:journaled",
+            "CERTFORM_TEST_PAUSE_MARKER": str(marker),
+        },
+    )
+    wait_for(marker, proc)
+    kill(proc)
+    pending = journaled_public_key(workspace, "certificate.wild")
+    assert pending is not None
+    recovered = workspace.run("apply", "--auto-approve")
+    assert recovered.code == 0, recovered.text
+    assert "Recovering from an interrupted apply" in recovered.out
+    assert _spki(leaf(workspace.root / "out/wild")) == pending
+    assert workspace.run("plan", "--detailed-exitcode").code == 0
+    no_challenge_records(lab.bind)
