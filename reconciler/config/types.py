@@ -17,7 +17,17 @@ from reconciler.durations import (
     parse_renew_before,
 )
 
-KeyAlgorithm = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
+KeyAlgorithm = Literal[
+    "ec-p256",
+    "ec-p384",
+    "rsa-2048",
+    "rsa-3072",
+    "rsa-4096",
+    "ed25519",
+    "ml-dsa-44",
+    "ml-dsa-65",
+    "ml-dsa-87",
+]
 
 
 def _check_duration(value: str) -> str:

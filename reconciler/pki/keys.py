@@ -15,7 +15,7 @@ from typing import TypeAlias
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 
 KEY_ALGORITHMS: tuple[str, ...] = (
     "ec-p256",
@@ -25,11 +25,45 @@ KEY_ALGORITHMS: tuple[str, ...] = (
     "rsa-4096",
     "ed25519",
 )
+"""The classic algorithms: every TLS stack and OpenSSL 3.0 understand them."""
 
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PQ_KEY_ALGORITHMS: tuple[str, ...] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+"""Post-quantum signatures (FIPS 204) for private PKI.  OpenSSL 3.5+, BoringSSL,
+Go 1.24+ (crypto/mldsa) and cryptography 45+ verify them; OpenSSL 3.0, browsers'
+Web PKI, ACME CAs and AWS services do not accept them today."""
 
-_PRIVATE_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+ALL_KEY_ALGORITHMS: tuple[str, ...] = KEY_ALGORITHMS + PQ_KEY_ALGORITHMS
+
+PrivateKey: TypeAlias = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | mldsa.MLDSA44PrivateKey
+    | mldsa.MLDSA65PrivateKey
+    | mldsa.MLDSA87PrivateKey
+)
+PublicKey: TypeAlias = (
+    rsa.RSAPublicKey
+    | ec.EllipticCurvePublicKey
+    | ed25519.Ed25519PublicKey
+    | mldsa.MLDSA44PublicKey
+    | mldsa.MLDSA65PublicKey
+    | mldsa.MLDSA87PublicKey
+)
+
+_PRIVATE_TYPES = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    mldsa.MLDSA44PrivateKey,
+    mldsa.MLDSA65PrivateKey,
+    mldsa.MLDSA87PrivateKey,
+)
+_MLDSA_NAMES: tuple[tuple[type, str], ...] = (
+    (mldsa.MLDSA44PublicKey, "ml-dsa-44"),
+    (mldsa.MLDSA65PublicKey, "ml-dsa-65"),
+    (mldsa.MLDSA87PublicKey, "ml-dsa-87"),
+)
 _RSA_PUBLIC_EXPONENT = 65537
 
 _GENERATORS: dict[str, Callable[[], PrivateKey]] = {
@@ -39,6 +73,9 @@ _GENERATORS: dict[str, Callable[[], PrivateKey]] = {
     "rsa-3072": lambda: rsa.generate_private_key(_RSA_PUBLIC_EXPONENT, 3072),
     "rsa-4096": lambda: rsa.generate_private_key(_RSA_PUBLIC_EXPONENT, 4096),
     "ed25519": ed25519.Ed25519PrivateKey.generate,
+    "ml-dsa-44": mldsa.MLDSA44PrivateKey.generate,
+    "ml-dsa-65": mldsa.MLDSA65PrivateKey.generate,
+    "ml-dsa-87": mldsa.MLDSA87PrivateKey.generate,
 }
 
 _CURVE_NAMES: dict[str, str] = {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}
@@ -50,7 +87,7 @@ def generate_private_key(algorithm: str) -> PrivateKey:
     try:
         generate = _GENERATORS[algorithm]
     except KeyError:
-        expected = ", ".join(KEY_ALGORITHMS)
+        expected = ", ".join(ALL_KEY_ALGORITHMS)
         raise ValueError(
             f"unknown key algorithm {algorithm!r}; expected one of {expected}"
         ) from None
@@ -91,6 +128,9 @@ def key_algorithm_of(public_key: PublicKey) -> str:
     """
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return "ed25519"
+    for key_type, name in _MLDSA_NAMES:
+        if isinstance(public_key, key_type):
+            return name
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return _CURVE_NAMES.get(public_key.curve.name, "unknown")
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size in _RSA_SIZES:
@@ -101,10 +141,10 @@ def key_algorithm_of(public_key: PublicKey) -> str:
 def signing_hash_for(key: PrivateKey | PublicKey) -> hashes.HashAlgorithm | None:
     """Hash to sign with ``key``, matched to the key's strength; ``None`` for Ed25519.
 
-    Ed25519 hashes internally and cryptography requires ``None`` for it.
+    Ed25519 and ML-DSA hash internally and cryptography requires ``None`` for them.
     """
     public_key = key.public_key() if isinstance(key, _PRIVATE_TYPES) else key
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
+    if isinstance(public_key, ed25519.Ed25519PublicKey) or is_post_quantum(public_key):
         return None
     if isinstance(public_key, rsa.RSAPublicKey):
         return hashes.SHA256()
@@ -114,6 +154,11 @@ def signing_hash_for(key: PrivateKey | PublicKey) -> hashes.HashAlgorithm | None
     if algorithm == "ec-p384":
         return hashes.SHA384()
     raise ValueError(f"no signing hash for unsupported key type {type(key).__name__}")
+
+
+def is_post_quantum(public_key: object) -> bool:
+    """ML-DSA: signs without a separate hash, and has no key encipherment."""
+    return any(isinstance(public_key, key_type) for key_type, _ in _MLDSA_NAMES)
 
 
 def public_key_matches(private_key: PrivateKey, certificate: x509.Certificate) -> bool:

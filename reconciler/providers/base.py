@@ -173,3 +173,13 @@ class Target(ABC):
 
 
 PROVIDER_SETTINGS = "provider_settings"
+
+
+def post_quantum_refusal(key_algorithm: str, server: str) -> str | None:
+    """Why a TLS server built on OpenSSL 3.0 cannot serve an ML-DSA certificate."""
+    if key_algorithm.startswith("ml-dsa-"):
+        return (
+            f"{server} built on OpenSSL 3.0 (Debian 12, Ubuntu 24.04) cannot load ML-DSA "
+            "keys (OpenSSL 3.5+ can); use a files target for post-quantum certificates"
+        )
+    return None

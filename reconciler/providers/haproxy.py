@@ -28,7 +28,13 @@ from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
 from reconciler.fsutil import write_atomic
-from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.base import (
+    CertificateMaterial,
+    Facts,
+    Observation,
+    Target,
+    post_quantum_refusal,
+)
 from reconciler.providers.batch import memo
 from reconciler.providers.endpoint import EndpointSettings
 from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
@@ -155,6 +161,9 @@ class HaproxyTarget(Target):
     @property
     def per_certificate(self) -> bool:
         return True
+
+    def compatibility_error(self, key_algorithm: str) -> str | None:
+        return post_quantum_refusal(key_algorithm, self.type_name)
 
     def identity(self) -> str:
         if self.config.crt_list:

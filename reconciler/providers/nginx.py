@@ -22,7 +22,13 @@ from pydantic import Field
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.errors import ProviderError
 from reconciler.fsutil import write_atomic
-from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.base import (
+    CertificateMaterial,
+    Facts,
+    Observation,
+    Target,
+    post_quantum_refusal,
+)
 from reconciler.providers.commands import run_command
 from reconciler.providers.endpoint import EndpointSettings
 from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
@@ -78,6 +84,9 @@ class NginxTarget(Target):
 
     def _path(self, value: str) -> str:
         return os.path.normpath(value if os.path.isabs(value) else os.path.join(self.root, value))
+
+    def compatibility_error(self, key_algorithm: str) -> str | None:
+        return post_quantum_refusal(key_algorithm, self.type_name)
 
     def identity(self) -> str:
         return f"{self.config.provider}:{self._path(self.config.certificate_path)}"
