@@ -11,6 +11,7 @@ import gc
 import json
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -61,6 +62,14 @@ LockTimeoutOption = Annotated[
     typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default: fail fast)."),
 ]
 DEFAULT_CONFIG = Path("certform.yaml")
+
+
+class CheckFormat(StrEnum):
+    """What ``certform check`` prints on stdout."""
+
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
 
 
 def _err(message: str) -> None:
@@ -175,6 +184,12 @@ def apply(
         int,
         typer.Option("--parallelism", min=1, max=100, help="ACME orders placed at the same time."),
     ] = 10,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Apply a plan that exceeds policy.change_limit or rotates a CA."
+        ),
+    ] = False,
 ) -> None:
     """Issue, renew, deploy and remove until the world matches the configuration."""
     validated = _load(config, var, var_file)
@@ -218,6 +233,12 @@ def apply(
             if saved is not None:
                 typer.echo("No changes.")
             return
+        if the_plan.requires_force and not force:
+            _fail(
+                "refusing to apply without --force: "
+                + "; ".join(the_plan.requires_force)
+                + ". Nothing was changed."
+            )
         if saved is None and not auto_approve and not _confirm():
             _fail("apply cancelled; nothing was changed")
         if not existed:
@@ -265,6 +286,10 @@ def _read_plan_file(path: Path) -> Plan:
 def show(
     config: ConfigOption = DEFAULT_CONFIG,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only certificates with this tag (key=value; repeatable)."),
+    ] = None,
     var: VarOption = None,
     var_file: VarFileOption = None,
     lock_timeout: LockTimeoutOption = 0.0,
@@ -276,6 +301,8 @@ def show(
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     recorded = _read_state(store, lock_timeout, "show")
     rows = inventory(validated.desired, recorded, datetime.now(UTC))
+    wanted = _tag_filter(tag)
+    rows["certificates"] = [c for c in rows["certificates"] if _tagged(c["tags"], wanted)]
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
     else:
@@ -297,16 +324,44 @@ def check(
         str | None,
         typer.Option("--at", help="Check as if the clock said this (ISO-8601 or +61d)."),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    output_format: Annotated[
+        CheckFormat,
+        typer.Option(
+            "--format",
+            help="text, json, or prometheus (node_exporter textfile format) on stdout.",
+        ),
+    ] = CheckFormat.text,
+    textfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--textfile",
+            help="Also write the Prometheus gauges to this file, atomically (for "
+            "node_exporter's textfile collector: name it *.prom).",
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only certificates with this tag (key=value; repeatable)."),
+    ] = None,
     var: VarOption = None,
     var_file: VarFileOption = None,
     lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
-    """For scheduled jobs: expiring certificates, ACM renewal health, and what TLS
-    endpoints really serve. Exit 0 all well, 1 error, 2 something needs attention."""
+    """For scheduled jobs: expiring certificates, ACM renewal health, what TLS endpoints
+    really serve; Prometheus gauges and expiry notifications. Exit 0 all well, 1 error
+    (including a notification not delivered), 2 something needs attention."""
     from reconciler.durations import parse_duration
     from reconciler.engine.check import acm_findings, endpoint_findings, expiry_findings
     from reconciler.engine.watches import endpoint_watches
+    from reconciler.monitoring.notifications import notify
+    from reconciler.monitoring.prometheus import (
+        certificate_metrics,
+        render_prometheus,
+        write_textfile,
+    )
+
+    wanted = _tag_filter(tag)
 
     try:
         window = parse_duration(within) if within else None
@@ -327,16 +382,56 @@ def check(
         findings += acm_findings(recorded, describe_for_check)
     watches = endpoint_watches(desired, recorded, store, validated.config.endpoints, validated.root)
     findings += endpoint_findings(watches, now, window)
+    if wanted:  # only certificates carry tags: the filter keeps theirs
+        chosen = {c.address for c in desired.certificates if _tagged(c.tags, wanted)}
+        findings = [f for f in findings if f.address in chosen]
     problems = [f for f in findings if f.severity == "problem"]
-    if json_output:
-        typer.echo(json.dumps({"findings": [f.to_json() for f in findings]}, indent=2))
-    else:
+    fmt = CheckFormat.json if json_output else output_format
+    metrics = [m for m in certificate_metrics(recorded, desired) if _tagged(m.tags, wanted)]
+    if textfile is not None:
+        try:
+            write_textfile(textfile, render_prometheus(metrics, now))
+        except OSError as exc:
+            _fail(f"cannot write {textfile}: {exc.strerror or exc}")
+    if fmt is CheckFormat.prometheus:
+        typer.echo(render_prometheus(metrics, now), nl=False)
+    elif fmt is CheckFormat.text:
         for finding in findings:
             typer.echo(f"{finding.severity.upper():8} {finding.address}: {finding.message}")
         checked = len(recorded.certificates) + len(recorded.authorities) + len(watches)
         typer.echo(f"Checked {checked} resources: {len(problems)} need attention.")
+    reports = []
+    notifications = validated.config.notifications
+    if notifications is not None:
+        # The stdout sink must not corrupt JSON or Prometheus output: it goes to stderr then.
+        out = sys.stdout if fmt is CheckFormat.text else sys.stderr
+        reports = notify(notifications, metrics, now, root=validated.root, out=out)
+    if fmt is CheckFormat.json:
+        document: dict[str, Any] = {"findings": [f.to_json() for f in findings]}
+        if notifications is not None:
+            document["notifications"] = [r.to_json() for r in reports]
+        typer.echo(json.dumps(document, indent=2))
+    for report in reports:
+        if not report.ok or (fmt is CheckFormat.text and report.sent):
+            _err(f"Notifications: {report.summary()}")
+    if any(not report.ok for report in reports):
+        raise typer.Exit(1)
     if problems:
         raise typer.Exit(2)
+
+
+def _tag_filter(pairs: list[str] | None) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(f"--tag takes key=value, got {pair!r}")
+        wanted[key] = value
+    return wanted
+
+
+def _tagged(tags: Any, wanted: dict[str, str]) -> bool:
+    return all((tags or {}).get(key) == value for key, value in wanted.items())
 
 
 @app.command()
@@ -426,3 +521,69 @@ def main() -> None:
         exc.show()
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# audit command (registered by audit_cli)
+def audit(
+    config: ConfigOption = DEFAULT_CONFIG,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the hash chain: exit 1 if edited or deleted.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+) -> None:
+    """The audit log: who did what, when, with what result; --verify checks its chain."""
+    from reconciler.audit_cli import audit_command
+
+    audit_command(config, verify, json_output, var, var_file, lock_timeout)
+
+
+app.command("audit")(audit)
+
+
+# export command (the work is in reconciler.engine.export)
+def export(
+    name: Annotated[str, typer.Argument(help="The certificate to export.")],
+    passphrase_file: Annotated[
+        Path,
+        typer.Option(
+            "--passphrase-file",
+            help="File holding the passphrase that encrypts the key (one line, 8+ characters).",
+        ),
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", help="pem (NAME.crt, .chain.pem, .root.pem, .key) or pkcs12.")
+    ] = "pem",
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write into (existing files are kept).")
+    ] = Path("."),
+    config: ConfigOption = DEFAULT_CONFIG,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+) -> None:
+    """Export a certificate declared 'exportable: true' with its chain and its private
+    key encrypted with a passphrase; audited."""
+    from reconciler.engine.export import export_certificate
+
+    validated = _load(config, var, var_file)
+    store = open_store(validated.config.state, validated.root, validated.config.providers)
+    if not store.exists:
+        _fail("there is no state yet: nothing was issued, nothing to export")
+    store.open()
+    store.lock("export", lock_timeout)
+    try:
+        recorded = store.read()
+        files = export_certificate(
+            store, recorded, validated.config.certificates, name, passphrase_file, fmt, out
+        )
+    finally:
+        store.unlock()
+        store.close()
+    for file in files:
+        typer.echo(f"Wrote {file.path} ({file.what})")
+
+
+app.command("export")(export)

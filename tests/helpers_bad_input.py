@@ -597,6 +597,27 @@ VALIDATE_CASES: tuple[BadCase, ...] = (
         "certificates.web.issuer[1]",
         "fallback issuer lists take ACME authorities only",
     ),
+    case(
+        "policy-domain-not-allowed",
+        derive(("certificates:\n", "policy: {allowed_domains: [example.com]}\ncertificates:\n")),
+        "names: [web.example.test",
+        "certificates.web.names[0]",
+        "'web.example.test' is outside policy.allowed_domains (example.com)",
+    ),
+    case(
+        "policy-key-not-allowed",
+        derive(("certificates:\n", "policy: {allowed_keys: [ec-p384]}\ncertificates:\n")),
+        "    key: ec-p256",
+        "certificates.web.key",
+        "ec-p256 is not in policy.allowed_keys (ec-p384)",
+    ),
+    case(
+        "policy-max-validity",
+        derive(("certificates:\n", "policy: {max_validity: 30d}\ncertificates:\n")),
+        "validity: 90d",
+        "certificates.web.validity",
+        "validity 90d exceeds policy.max_validity 30d",
+    ),
 )
 
 
@@ -655,6 +676,7 @@ APPLY_CASE_IDS: tuple[str, ...] = (
     "yaml-syntax-error",
     "acme-wildcard-without-dns01",
     "haproxy-bad-sni-filter",
+    "policy-domain-not-allowed",
     "unknown-target-key",
     "names-as-string",
     "bad-duration-unit",

@@ -137,7 +137,10 @@ def test_issuing_ca_replacement_reissues_everything_below(workspace: Workspace) 
         ("certificate.api", "replace"),
     ]
     assert "issuer authority.issuing gets a new key in this plan" in plan["changes"][1]["reasons"]
-    ws.ok("apply", "--auto-approve")
+    assert plan["requires_force"] == [
+        "authority.issuing is a CA and would be replaced with a new key"
+    ]
+    ws.ok("apply", "--auto-approve", "--force")  # rotating a CA needs --force
     assert (ws.root / "out/web/chain.pem").read_text() != old_chain
     assert openssl_verify(ws.root / "out/web").returncode == 0
     assert ws.run("plan", "--detailed-exitcode").code == 0

@@ -19,6 +19,7 @@ from reconciler.config.types import (
     RenewBefore,
     StrictModel,
 )
+from reconciler.monitoring.notifications import NotificationsConfig
 from reconciler.pki.names import dns_name_error
 from reconciler.providers.catalog import ProviderConfig, TargetConfig
 from reconciler.providers.endpoint import WatchedEndpoint
@@ -258,6 +259,29 @@ class StateConfig(StrictModel):
     )
 
 
+class ChangeLimitConfig(StrictModel):
+    """Above this share of the managed certificates, apply needs --force."""
+
+    percent: float = Field(default=30, gt=0, le=100)
+    minimum_certificates: int = Field(
+        default=10, ge=1, description="Below this many managed certificates, no limit."
+    )
+
+
+class PolicyConfig(StrictModel):
+    """Guard rails checked at validate time, and the change limit checked at plan time."""
+
+    allowed_domains: list[str] | None = Field(
+        default=None,
+        description="Domain suffixes certificates may name (e.g. example.com covers "
+        "www.example.com); any other DNS name is refused.",
+    )
+    min_rsa_bits: int | None = Field(default=None, ge=2048, le=4096)
+    allowed_keys: list[KeyAlgorithm] | None = None
+    max_validity: Duration | None = None
+    change_limit: ChangeLimitConfig = Field(default_factory=ChangeLimitConfig)
+
+
 class CertformConfig(StrictModel):
     """Root of a certform configuration (one file or a directory of files merged)."""
 
@@ -271,6 +295,11 @@ class CertformConfig(StrictModel):
     authorities: dict[EntryName, Authority] = Field(default_factory=dict)
     certificates: dict[EntryName, Certificate] = Field(default_factory=dict)
     bindings: list[Binding] = Field(default_factory=list)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    notifications: NotificationsConfig | None = Field(
+        default=None,
+        description="Expiry events `certform check` sends, like ACM's daily expiry events.",
+    )
     endpoints: dict[EntryName, WatchedEndpoint] = Field(
         default_factory=dict,
         description="TLS endpoints `certform check` watches without deploying there.",

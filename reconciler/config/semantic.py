@@ -44,6 +44,7 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
         _binding_references,
         _acm_issued,
         _acme_issued,
+        _policy,
     ):
         findings.extend(rule(config))
     findings.extend(_duplicate_targets(config, root))
@@ -246,6 +247,55 @@ def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
                 ("authorities", name, "validity"),
                 f"validity {child.validity} is longer than the parent's validity {parent.validity}",
             )
+
+
+def _policy(config: CertformConfig) -> Iterator[Finding]:
+    """The ``policy:`` guard rails, one finding per offending name, key or validity."""
+    policy = config.policy
+    for name, certificate in config.certificates.items():
+        if policy.allowed_domains is not None:
+            for index, dns in enumerate(certificate.names):
+                if _is_ip_name(dns) or _domain_allowed(dns, policy.allowed_domains):
+                    continue
+                yield (
+                    ("certificates", name, "names", index),
+                    f"{dns!r} is outside policy.allowed_domains "
+                    f"({', '.join(policy.allowed_domains)})",
+                )
+        key = certificate.key or config.defaults.key
+        yield from _key_policy(("certificates", name, "key"), key, policy)
+        validity = certificate.validity or config.defaults.validity
+        if policy.max_validity and parse_duration(validity) > parse_duration(policy.max_validity):
+            yield (
+                ("certificates", name, "validity"),
+                f"validity {validity} exceeds policy.max_validity {policy.max_validity}",
+            )
+    for name, authority in _private(config).items():
+        yield from _key_policy(("authorities", name, "key"), authority.key, policy)
+
+
+def _key_policy(field: Path_, key: str, policy: Any) -> Iterator[Finding]:
+    if policy.allowed_keys is not None and key not in policy.allowed_keys:
+        yield (field, f"{key} is not in policy.allowed_keys ({', '.join(policy.allowed_keys)})")
+    if policy.min_rsa_bits and key.startswith("rsa-") and int(key[4:]) < policy.min_rsa_bits:
+        yield (field, f"{key} is below policy.min_rsa_bits {policy.min_rsa_bits}")
+
+
+def _domain_allowed(name: str, allowed: list[str]) -> bool:
+    bare = name[2:] if name.startswith("*.") else name
+    return any(
+        bare == d.lower().strip(".") or bare.endswith("." + d.lower().strip(".")) for d in allowed
+    )
+
+
+def _is_ip_name(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 ACME_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})

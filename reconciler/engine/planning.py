@@ -9,6 +9,7 @@ from reconciler.engine.refresh import refresh
 from reconciler.engine.renewal_info import CertificatePem, renewal_windows
 from reconciler.plan.diff import diff
 from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
+from reconciler.policy.guards import ChangeLimit, force_reasons
 from reconciler.state.records import RecordedState
 from reconciler.state.sqlite import SqliteStateStore
 
@@ -63,7 +64,14 @@ def plan_from(
             *updates,
             StateUpdate(KEY_STORE_ADDRESS, {"key_store": before}, {"key_store": after}),
         )
+    policy = validated.config.policy.change_limit
+    needs_force = force_reasons(
+        result.changes,
+        len(recorded.certificates),
+        ChangeLimit(policy.percent, policy.minimum_certificates),
+    )
     return Plan(
+        requires_force=tuple(needs_force),
         changes=result.changes,
         state_updates=updates,
         planned_at=now,

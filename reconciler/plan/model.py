@@ -129,6 +129,8 @@ class Plan:
     format_version: str = FORMAT_VERSION
     created_at: datetime | None = None
     interrupted: tuple[str, ...] = field(default=())
+    requires_force: tuple[str, ...] = ()
+    """Why apply refuses this plan without --force (change limits, CA rotation)."""
 
     @property
     def has_changes(self) -> bool:
@@ -160,6 +162,7 @@ class Plan:
             "state_updates": [u.to_json() for u in self.state_updates],
             "warnings": list(self.warnings),
             "interrupted": list(self.interrupted),
+            "requires_force": list(self.requires_force),
         }
 
     def dumps(self) -> str:
@@ -180,4 +183,5 @@ class Plan:
             format_version=data["format_version"],
             created_at=datetime.fromisoformat(created) if created else None,
             interrupted=tuple(data.get("interrupted", ())),
+            requires_force=tuple(data.get("requires_force", ())),
         )

@@ -32,6 +32,10 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"Warning: {warning}")
     if plan.warnings:
         lines.append("")
+    if plan.requires_force:
+        lines.append("This plan needs `apply --force`:")
+        lines.extend(f"  - {reason}" for reason in plan.requires_force)
+        lines.append("")
     if not plan.has_changes:
         lines.append("No changes. Authorities, certificates and bindings match the configuration.")
         return "\n".join(lines) + "\n"

@@ -422,18 +422,18 @@ class SqliteStateStore(StateStore):
 
     def audit(self, actor: str, command: str, address: str, action: str, result: str,
               detail: str = "") -> None:  # fmt: skip
+        sealer = self._sealer_for()  # an initialised state, as for any transaction
         conn = self._connect(create=True)
         with self._txn(conn):
-            conn.execute(
-                "INSERT INTO audit (at, actor, command, address, action, result, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (_now(), actor, command, address, action, result, detail),
-            )
+            _SqliteWriter(conn, sealer).audit(actor, command, address, action, result, detail)
 
     def audit_log(self) -> list[dict[str, Any]]:
         conn = self._connect(create=False)
-        cols = ["at", "actor", "command", "address", "action", "result", "detail"]
-        rows = conn.execute(f"SELECT {', '.join(cols)} FROM audit ORDER BY id")
+        have = {r[1] for r in conn.execute("PRAGMA table_info(audit)")}
+        cols = ["id", "at", "actor", "command", "address", "action", "result", "detail"]
+        cols += ["previous", "hash"]  # NULL in a state never written since chaining began
+        select = ", ".join(c if c in have else f"NULL AS {c}" for c in cols)
+        rows = conn.execute(f"SELECT {select} FROM audit ORDER BY id")
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
     # -- writing ----------------------------------------------------------------
@@ -627,10 +627,33 @@ class _SqliteWriter(StateWriter):
 
     def audit(self, actor: str, command: str, address: str, action: str, result: str,
               detail: str = "") -> None:  # fmt: skip
-        self._conn.execute(
-            "INSERT INTO audit (at, actor, command, address, action, result, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (_now(), actor, command, address, action, result, detail),
+        """Append a hash-chained record and move the chain head (see ``audit_chain``)."""
+        from reconciler.state import audit_chain as chain
+
+        conn, last_row = self._conn, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+        try:
+            last = conn.execute(last_row).fetchone()
+        except sqlite3.OperationalError:
+            # A state made before chaining: add the columns once (in this transaction).
+            have = {r[1] for r in conn.execute("PRAGMA table_info(audit)")}
+            missing = [c for c in ("previous", "hash") if c not in have]
+            if not missing:
+                raise
+            for column in missing:
+                conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+            last = conn.execute(last_row).fetchone()
+        head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        record_id, previous = chain.next_link(last, chain.parse_head(head[0] if head else None))
+        values = (record_id, _now(), actor, command, address, action, result, detail)
+        digest = chain.record_hash(previous, dict(zip(chain.FIELDS, values, strict=True)))
+        conn.execute(
+            "INSERT INTO audit (id, at, actor, command, address, action, result, detail, "
+            "previous, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, previous, digest),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)",
+            (chain.format_head(record_id, digest),),
         )
 
     def _supersede(self, table: str, name: str, kind: str, reason: str = "superseded") -> None:

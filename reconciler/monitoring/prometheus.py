@@ -1,0 +1,203 @@
+"""Certificate expiry as Prometheus gauges, for node_exporter's textfile collector.
+
+``render_prometheus`` is pure (the clock is a parameter); ``write_textfile`` is
+the only I/O.  One series per certificate and gauge, labelled ``name``,
+``issuer`` and ``tag_<key>`` per tag, so alerts such as::
+
+    certform_certificate_expiration_timestamp_seconds - time() < 14 * 86400
+    time() > certform_certificate_renewal_timestamp_seconds + 86400
+    certform_certificate_ready == 0
+
+work without certform running as a server.  Samples carry no timestamps (the
+textfile collector rejects them); node_exporter's ``node_textfile_mtime_seconds``
+tells how fresh the file is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.desired import DesiredState
+from reconciler.fsutil import write_atomic
+from reconciler.policy.renewal import renewal_time
+from reconciler.state.records import CertificateRecord, RecordedState
+
+
+@dataclass(frozen=True)
+class CertificateMetric:
+    """What monitoring needs to know about one certificate.
+
+    ``not_before``/``not_after`` None: not issued yet (ready 0, timestamp gauges
+    omitted).  ``renewal_at`` None: certform will not renew it (not issued yet,
+    renewed by ACM itself, or about to be destroyed).  Naive datetimes are UTC.
+    """
+
+    name: str
+    issuer: str
+    tags: Mapping[str, str]
+    not_before: datetime | None
+    not_after: datetime | None
+    renewal_at: datetime | None
+    revoked: bool
+    serial: str | None = None
+
+    def is_ready(self, now: datetime) -> bool:
+        """Issued, not expired and not revoked."""
+        return self.not_after is not None and not self.revoked and _utc(now) < _utc(self.not_after)
+
+
+@dataclass(frozen=True)
+class _Gauge:
+    name: str
+    help: str
+
+
+EXPIRATION = _Gauge(
+    "certform_certificate_expiration_timestamp_seconds",
+    "The certificate's notAfter as a Unix timestamp.",
+)
+NOT_BEFORE = _Gauge(
+    "certform_certificate_not_before_timestamp_seconds",
+    "The certificate's notBefore as a Unix timestamp.",
+)
+READY = _Gauge(
+    "certform_certificate_ready",
+    "1 when the certificate is issued, not expired and not revoked; else 0.",
+)
+RENEWAL = _Gauge(
+    "certform_certificate_renewal_timestamp_seconds",
+    "When certform renews the certificate (its renewal time) as a Unix timestamp.",
+)
+
+_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def render_prometheus(certificates: Sequence[CertificateMetric], now: datetime) -> str:
+    """The text exposition format (version 0.0.4) for ``certificates`` as of ``now``.
+
+    Series are ordered by certificate name, so the same input renders the same
+    bytes.  Raises ``ValueError`` when two certificates share a name (their
+    series would collide)."""
+    ordered = sorted(certificates, key=lambda c: c.name)
+    names = [c.name for c in ordered]
+    if len(set(names)) != len(names):
+        raise ValueError("certificate names must be unique to render metrics")
+    labels = {c.name: _labels(c) for c in ordered}
+    families = [
+        (EXPIRATION, [(labels[c.name], _seconds(c.not_after)) for c in ordered if c.not_after]),
+        (NOT_BEFORE, [(labels[c.name], _seconds(c.not_before)) for c in ordered if c.not_before]),
+        (READY, [(labels[c.name], float(c.is_ready(now))) for c in ordered]),
+        (RENEWAL, [(labels[c.name], _seconds(c.renewal_at)) for c in ordered if c.renewal_at]),
+    ]
+    lines: list[str] = []
+    for gauge, samples in families:
+        lines.append(f"# HELP {gauge.name} {gauge.help}")
+        lines.append(f"# TYPE {gauge.name} gauge")
+        lines.extend(f"{gauge.name}{{{label}}} {_number(value)}" for label, value in samples)
+    return "\n".join(lines) + "\n"
+
+
+def write_textfile(path: Path, text: str) -> None:
+    """Replace ``path`` atomically (temp file in the same directory, then
+    ``os.replace``; mode 0644), so node_exporter never scrapes half a file.
+
+    The collector reads only ``*.prom`` files in its directory; the temp file is
+    named ``.<name>.<random>.tmp`` and is never picked up.  Raises ``OSError``."""
+    if not text.endswith("\n"):
+        text += "\n"
+    write_atomic(path, text.encode("utf-8"), 0o644)
+
+
+def tag_label_names(tags: Iterable[str]) -> dict[str, str]:
+    """Map each tag key to its label name ``tag_<key>`` with every character
+    outside ``[a-zA-Z0-9_]`` replaced by ``_``.  Keys that clash after that
+    (``team-a`` and ``team_a``) get ``_2``, ``_3``… in sorted key order, so
+    every label name is unique and stable."""
+    result: dict[str, str] = {}
+    taken: set[str] = set()
+    for key in sorted(tags):
+        base = "tag_" + _INVALID_LABEL_CHARS.sub("_", key)
+        label, n = base, 1
+        while label in taken:
+            n += 1
+            label = f"{base}_{n}"
+        taken.add(label)
+        result[key] = label
+    return result
+
+
+def escape_label_value(value: str) -> str:
+    """Escape per the exposition format: backslash, double quote and newline."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def certificate_metrics(recorded: RecordedState, desired: DesiredState) -> list[CertificateMetric]:
+    """Pure: one metric per declared certificate (issued or not), plus any
+    recorded certificate no longer declared (it still expires until destroyed).
+
+    Tags and the renewal policy come from the configuration; dates, serial and
+    the issuer that really signed come from the state.  certform renews at
+    ``renewal_time`` (or, once revoked, from the revocation on); it does not
+    renew certificates ACM issued, nor ones it is about to destroy."""
+    metrics = []
+    for wanted in desired.certificates:
+        record = recorded.certificates.get(wanted.name)
+        if record is None:
+            metrics.append(
+                CertificateMetric(
+                    wanted.name, wanted.issuer, dict(wanted.tags), None, None, None, revoked=False
+                )
+            )
+            continue
+        metrics.append(_from_record(record, wanted.tags, wanted.renew_before, renews=True))
+    declared = {c.name for c in desired.certificates}
+    for name, record in sorted(recorded.certificates.items()):
+        if name not in declared:
+            metrics.append(_from_record(record, record.tags, None, renews=False))
+    return metrics
+
+
+def _from_record(
+    record: CertificateRecord, tags: Mapping[str, str], renew_before: str | None, *, renews: bool
+) -> CertificateMetric:
+    revoked = record.revoked_at is not None
+    renewal_at = None
+    if renews and not record.external_id:
+        renewal_at = record.revoked_at or renewal_time(
+            record.not_before, record.not_after, renew_before
+        )
+    issuer = record.spec.get("issued_by") or record.spec.get("issuer") or ""
+    return CertificateMetric(
+        name=record.name,
+        issuer=issuer,
+        tags=dict(tags),
+        not_before=record.not_before,
+        not_after=record.not_after,
+        renewal_at=renewal_at,
+        revoked=revoked,
+        serial=record.serial,
+    )
+
+
+def _labels(certificate: CertificateMetric) -> str:
+    pairs = [("name", certificate.name), ("issuer", certificate.issuer)]
+    label_names = tag_label_names(certificate.tags)
+    pairs += sorted((label_names[k], v) for k, v in certificate.tags.items())
+    return ",".join(f'{key}="{escape_label_value(value)}"' for key, value in pairs)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _seconds(moment: datetime | None) -> float:
+    assert moment is not None  # callers filter None out
+    return _utc(moment).timestamp()
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
