@@ -68,6 +68,23 @@ class Lifecycle(StrictModel):
     )
 
 
+class CrlPublish(StrictModel):
+    directory: str = Field(
+        min_length=1, description="Where NAME.crl (DER) and NAME.crl.pem are written."
+    )
+
+
+class CrlConfig(StrictModel):
+    """A CRL for the certificates this CA issues (AWS Private CA's CRL configuration)."""
+
+    publish: CrlPublish
+    validity: Duration = Field(default="7d", description="nextUpdate - thisUpdate.")
+    url: str = Field(
+        pattern=r"^https?://",
+        description="CRL distribution point put in the certificates this CA issues.",
+    )
+
+
 class _AuthorityBase(StrictModel):
     subject: Subject
     key: KeyAlgorithm = "ec-p384"
@@ -76,6 +93,7 @@ class _AuthorityBase(StrictModel):
     )
     name_constraints: NameConstraints | None = None
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    crl: CrlConfig | None = None
 
 
 class PrivateRootAuthority(_AuthorityBase):

@@ -72,8 +72,13 @@ def _authorities(config: CertformConfig) -> list[DesiredAuthority]:
                 authority.name_constraints.model_dump() if authority.name_constraints else None
             ),
         }
+        if authority.crl is not None:
+            spec["crl"] = authority.crl.model_dump(mode="json")
         if isinstance(authority, PrivateSubordinateAuthority):
             spec["parent"] = authority.parent
+            parent_crl = getattr(config.authorities[authority.parent], "crl", None)
+            if parent_crl is not None:
+                spec["parent_crl_url"] = parent_crl.url
         result.append(
             DesiredAuthority(
                 name, spec, authority.renew_before, authority.lifecycle.prevent_destroy
@@ -121,6 +126,9 @@ def _certificates(config: CertformConfig) -> list[DesiredCertificate]:
             "validity": certificate.validity or defaults.validity,
             "usages": list(certificate.usages),
         }
+        crl = getattr(issuer, "crl", None)
+        if crl is not None:
+            spec["crl_url"] = crl.url
         if isinstance(issuer, AwsAcmAuthority):
             # ACM-issued: apply needs the issuer's settings, the diff knows the key stays in ACM.
             acm_spec = _acm_authority(certificate.primary_issuer, issuer, config).spec

@@ -22,12 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.durations import parse_duration
 from reconciler.engine.acme_orders import OrderJob, OrderOutcome, run_orders
 from reconciler.engine.acme_orders import failure as order_failure
 from reconciler.engine.faults import fault_point
 from reconciler.engine.verify import deploy_verified
 from reconciler.errors import CertformError, PlanError, StateError
+from reconciler.fsutil import write_atomic
 from reconciler.pki.builder import certificate_from_pem
+from reconciler.pki.crl import Revoked, build_crl, crl_files
 from reconciler.pki.keys import (
     generate_private_key,
     private_key_from_der,
@@ -38,6 +41,7 @@ from reconciler.plan.model import KEY_STORE_ADDRESS, Action, Change, Plan
 from reconciler.providers.aws.acm import validity_stamp
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.catalog import target_from_settings
+from reconciler.providers.filestamp import stamp_of
 from reconciler.providers.private_ca import (
     Issued,
     SigningAuthority,
@@ -49,6 +53,7 @@ from reconciler.state.records import (
     AuthorityRecord,
     BindingRecord,
     CertificateRecord,
+    CrlRecord,
     IssuedMaterial,
     RecordedState,
 )
@@ -157,6 +162,8 @@ class Applier:
             return None
         elif change.kind == "authority" and after.get("parent"):
             dependencies.append(f"authority.{after['parent']}")
+        elif change.kind == "crl":
+            dependencies.append(f"authority.{after['authority']}")
         for dependency in dependencies:
             if dependency in self.result.failed or dependency in self.result.skipped:
                 return dependency
@@ -249,6 +256,38 @@ class Applier:
             self._audit(writer, change, f"serial {issued.serial}")
         self._authorities.pop(change.name, None)
         return f" (serial {issued.serial[:16]}…)"
+
+    # -- CRLs ---------------------------------------------------------------------------
+    def _crl_publish(self, change: Change) -> str:
+        """Sign the full CRL of one CA and publish DER + PEM atomically."""
+        assert change.after is not None
+        name = change.after["authority"]
+        settings = change.after["crl"]
+        entry = self._journal(change)
+        authority = self._signing_authority(name)
+        revoked = [
+            Revoked(r.serial, r.revoked_at, r.reason)
+            for r in self.recorded.revocations
+            if r.issuer == name
+        ]
+        previous = self.recorded.crls.get(name)
+        number = (previous.number if previous else 0) + 1
+        now = datetime.now(UTC).replace(microsecond=0)
+        next_update = now + parse_duration(settings["validity"])
+        crl = build_crl(authority.certificate, authority.key, revoked, number, now, next_update)
+        directory = Path(settings["publish"]["directory"])
+        directory = directory if directory.is_absolute() else self.root / directory
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for file_name, data in zip((f"{name}.crl", f"{name}.crl.pem"), crl_files(crl), strict=True):
+            write_atomic(directory / file_name, data, 0o644)
+            files[file_name] = stamp_of(directory / file_name, data)
+        fault_point(change.address, "acted")
+        record = CrlRecord(name, number, now, next_update, len(revoked), files)
+        with self.store.transaction(entry) as writer:
+            writer.put_crl(record)
+            self._audit(writer, change, f"CRL #{number}, {len(revoked)} revoked")
+        return f" (CRL #{number}, {len(revoked)} revoked, next update {next_update:%Y-%m-%d})"
 
     # -- ACME accounts -------------------------------------------------------------------
     def _authority_register(self, change: Change) -> str:

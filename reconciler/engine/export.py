@@ -8,12 +8,10 @@ Formats (``NAME`` is the certificate's name, files go into the ``out`` directory
 ``pem``
     ``NAME.crt`` (leaf), ``NAME.chain.pem`` (intermediates), ``NAME.root.pem``
     (the root, when the state knows it) and ``NAME.key``: an encrypted PKCS#8
-    ``ENCRYPTED PRIVATE KEY`` with PBES2 = PBKDF2-HMAC-SHA256 (``KDF_ITERATIONS``
-    rounds, 16-byte salt) + AES-256-CBC.  cryptography's ``BestAvailableEncryption``
-    writes the same scheme but with only 2,048 PBKDF2 rounds (checked with
-    cryptography 50) and offers no way to raise them, so the structure is encoded
-    here from cryptography's primitives and read back with cryptography before it
-    is written.  ``openssl pkcs8 -in NAME.key`` (OpenSSL 3.0) opens it.
+    ``ENCRYPTED PRIVATE KEY`` from cryptography's ``BestAvailableEncryption``:
+    PBES2 = PBKDF2-HMAC-SHA256 + AES-256-CBC (cryptography 50 uses 2,048 PBKDF2
+    rounds and offers no way to raise them for PKCS#8: use a long random
+    passphrase).  ``openssl pkcs8 -in NAME.key`` (OpenSSL 3.0) opens it.
 
 ``pkcs12``
     ``NAME.p12``: key, leaf and chain (intermediates, then the root), keys and
@@ -29,17 +27,13 @@ passphrase and the key never appear in output, errors or the state.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, padding, serialization
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from reconciler.config.models import Certificate
@@ -243,69 +237,17 @@ def write_all(files: list[ExportFile]) -> None:
 
 # -- encrypted PKCS#8 (RFC 8018 PBES2), encoded from cryptography's primitives ------
 
-_PBES2 = "1.2.840.113549.1.5.13"
-_PBKDF2 = "1.2.840.113549.1.5.12"
-_HMAC_SHA256 = "1.2.840.113549.2.9"
-_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+
+def encrypt_pkcs8_pem(key_der: bytes, passphrase: bytes) -> bytes:
+    """PKCS#8 ``ENCRYPTED PRIVATE KEY`` PEM with cryptography's best available scheme."""
+    key = serialization.load_der_private_key(key_der, None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
 
 
-def encrypt_pkcs8_pem(key_der: bytes, passphrase: bytes, iterations: int = KDF_ITERATIONS) -> bytes:
-    """PKCS#8 ``ENCRYPTED PRIVATE KEY`` PEM: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC.
-
-    ``key_der`` is an unencrypted PKCS#8 DER key.  The result is read back with
-    cryptography before it is returned, so a broken encoding can never be written.
-    """
-    salt, iv = os.urandom(16), os.urandom(16)
-    aes_key = PBKDF2HMAC(hashes.SHA256(), 32, salt, iterations).derive(passphrase)
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(key_der) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
-    encrypted = encryptor.update(padded) + encryptor.finalize()
-    kdf_params = _seq(_octets(salt), _integer(iterations), _seq(_oid(_HMAC_SHA256), _NULL))
-    pbes2_params = _seq(_seq(_oid(_PBKDF2), kdf_params), _seq(_oid(_AES256_CBC), _octets(iv)))
-    der = _seq(_seq(_oid(_PBES2), pbes2_params), _octets(encrypted))
-    reread = serialization.load_der_private_key(der, passphrase)
-    if reread.private_bytes(*_PKCS8_PLAIN) != key_der:
-        raise ExportError("the encrypted key did not decrypt to the original key")
-    body = base64.b64encode(der)
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    label = b"ENCRYPTED PRIVATE KEY-----"
-    return b"\n".join([b"-----BEGIN " + label, *lines, b"-----END " + label, b""])
-
-
-def _der(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        return bytes([tag, size]) + body
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + body
-
-
-def _seq(*items: bytes) -> bytes:
-    return _der(0x30, b"".join(items))
-
-
-def _octets(data: bytes) -> bytes:
-    return _der(0x04, data)
-
-
-def _integer(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))  # non-negative
-
-
-def _oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        while arc > 0x7F:
-            arc >>= 7
-            chunk.append(0x80 | (arc & 0x7F))
-        body += bytes(reversed(chunk))
-    return _der(0x06, bytes(body))
-
-
-_NULL = b"\x05\x00"
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 _PKCS8_PLAIN = (
     serialization.Encoding.DER,

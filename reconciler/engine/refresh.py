@@ -9,6 +9,7 @@ from reconciler.providers.base import Observation
 from reconciler.providers.batch import observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.endpoint import endpoint_observation
+from reconciler.providers.filestamp import stamp_problems
 from reconciler.state.records import RecordedState
 
 
@@ -27,4 +28,24 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
                     # What clients see is part of the observed state.
                     observation = endpoint_observation(endpoint, record.serial)
                 observed[address] = observation
+    observed.update(_published_crls(desired, recorded, root))
+    return observed
+
+
+def _published_crls(
+    desired: DesiredState, recorded: RecordedState, root: Path
+) -> dict[str, Observation]:
+    """Are the CRL files certform published still there, unchanged?"""
+    observed: dict[str, Observation] = {}
+    for authority in desired.authorities:
+        settings = authority.spec.get("crl")
+        record = recorded.crls.get(authority.name)
+        if not settings or record is None:
+            continue
+        directory = Path(settings["publish"]["directory"])
+        directory = directory if directory.is_absolute() else root / directory
+        entries = [(name, str(directory / name), stamp) for name, stamp in record.files.items()]
+        problems, _ = stamp_problems(entries)
+        status = "drifted" if problems else "in_sync"
+        observed[f"crl.{authority.name}"] = Observation(status, tuple(problems))
     return observed

@@ -37,7 +37,7 @@ def revoke_certificate(
         raise PlanError(
             f"certificate.{name} was issued by ACM, which keeps its key: revoke it in ACM"
         )
-    where = "recorded as revoked"
+    where = "recorded as revoked (listed in the issuing CA's CRL when it publishes one)"
     try:
         if issuer_type == "acme":
             where = _revoke_at_acme(store, recorded, name, reason, root)
@@ -45,7 +45,8 @@ def revoke_certificate(
         store.audit(actor(), "revoke", record.address, "revoke", "failed", str(exc))
         raise
     with store.transaction() as writer:
-        writer.mark_revoked(name, record.serial, datetime.now(UTC), reason)
+        issuer = record.spec.get("issued_by") or record.spec["issuer"]
+        writer.mark_revoked(name, record.serial, datetime.now(UTC), reason, issuer)
         writer.audit(
             actor(), "revoke", record.address, "revoke", "ok",
             f"serial {record.serial}, reason {reason}, {where}",

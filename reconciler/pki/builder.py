@@ -76,6 +76,7 @@ def build_ca_certificate(
     path_length: int | None,
     permitted: Sequence[str] = (),
     excluded: Sequence[str] = (),
+    crl_url: str | None = None,
 ) -> x509.Certificate:
     """A CA certificate: self-signed root when ``issuer_cert`` is None, else a subordinate.
 
@@ -108,6 +109,8 @@ def build_ca_certificate(
     )
     if permitted or excluded:
         builder = builder.add_extension(_name_constraints(permitted, excluded), critical=True)
+    if crl_url and issuer_cert is not None:
+        builder = builder.add_extension(_crl_distribution_point(crl_url), critical=False)
     return _sign(builder, issuer_key)
 
 
@@ -121,6 +124,7 @@ def build_leaf_certificate(
     not_after: datetime,
     client_auth: bool = False,
     server_auth: bool = True,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
     """An end-entity certificate for ``names`` (DNS names and IP literals, SAN order kept).
 
@@ -152,6 +156,8 @@ def build_leaf_certificate(
         .add_extension(_extended_key_usage(server_auth, client_auth), critical=False)
         .add_extension(_aki_from_issuer(issuer_cert), critical=False)
     )
+    if crl_url:
+        builder = builder.add_extension(_crl_distribution_point(crl_url), critical=False)
     return _sign(builder, issuer_key)
 
 
@@ -226,6 +232,17 @@ def _aki_from_issuer(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifi
     if ski is None:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_cert.public_key())  # type: ignore[arg-type]
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _crl_distribution_point(url: str) -> x509.CRLDistributionPoints:
+    """Where relying parties fetch the issuer's CRL (RFC 5280 4.2.1.13)."""
+    point = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        reasons=None,
+        crl_issuer=None,
+    )
+    return x509.CRLDistributionPoints([point])
 
 
 def _key_usage(

@@ -20,6 +20,7 @@ from reconciler.desired import (
     DesiredState,
 )
 from reconciler.errors import PlanError
+from reconciler.plan.crls import crl_changes
 from reconciler.plan.model import Action, Change, StateUpdate
 from reconciler.policy.reissue import (
     ACM_CERTIFICATE_CHECKS,
@@ -77,6 +78,8 @@ def diff(
         + _certificate_destroys(desired, recorded)
         + _authority_destroys(desired, recorded)
     )
+    reissued = {c.name for c in authority_changes if c.action != Action.DESTROY}
+    changes += crl_changes(desired, recorded, observed, reissued, now)
     touched = {c.address for c in changes}
     return DiffResult(tuple(changes), _state_updates(desired, recorded, touched), warnings)
 

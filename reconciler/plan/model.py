@@ -28,6 +28,7 @@ class Action(StrEnum):
     DESTROY = "destroy"
     REGISTER = "register"
     UPDATE = "update"
+    PUBLISH = "publish"
 
     @property
     def symbol(self) -> str:
@@ -45,6 +46,7 @@ _SYMBOLS = {
     Action.DESTROY: "-",
     Action.REGISTER: "+",
     Action.UPDATE: "~",
+    Action.PUBLISH: "~",
 }
 
 SUMMARY_ORDER = (
@@ -58,6 +60,7 @@ SUMMARY_ORDER = (
     Action.UNBIND,
     Action.REVOKE,
     Action.DESTROY,
+    Action.PUBLISH,
 )
 
 

@@ -21,6 +21,7 @@ _VERBS = {
     Action.DESTROY: "will be destroyed",
     Action.REGISTER: "will be registered (ACME account)",
     Action.UPDATE: "will be updated (ACME account)",
+    Action.PUBLISH: "will be published",
 }
 
 _SHOWN_FIELDS = ("names", "issuer", "parent", "key", "validity", "serial", "not_after")

@@ -96,6 +96,7 @@ def issue_authority(
         path_length=spec.get("path_length"),
         permitted=constraints.get("permitted", ()),
         excluded=constraints.get("excluded", ()),
+        crl_url=spec.get("parent_crl_url"),
     )
     pem = certificate_to_pem(certificate)
     if parent is None:
@@ -119,6 +120,7 @@ def issue_leaf(
         not_after=not_after,
         server_auth="server_auth" in usages,
         client_auth="client_auth" in usages,
+        crl_url=spec.get("crl_url"),
     )
     if issuer.is_root:
         chain = ""

@@ -67,6 +67,30 @@ class BindingRecord:
 
 
 @dataclass(frozen=True)
+class RevocationRecord:
+    """A revoked certificate, by the authority that issued it (for its CRL)."""
+
+    address: str
+    serial: str
+    issuer: str
+    revoked_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class CrlRecord:
+    """The last CRL published for an authority."""
+
+    authority: str
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    files: dict[str, Any]
+    """Published file name -> [size, mtime_ns, sha256]."""
+
+
+@dataclass(frozen=True)
 class InterruptedStep:
     """A journaled step that started and never finished (the process died)."""
 
@@ -88,6 +112,8 @@ class RecordedState:
     certificates: dict[str, CertificateRecord] = field(default_factory=dict)
     bindings: dict[str, BindingRecord] = field(default_factory=dict)
     interrupted: tuple[InterruptedStep, ...] = ()
+    revocations: tuple[RevocationRecord, ...] = ()
+    crls: dict[str, CrlRecord] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:

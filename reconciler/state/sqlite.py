@@ -31,14 +31,26 @@ from reconciler.state.records import (
     AuthorityRecord,
     BindingRecord,
     CertificateRecord,
+    CrlRecord,
     InterruptedStep,
     IssuedMaterial,
     RecordedState,
+    RevocationRecord,
 )
 from reconciler.state.sealing import MasterKeySource, Sealer
 from reconciler.state.store import LockInfo, StateStore, StateWriter
 
 FORMAT = "certform-state/1"
+
+_REVOCATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS revocations (id INTEGER PRIMARY KEY, address TEXT NOT NULL, "
+    "serial TEXT NOT NULL, issuer TEXT NOT NULL, revoked_at TEXT NOT NULL, reason TEXT NOT NULL)"
+)
+_CRLS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS crls (authority TEXT PRIMARY KEY, number INTEGER NOT NULL, "
+    "this_update TEXT NOT NULL, next_update TEXT NOT NULL, entries INTEGER NOT NULL, "
+    "files TEXT NOT NULL)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -270,7 +282,37 @@ class SqliteStateStore(StateStore):
             certificates=self._read_certificates(conn),
             bindings=self._read_bindings(conn),
             interrupted=self._read_interrupted(conn),
+            revocations=self._read_revocations(conn),
+            crls=self._read_crls(conn),
         )
+
+    def _read_revocations(self, conn: sqlite3.Connection) -> tuple[RevocationRecord, ...]:
+        if not _has_table(conn, "revocations"):
+            return ()
+        rows = conn.execute(
+            "SELECT address, serial, issuer, revoked_at, reason FROM revocations ORDER BY id"
+        )
+        return tuple(
+            RevocationRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows
+        )
+
+    def _read_crls(self, conn: sqlite3.Connection) -> dict[str, CrlRecord]:
+        if not _has_table(conn, "crls"):
+            return {}
+        rows = conn.execute(
+            "SELECT authority, number, this_update, next_update, entries, files FROM crls"
+        )
+        return {
+            r[0]: CrlRecord(
+                r[0],
+                int(r[1]),
+                datetime.fromisoformat(r[2]),
+                datetime.fromisoformat(r[3]),
+                int(r[4]),
+                json.loads(r[5]),
+            )
+            for r in rows
+        }
 
     def _read_authorities(self, conn: sqlite3.Connection) -> dict[str, AuthorityRecord]:
         rows = conn.execute(
@@ -594,19 +636,33 @@ class _SqliteWriter(StateWriter):
             (_now(), name),
         )
 
-    def mark_revoked(self, name: str, serial: str, when: datetime, reason: str) -> None:
+    def mark_revoked(
+        self, name: str, serial: str, when: datetime, reason: str, issuer: str
+    ) -> None:
         # Created on first use, so states made before revocations existed need no migration.
+        self._conn.execute(_REVOCATIONS_TABLE)
         self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS revocations (id INTEGER PRIMARY KEY, address TEXT NOT "
-            "NULL, serial TEXT NOT NULL, revoked_at TEXT NOT NULL, reason TEXT NOT NULL)"
-        )
-        self._conn.execute(
-            "INSERT INTO revocations (address, serial, revoked_at, reason) VALUES (?, ?, ?, ?)",
-            (f"certificate.{name}", serial, when.isoformat(), reason),
+            "INSERT INTO revocations (address, serial, issuer, revoked_at, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (f"certificate.{name}", serial, issuer, when.isoformat(), reason),
         )
         self._conn.execute(
             "UPDATE certificates SET revoked_at = ? WHERE name = ? AND serial = ?",
             (when.isoformat(), name, serial),
+        )
+
+    def put_crl(self, record: CrlRecord) -> None:
+        self._conn.execute(_CRLS_TABLE)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO crls VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.authority,
+                record.number,
+                record.this_update.isoformat(),
+                record.next_update.isoformat(),
+                record.entries,
+                json.dumps(record.files, sort_keys=True),
+            ),
         )
 
     def put_binding(self, record: BindingRecord) -> None:
@@ -663,3 +719,10 @@ class _SqliteWriter(StateWriter):
             "WHERE name = ? AND status = 'active'",
             (f"{kind}.{name}", _now(), reason, name),
         )
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None

@@ -18,6 +18,7 @@ from reconciler.state.records import (
     AuthorityRecord,
     BindingRecord,
     CertificateRecord,
+    CrlRecord,
     IssuedMaterial,
     RecordedState,
 )
@@ -61,9 +62,16 @@ class StateWriter(ABC):
         """Mark a resource destroyed and drop its private key."""
 
     @abstractmethod
-    def mark_revoked(self, name: str, serial: str, when: datetime, reason: str) -> None:
-        """Record that the current certificate ``name`` (``serial``) was revoked;
-        the next plan re-issues it if it is still declared."""
+    def mark_revoked(
+        self, name: str, serial: str, when: datetime, reason: str, issuer: str
+    ) -> None:
+        """Record that the current certificate ``name`` (``serial``, issued by the
+        authority ``issuer``) was revoked; the next plan re-issues it if it is still
+        declared, and lists it in ``issuer``'s CRL."""
+
+    @abstractmethod
+    def put_crl(self, record: CrlRecord) -> None:
+        """Remember the CRL just published for ``record.authority``."""
 
     @abstractmethod
     def put_binding(self, record: BindingRecord) -> None: ...

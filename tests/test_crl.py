@@ -1,0 +1,86 @@
+"""CRLs for private CAs through the real CLI, checked with openssl: the CRL
+distribution point in issued certificates, publish on first apply, after a
+revocation and in the last third of validity, and `openssl verify -crl_check`
+rejecting a revoked certificate while accepting a good one."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+
+from tests.conftest import EXAMPLE, Workspace
+
+URL = "http://crl.example.test/issuing.crl"
+CRL_BLOCK = f"    crl: {{publish: {{directory: crl}}, validity: 7d, url: '{URL}'}}\n"
+
+
+def _config() -> str:
+    return EXAMPLE.replace(
+        "    name_constraints: {permitted: [example.test]}\n",
+        "    name_constraints: {permitted: [example.test]}\n" + CRL_BLOCK,
+    )
+
+
+def _verify(workspace: Workspace, cert: Path) -> subprocess.CompletedProcess[str]:
+    out = workspace.root / "out/web"
+    argv = [
+        "openssl", "verify", "-crl_check",
+        "-CRLfile", str(workspace.root / "crl/issuing.crl.pem"),
+        "-CAfile", str(out / "ca.pem"),
+        "-untrusted", str(out / "chain.pem"),
+        str(cert),
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def test_publish_revoke_and_openssl_crl_check(workspace: Workspace, tmp_path: Path) -> None:
+    workspace.write(_config())
+    plan = workspace.run("plan")
+    assert "crl.issuing will be published" in plan.out and "no CRL published yet" in plan.out
+    workspace.ok("apply", "--auto-approve")
+    der = (workspace.root / "crl/issuing.crl").read_bytes()
+    crl = x509.load_der_x509_crl(der)
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
+    assert len(list(crl)) == 0
+    cert_path = workspace.root / "out/web/cert.pem"
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert points[0].full_name[0].value == URL
+    good = _verify(workspace, cert_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+    old = tmp_path / "old-web.pem"
+    old.write_bytes(cert_path.read_bytes())
+    workspace.ok("revoke", "web", "--reason", "keyCompromise")
+    plan = workspace.run("plan")
+    assert "1 revocation(s) since CRL #1" in plan.out
+    assert "revoked on" in plan.out
+    workspace.ok("apply", "--auto-approve")
+    crl = x509.load_pem_x509_crl((workspace.root / "crl/issuing.crl.pem").read_bytes())
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    assert entry is not None
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason == x509.ReasonFlags.key_compromise
+    revoked = _verify(workspace, old)
+    assert revoked.returncode != 0 and "certificate revoked" in revoked.stdout + revoked.stderr
+    renewed = _verify(workspace, cert_path)
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+
+def test_republish_in_last_third_and_when_files_are_gone(workspace: Workspace) -> None:
+    workspace.write(_config())
+    workspace.ok("apply", "--auto-approve")
+    assert "crl.issuing" not in workspace.run("plan", "--at", "+4d").out
+    later = workspace.run("plan", "--at", "+5d")
+    assert "CRL #1 is in the last third of its validity" in later.out
+    (workspace.root / "crl/issuing.crl").unlink()
+    drift = workspace.run("plan", "--detailed-exitcode")
+    assert drift.code == 2 and "issuing.crl missing" in drift.out
+    workspace.ok("apply", "--auto-approve")
+    assert (workspace.root / "crl/issuing.crl").exists()
+    assert workspace.run("plan", "--detailed-exitcode").code == 0
