@@ -434,6 +434,40 @@ def _tagged(tags: Any, wanted: dict[str, str]) -> bool:
     return all((tags or {}).get(key) == value for key, value in wanted.items())
 
 
+@app.command("import")
+def import_(
+    name: Annotated[str, typer.Argument(help="Name for the certificate in the config.")],
+    cert: Annotated[Path, typer.Option("--cert", help="PEM certificate (may include chain).")],
+    key: Annotated[Path, typer.Option("--key", help="PEM private key (unencrypted).")],
+    chain: Annotated[Path | None, typer.Option("--chain", help="PEM chain.")] = None,
+    issuer: Annotated[
+        str, typer.Option("--issuer", help="Name of the `imported` authority to use.")
+    ] = "imported",
+) -> None:
+    """Check a certificate that already runs somewhere and print the YAML that adopts it."""
+    import yaml
+
+    from reconciler.config.imported import ImportError_, load_imported
+
+    try:
+        material = load_imported(
+            Path.cwd(), str(cert), str(chain) if chain else None, str(key), None
+        )
+    except ImportError_ as exc:
+        _fail(str(exc))
+    entry: dict[str, Any] = {"issuer": issuer, "names": material.names, "certificate": str(cert)}
+    if chain:
+        entry["chain"] = str(chain)
+    entry["private_key"] = str(key)
+    document = {"authorities": {issuer: {"type": "imported"}}, "certificates": {name: entry}}
+    typer.echo(
+        f"# {cert}: serial {material.serial}, {material.key_algorithm}, expires "
+        f"{material.certificate.not_valid_after_utc:%Y-%m-%d}. Add to your config "
+        "(keep the key file out of git, or use private_key_env):"
+    )
+    typer.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+
+
 @app.command()
 def revoke(
     name: Annotated[str, typer.Argument(help="The certificate to revoke.")],

@@ -174,11 +174,22 @@ class AcmeAuthority(StrictModel):
         return self
 
 
+class ImportedAuthority(StrictModel):
+    """Certificates issued elsewhere and imported from PEM files (never renewed by certform)."""
+
+    type: Literal["imported"]
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+
+
 PRIVATE_AUTHORITY_TYPES = ("private-root", "private-subordinate")
 
 Authority = Annotated[
     Union[  # noqa: UP007
-        PrivateRootAuthority, PrivateSubordinateAuthority, AwsAcmAuthority, AcmeAuthority
+        PrivateRootAuthority,
+        PrivateSubordinateAuthority,
+        AwsAcmAuthority,
+        AcmeAuthority,
+        ImportedAuthority,
     ],
     Field(discriminator="type"),
 ]
@@ -190,7 +201,9 @@ class Certificate(StrictModel):
     """A leaf certificate: its names, issuer, key and renewal policy."""
 
     names: list[CertificateName] = Field(
-        min_length=1, description="First name is the subject CN; DNS names, wildcards, IPs."
+        default_factory=list,
+        description="First name is the subject CN; DNS names, wildcards, IPs. Required, "
+        "except for imported certificates (where, if given, the file must match them).",
     )
     issuer: EntryName | list[EntryName] = Field(
         description="An authority, or an ordered list of ACME authorities to fall back through."
@@ -206,6 +219,27 @@ class Certificate(StrictModel):
     tags: dict[str, str] = Field(default_factory=dict)
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     exportable: bool = False
+    certificate: str | None = Field(
+        default=None, description="Imported: PEM file of the certificate (issuer: imported)."
+    )
+    chain: str | None = Field(default=None, description="Imported: PEM file of the chain.")
+    private_key: str | None = Field(
+        default=None, description="Imported: PEM file of the unencrypted private key."
+    )
+    private_key_env: str | None = Field(
+        default=None, description="Imported: environment variable holding the PEM key."
+    )
+
+    @model_validator(mode="after")
+    def _names_or_file(self) -> Certificate:
+        if not self.names and self.certificate is None:
+            raise ValueError("names: give at least one name")
+        if self.certificate is not None and (self.private_key is None) == (
+            self.private_key_env is None
+        ):
+            raise ValueError("an imported certificate needs exactly one of private_key or "
+                             "private_key_env")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _issuer_list(self) -> Certificate:

@@ -14,6 +14,8 @@ from reconciler.config.models import (
     AcmeAuthority,
     AwsAcmAuthority,
     CertformConfig,
+    Certificate,
+    ImportedAuthority,
     PrivateSubordinateAuthority,
 )
 from reconciler.desired import (
@@ -29,7 +31,7 @@ from reconciler.providers.catalog import build_target
 def resolve(config: CertformConfig, root: Path) -> DesiredState:
     return DesiredState(
         authorities=tuple(_authorities(config)),
-        certificates=tuple(_certificates(config)),
+        certificates=tuple(_certificates(config, root)),
         bindings=tuple(_bindings(config, root)),
     )
 
@@ -61,6 +63,10 @@ def _authorities(config: CertformConfig) -> list[DesiredAuthority]:
             continue
         if isinstance(authority, AcmeAuthority):
             result.append(_acme_authority(name, authority, config))
+            continue
+        if isinstance(authority, ImportedAuthority):
+            spec = {"type": authority.type}
+            result.append(DesiredAuthority(name, spec, None, authority.lifecycle.prevent_destroy))
             continue
         spec: dict[str, Any] = {
             "type": authority.type,
@@ -114,11 +120,41 @@ def _acme_authority(
     return DesiredAuthority(name, spec, None, authority.lifecycle.prevent_destroy)
 
 
-def _certificates(config: CertformConfig) -> list[DesiredCertificate]:
+def _imported_certificate(
+    name: str, certificate: Certificate, config: CertformConfig, root: Path
+) -> DesiredCertificate:
+    """The spec of an imported certificate comes from its file (checked by validate);
+    only paths go into plans, never the key."""
+    from reconciler.config.imported import load_cached
+
+    material = load_cached(root, certificate)
+    spec = {
+        "names": material.names,
+        "issuer": certificate.primary_issuer,
+        "key": material.key_algorithm,
+        "usages": list(certificate.usages),
+        "issuer_type": "imported",
+        "fingerprint": material.fingerprint,
+        "import": {
+            "certificate": certificate.certificate,
+            "chain": certificate.chain,
+            "private_key": certificate.private_key,
+            "private_key_env": certificate.private_key_env,
+        },
+    }
+    return DesiredCertificate(
+        name, spec, None, certificate.lifecycle.prevent_destroy, dict(certificate.tags)
+    )
+
+
+def _certificates(config: CertformConfig, root: Path) -> list[DesiredCertificate]:
     defaults = config.defaults
     result = []
     for name, certificate in config.certificates.items():
         issuer = config.authorities[certificate.primary_issuer]
+        if isinstance(issuer, ImportedAuthority):
+            result.append(_imported_certificate(name, certificate, config, root))
+            continue
         spec = {
             "names": list(certificate.names),
             "issuer": certificate.primary_issuer,

@@ -17,6 +17,7 @@ from reconciler.config.models import (
     AcmeAuthority,
     AwsAcmAuthority,
     CertformConfig,
+    ImportedAuthority,
     PrivateSubordinateAuthority,
 )
 from reconciler.durations import parse_duration, parse_renew_before
@@ -47,6 +48,7 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
         _policy,
     ):
         findings.extend(rule(config))
+    findings.extend(_imported(config, root))
     findings.extend(_duplicate_targets(config, root))
     findings.extend(_provider_references(config))
     findings.extend(_key_compatibility(config, root))
@@ -247,6 +249,33 @@ def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
                 ("authorities", name, "validity"),
                 f"validity {child.validity} is longer than the parent's validity {parent.validity}",
             )
+
+
+def _imported(config: CertformConfig, root: Path) -> Iterator[Finding]:
+    """Imported certificates: files present and consistent (ACM's import checks)."""
+    from reconciler.config.imported import ImportError_, load_cached
+
+    for name, certificate in config.certificates.items():
+        authority = config.authorities.get(certificate.primary_issuer)
+        imported = isinstance(authority, ImportedAuthority)
+        if imported and certificate.certificate is None:
+            yield (
+                ("certificates", name, "certificate"),
+                f"certificates issued by {certificate.primary_issuer} (imported) need "
+                "certificate: PATH and private_key (or private_key_env)",
+            )
+            continue
+        if not imported:
+            if certificate.certificate is not None:
+                yield (
+                    ("certificates", name, "certificate"),
+                    "certificate files are only for an issuer of type imported",
+                )
+            continue
+        try:
+            load_cached(root, certificate)
+        except ImportError_ as exc:
+            yield (("certificates", name, exc.field), str(exc))
 
 
 def _policy(config: CertformConfig) -> Iterator[Finding]:

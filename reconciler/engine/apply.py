@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import serialization
+
 from reconciler.durations import parse_duration
 from reconciler.engine.acme_orders import OrderJob, OrderOutcome, run_orders
 from reconciler.engine.acme_orders import failure as order_failure
@@ -423,6 +425,8 @@ class Applier:
             return self._certificate_request_from_acm(change, spec)
         if spec.get("issuer_type") == "acme":
             return self._certificate_from_acme(change, spec)
+        if spec.get("issuer_type") == "imported":
+            return self._certificate_import(change, spec)
         key_der = self._new_key(change, spec["key"])
         entry = self._journal(change, key_der)
         fault_point(change.address, "journaled")
@@ -450,6 +454,50 @@ class Applier:
 
     _certificate_renew = _certificate_issue
     _certificate_replace = _certificate_issue
+
+    def _certificate_import(self, change: Change, spec: dict) -> str:
+        """Store an imported certificate and its key (read again from its files:
+        the plan holds only their paths)."""
+        from reconciler.config.imported import ImportError_, load_imported
+
+        files = spec["import"]
+        try:
+            material = load_imported(
+                self.root,
+                files["certificate"],
+                files.get("chain"),
+                files.get("private_key"),
+                files.get("private_key_env"),
+            )
+        except ImportError_ as exc:
+            raise PlanError(f"cannot import certificate.{change.name}: {exc}") from None
+        if material.fingerprint != spec["fingerprint"]:
+            raise PlanError(
+                f"{files['certificate']} changed since the plan was made; run plan again"
+            )
+        key = serialization.load_pem_private_key(material.key_pem, None)
+        key_der = private_key_to_der(key)  # type: ignore[arg-type]
+        entry = self._journal(change, key_der)
+        after = change.after or {}
+        cert = material.certificate
+        record = CertificateRecord(
+            name=change.name,
+            spec=spec,
+            serial=material.serial,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            issuer_key_id="imported",
+            fingerprint=material.fingerprint,
+            prevent_destroy=bool(after.get("prevent_destroy")),
+            tags=dict(after.get("tags") or {}),
+            has_key=True,
+        )
+        issued = IssuedMaterial(material.certificate_pem, material.chain_pem, material.root_pem)
+        with self.store.transaction(entry) as writer:
+            writer.put_certificate(record, issued, key_der)
+            self._audit(writer, change, f"imported serial {material.serial}")
+        self._fresh[change.name] = _deployable(record, issued, material.key_pem)
+        return f" (imported serial {material.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
 
     def _certificate_request_from_acm(self, change: Change, spec: dict) -> str:
         """ACM issues and keeps the key; we record the ARN and the public certificate."""

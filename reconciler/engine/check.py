@@ -34,6 +34,7 @@ class Finding:
 
 
 AcmReader = Callable[[dict[str, Any], str], dict[str, Any]]
+IMPORTED_WINDOW = timedelta(days=30)
 
 
 def expiry_findings(
@@ -50,8 +51,17 @@ def expiry_findings(
     windows = renew_before or {}
     for record in records:
         left = record.not_after - now
+        imported = getattr(record, "spec", {}).get("issuer_type") == "imported"
         if left <= timedelta(0):
             message = f"expired on {record.not_after:%Y-%m-%d}"
+        elif imported and within is None:
+            # certform cannot renew what it imported: warn a month ahead, like ACM.
+            if left > IMPORTED_WINDOW:
+                continue
+            message = (
+                f"expires {record.not_after:%Y-%m-%d} ({left.days} days left); imported: "
+                "replace its files with a renewed certificate"
+            )
         elif within is not None:
             if left > within:
                 continue

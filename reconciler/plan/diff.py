@@ -27,6 +27,7 @@ from reconciler.policy.reissue import (
     ACME_CERTIFICATE_CHECKS,
     AUTHORITY_CHECKS,
     CERTIFICATE_CHECKS,
+    IMPORTED_CERTIFICATE_CHECKS,
     IssuedFacts,
     ReissueInput,
     evaluate,
@@ -41,7 +42,11 @@ from reconciler.state.records import (
 )
 
 NEW_KEY_ACTIONS = (Action.ISSUE, Action.REPLACE)
-CHECKS_BY_ISSUER_TYPE = {"aws-acm": ACM_CERTIFICATE_CHECKS, "acme": ACME_CERTIFICATE_CHECKS}
+CHECKS_BY_ISSUER_TYPE = {
+    "aws-acm": ACM_CERTIFICATE_CHECKS,
+    "acme": ACME_CERTIFICATE_CHECKS,
+    "imported": IMPORTED_CERTIFICATE_CHECKS,
+}
 PRIVATE_TYPES = ("private-root", "private-subordinate")
 
 

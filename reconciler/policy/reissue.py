@@ -183,6 +183,17 @@ ACME_CERTIFICATE_CHECKS: tuple[Check, ...] = (
     renewal_due,
 )
 
+
+def imported_file_changed(i: ReissueInput) -> Violation | None:
+    """An imported certificate changes only when its file does (never renewed here)."""
+    old, new = i.issued.spec.get("fingerprint"), i.desired_spec.get("fingerprint")
+    if old == new:
+        return None
+    return Violation(REPLACE, "the imported certificate file changed")
+
+
+IMPORTED_CERTIFICATE_CHECKS: tuple[Check, ...] = (imported_file_changed,)
+
 AUTHORITY_CHECKS: tuple[Check, ...] = (
     private_key_missing,
     _field_changed("type", "type", REPLACE),
