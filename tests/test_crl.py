@@ -84,3 +84,51 @@ def test_republish_in_last_third_and_when_files_are_gone(workspace: Workspace) -
     workspace.ok("apply", "--auto-approve")
     assert (workspace.root / "crl/issuing.crl").exists()
     assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+
+def test_rotation_never_keeps_the_key_and_revoke_replaced_lists_the_old_one(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    text = _config().replace(
+        "    tags: {team: web}\n",
+        "    tags: {team: web}\n    private_key: {rotation: never}\n    revoke_replaced: true\n",
+    )
+    workspace.write(text)
+    workspace.ok("apply", "--auto-approve")
+    cert_path = workspace.root / "out/web/cert.pem"
+    old_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    old = tmp_path / "old.pem"
+    old.write_bytes(cert_path.read_bytes())
+    key_before = (workspace.root / "out/web/key.pem").read_bytes()
+
+    # Renewal (validity changed): same key, the superseded certificate revoked and in the CRL.
+    workspace.write(
+        text.replace(
+            "    validity: 90d\n    renew_before: 30d\n",
+            "    validity: 60d\n    renew_before: 20d\n",
+        )
+    )
+    plan = workspace.run("plan")
+    assert "certificate.web will be renewed" in plan.out
+    assert "1 superseded certificate(s) to revoke (revoke_replaced)" in plan.out
+    result = workspace.ok("apply", "--auto-approve")
+    assert "revoked (superseded)" in result.out
+    assert (workspace.root / "out/web/key.pem").read_bytes() == key_before
+    new_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    assert new_cert.serial_number != old_cert.serial_number
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert new_cert.public_key().public_bytes(serialization.Encoding.DER, spki) == (
+        old_cert.public_key().public_bytes(serialization.Encoding.DER, spki)
+    )
+    crl = x509.load_pem_x509_crl((workspace.root / "crl/issuing.crl.pem").read_bytes())
+    entry = crl.get_revoked_certificate_by_serial_number(old_cert.serial_number)
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == (
+        x509.ReasonFlags.superseded
+    )
+    rejected = _verify(workspace, old)
+    assert rejected.returncode != 0 and "certificate revoked" in rejected.stdout + rejected.stderr
+    assert _verify(workspace, cert_path).returncode == 0
+    assert workspace.run("plan", "--detailed-exitcode").code == 0

@@ -168,7 +168,7 @@ def load_cached(root: Path, certificate: Any) -> ImportedMaterial:
         root,
         certificate.certificate,
         certificate.chain,
-        certificate.private_key,
+        certificate.private_key_file,
         certificate.private_key_env,
         tuple(certificate.names),
     )

@@ -197,6 +197,16 @@ Authority = Annotated[
 Usage = Literal["server_auth", "client_auth"]
 
 
+class PrivateKeyPolicy(StrictModel):
+    """What a renewal does with the private key."""
+
+    rotation: Literal["always", "never"] = Field(
+        default="always",
+        description="always: every renewal gets a new key (default); never: renewals keep "
+        "the key (a changed key algorithm still makes a new one).",
+    )
+
+
 class Certificate(StrictModel):
     """A leaf certificate: its names, issuer, key and renewal policy."""
 
@@ -219,22 +229,43 @@ class Certificate(StrictModel):
     tags: dict[str, str] = Field(default_factory=dict)
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     exportable: bool = False
+    revoke_replaced: bool = Field(
+        default=False,
+        description="Revoke the previous certificate (reason superseded) once every binding "
+        "serves its successor.",
+    )
     certificate: str | None = Field(
         default=None, description="Imported: PEM file of the certificate (issuer: imported)."
     )
     chain: str | None = Field(default=None, description="Imported: PEM file of the chain.")
-    private_key: str | None = Field(
-        default=None, description="Imported: PEM file of the unencrypted private key."
+    private_key: str | PrivateKeyPolicy | None = Field(
+        default=None,
+        description="{rotation: always|never} for issued certificates; for imported ones, "
+        "the PEM file of the unencrypted private key.",
     )
     private_key_env: str | None = Field(
         default=None, description="Imported: environment variable holding the PEM key."
     )
 
+    @property
+    def key_rotation(self) -> str:
+        policy = self.private_key
+        return policy.rotation if isinstance(policy, PrivateKeyPolicy) else "always"
+
+    @property
+    def private_key_file(self) -> str | None:
+        return self.private_key if isinstance(self.private_key, str) else None
+
     @model_validator(mode="after")
     def _names_or_file(self) -> Certificate:
         if not self.names and self.certificate is None:
             raise ValueError("names: give at least one name")
-        if self.certificate is not None and (self.private_key is None) == (
+        if self.certificate is None and isinstance(self.private_key, str):
+            raise ValueError(
+                "private_key is a file only for imported certificates (with certificate: "
+                "PATH); for issued ones it takes {rotation: always|never}"
+            )
+        if self.certificate is not None and (self.private_key_file is None) == (
             self.private_key_env is None
         ):
             raise ValueError("an imported certificate needs exactly one of private_key or "

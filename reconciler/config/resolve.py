@@ -138,7 +138,7 @@ def _imported_certificate(
         "import": {
             "certificate": certificate.certificate,
             "chain": certificate.chain,
-            "private_key": certificate.private_key,
+            "private_key": certificate.private_key_file,
             "private_key_env": certificate.private_key_env,
         },
     }
@@ -162,6 +162,10 @@ def _certificates(config: CertformConfig, root: Path) -> list[DesiredCertificate
             "validity": certificate.validity or defaults.validity,
             "usages": list(certificate.usages),
         }
+        if certificate.key_rotation != "always":
+            spec["key_rotation"] = certificate.key_rotation
+        if certificate.revoke_replaced:
+            spec["revoke_replaced"] = True
         crl = getattr(issuer, "crl", None)
         if crl is not None:
             spec["crl_url"] = crl.url

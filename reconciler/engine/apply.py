@@ -58,6 +58,7 @@ from reconciler.state.records import (
     CrlRecord,
     IssuedMaterial,
     RecordedState,
+    RevocationRecord,
 )
 from reconciler.state.store import StateStore
 
@@ -129,6 +130,9 @@ class Applier:
         self.parallelism = parallelism
         self._acme_urls: dict[str, str] = {}
         self._acme_orders: dict[str, tuple[int, bytes, OrderOutcome]] | None = None
+        self._replaced: dict[str, tuple[CertificateRecord, str]] = {}
+        self._revoked_now: list[RevocationRecord] = []
+        self._replaced_revoked = False
 
     def run(self) -> ApplyResult:
         if self.recorded.interrupted:
@@ -140,12 +144,16 @@ class Applier:
         for change in self.plan.changes:
             if change.kind == "certificate" and self._acme_orders is None:
                 self._place_acme_orders()
+            if change.kind == "crl" and not self._replaced_revoked:
+                self._revoke_replaced()
             blocker = self._blocked_by(change)
             if blocker:
                 self.result.skipped[change.address] = f"{blocker} failed"
                 self.report(f"{change.address}: skipped ({blocker} failed)")
                 continue
             self._run_step(change)
+        if not self._replaced_revoked:
+            self._revoke_replaced()
         self._apply_state_updates()
         self.store.prune_journal()
         return self.result
@@ -200,6 +208,14 @@ class Applier:
             self.run_id, change.address, change.action.value, key_der
         )
         return self._entry
+
+    def _key_for(self, change: Change, spec: dict) -> bytes:
+        """A new key, unless this is a renewal of a certificate whose policy keeps it."""
+        if change.action == Action.RENEW and spec.get("key_rotation") == "never":
+            record = self.recorded.certificates.get(change.name)
+            if record is not None and record.has_key:
+                return self.store.private_key("certificate", change.name)
+        return self._new_key(change, spec["key"])
 
     def _new_key(self, change: Change, algorithm: str) -> bytes:
         """A key for a new issuance: the one an interrupted run generated, if any."""
@@ -259,6 +275,60 @@ class Applier:
         self._authorities.pop(change.name, None)
         return f" (serial {issued.serial[:16]}…)"
 
+    # -- revoke_replaced ------------------------------------------------------------------
+    def _remember_replaced(self, change: Change) -> None:
+        """Keep the certificate a renewal supersedes, to revoke it once nothing serves it."""
+        after = change.after or {}
+        if not after.get("revoke_replaced") or change.name in self._replaced:
+            return
+        record = self.recorded.certificates.get(change.name)
+        if record is None or record.revoked_at is not None:
+            return
+        pem = self.store.material("certificate", change.name).certificate_pem
+        self._replaced[change.name] = (record, pem)
+
+    def _revoke_replaced(self) -> None:
+        """Create-before-destroy: revoke a superseded certificate only after every one of
+        its bindings was moved to the successor in this run."""
+        self._replaced_revoked = True
+        for name, (record, pem) in self._replaced.items():
+            address = f"certificate.{name}"
+            if address not in self.result.done:
+                continue
+            stuck = [
+                c.address
+                for c in self.plan.changes
+                if c.kind == "binding"
+                and (c.after or {}).get("certificate") == name
+                and c.address not in self.result.done
+            ]
+            if stuck:
+                self.report(
+                    f"{address}: previous serial {record.serial[:16]}… kept, not revoked: "
+                    f"{', '.join(stuck)} did not move to the new certificate"
+                )
+                continue
+            issuer = record.spec.get("issued_by") or record.spec["issuer"]
+            try:
+                if record.spec.get("issuer_type") == "acme":
+                    spec = (record.spec.get("acme") or {}).get(issuer, {})
+                    self._acme_account(issuer, spec).revoke(pem, "superseded")
+            except CertformError as exc:
+                self.store.audit(self.actor, "apply", address, "revoke", "failed", str(exc))
+                self.report(f"{address}: revoking the previous certificate FAILED: {exc}")
+                continue
+            now = datetime.now(UTC).replace(microsecond=0)
+            with self.store.transaction() as writer:
+                writer.mark_revoked(name, record.serial, now, "superseded", issuer)
+                writer.audit(
+                    self.actor, "apply", address, "revoke", "ok",
+                    f"previous serial {record.serial} revoked (superseded)",
+                )  # fmt: skip
+            self._revoked_now.append(
+                RevocationRecord(address, record.serial, issuer, now, "superseded")
+            )
+            self.report(f"{address}: previous serial {record.serial[:16]}… revoked (superseded)")
+
     # -- CRLs ---------------------------------------------------------------------------
     def _crl_publish(self, change: Change) -> str:
         """Sign the full CRL of one CA and publish DER + PEM atomically."""
@@ -269,7 +339,7 @@ class Applier:
         authority = self._signing_authority(name)
         revoked = [
             Revoked(r.serial, r.revoked_at, r.reason)
-            for r in self.recorded.revocations
+            for r in (*self.recorded.revocations, *self._revoked_now)
             if r.issuer == name
         ]
         previous = self.recorded.crls.get(name)
@@ -362,7 +432,8 @@ class Applier:
                     # A missing account is reported per certificate ("no ACME account").
                     with contextlib.suppress(CertformError):
                         accounts[issuer] = self._acme_account(issuer, after["acme"][issuer])
-            key_der = self._new_key(change, after["key"])
+            self._remember_replaced(change)
+            key_der = self._key_for(change, after)
             entry = self.store.journal_start(
                 self.run_id, change.address, change.action.value, key_der
             )
@@ -427,7 +498,8 @@ class Applier:
             return self._certificate_from_acme(change, spec)
         if spec.get("issuer_type") == "imported":
             return self._certificate_import(change, spec)
-        key_der = self._new_key(change, spec["key"])
+        self._remember_replaced(change)
+        key_der = self._key_for(change, spec)
         entry = self._journal(change, key_der)
         fault_point(change.address, "journaled")
         issuer = self._signing_authority(spec["issuer"])

@@ -8,7 +8,7 @@ or the published files are missing or were changed on disk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from datetime import datetime
 
 from reconciler.desired import DesiredState
@@ -27,6 +27,7 @@ def crl_changes(
     observed: Mapping[str, Observation],
     reissued: Set[str],
     now: datetime,
+    certificate_changes: Sequence[Change] = (),
 ) -> list[Change]:
     changes = []
     for authority in desired.authorities:
@@ -35,6 +36,14 @@ def crl_changes(
             continue
         record = recorded.crls.get(authority.name)
         revoked = sum(1 for r in recorded.revocations if r.issuer == authority.name)
+        superseded = [
+            c.address
+            for c in certificate_changes
+            if (c.after or {}).get("revoke_replaced")
+            and (c.after or {}).get("issuer") == authority.name
+            and c.action in (Action.RENEW, Action.REPLACE)
+            and c.name in recorded.certificates
+        ]
         reasons = []
         if record is None:
             reasons.append("no CRL published yet")
@@ -50,6 +59,10 @@ def crl_changes(
                 reasons.append(
                     f"CRL #{record.number} is in the last third of its validity "
                     f"(next update {record.next_update:%Y-%m-%d %H:%M} UTC)"
+                )
+            if superseded:
+                reasons.append(
+                    f"{len(superseded)} superseded certificate(s) to revoke (revoke_replaced)"
                 )
             observation = observed.get(crl_address(authority.name))
             if observation is not None and observation.needs_redeploy:

@@ -84,7 +84,7 @@ def diff(
         + _authority_destroys(desired, recorded)
     )
     reissued = {c.name for c in authority_changes if c.action != Action.DESTROY}
-    changes += crl_changes(desired, recorded, observed, reissued, now)
+    changes += crl_changes(desired, recorded, observed, reissued, now, certificate_changes)
     touched = {c.address for c in changes}
     return DiffResult(tuple(changes), _state_updates(desired, recorded, touched), warnings)
 
