@@ -486,8 +486,14 @@ def revoke(
 ) -> None:
     """Revoke a certificate (at its ACME CA, or recorded for a private CA's CRL);
     the next apply issues a new one."""
+    from reconciler.acme.client import REVOCATION_REASONS
     from reconciler.engine.revoke import revoke_certificate
 
+    if reason not in REVOCATION_REASONS:  # before the state is opened: nothing changes
+        _fail(
+            f"unknown revocation reason {reason!r}; expected one of: "
+            + ", ".join(REVOCATION_REASONS)
+        )
     validated = _load(config, var, var_file)
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     if not store.exists:
@@ -600,9 +606,13 @@ def export(
 ) -> None:
     """Export a certificate declared 'exportable: true' with its chain and its private
     key encrypted with a passphrase; audited."""
-    from reconciler.engine.export import export_certificate
+    from reconciler.engine.export import FORMATS, export_certificate, read_passphrase
 
     validated = _load(config, var, var_file)
+    # Bad input is refused before the state is even opened: nothing in it changes.
+    if fmt not in FORMATS:
+        _fail(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    read_passphrase(passphrase_file)
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     if not store.exists:
         _fail("there is no state yet: nothing was issued, nothing to export")
