@@ -470,7 +470,9 @@ def import_(
 
 @app.command()
 def revoke(
-    name: Annotated[str, typer.Argument(help="The certificate to revoke.")],
+    name: Annotated[
+        str, typer.Argument(help="A certificate, or authority.NAME for a subordinate CA.")
+    ],
     reason: Annotated[
         str,
         typer.Option(

@@ -132,3 +132,40 @@ def test_rotation_never_keeps_the_key_and_revoke_replaced_lists_the_old_one(
     assert rejected.returncode != 0 and "certificate revoked" in rejected.stdout + rejected.stderr
     assert _verify(workspace, cert_path).returncode == 0
     assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+
+def test_revoking_a_subordinate_ca_lists_it_in_the_root_crl_and_rotates_it(
+    workspace: Workspace,
+) -> None:
+    root_crl = "    crl: {publish: {directory: crl}, validity: 30d, url: 'http://crl.example.test/root.crl'}\n"
+    text = _config().replace("    validity: 3650d\n", "    validity: 3650d\n" + root_crl, 1)
+    workspace.write(text)
+    workspace.ok("apply", "--auto-approve")
+    old_issuing = x509.load_pem_x509_certificate(
+        (workspace.root / "out/web/chain.pem").read_bytes()
+    )
+    points = old_issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert points[0].full_name[0].value == "http://crl.example.test/root.crl"
+
+    refused = workspace.run("revoke", "authority.root")
+    assert refused.code == 1 and "is a root" in refused.err
+    workspace.ok("revoke", "authority.issuing", "--reason", "cACompromise")
+    plan = workspace.run("plan")
+    assert "authority.issuing must be replaced" in plan.out and "revoked on" in plan.out
+    assert "crl.root will be published" in plan.out
+    assert "This plan needs `apply --force`" in plan.out
+    workspace.ok("apply", "--auto-approve", "--force")
+    crl = x509.load_pem_x509_crl((workspace.root / "crl/root.crl.pem").read_bytes())
+    entry = crl.get_revoked_certificate_by_serial_number(old_issuing.serial_number)
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == (
+        x509.ReasonFlags.ca_compromise
+    )
+    new_issuing = x509.load_pem_x509_certificate(
+        (workspace.root / "out/web/chain.pem").read_bytes()
+    )
+    assert new_issuing.serial_number != old_issuing.serial_number
+    assert new_issuing.public_key() != old_issuing.public_key()
+    good = _verify(workspace, workspace.root / "out/web/cert.pem")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert workspace.run("plan", "--detailed-exitcode").code == 0

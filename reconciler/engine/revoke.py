@@ -27,6 +27,9 @@ def revoke_certificate(
             f"unknown revocation reason {reason!r}; expected one of: "
             + ", ".join(REVOCATION_REASONS)
         )
+    if name.startswith("authority."):
+        return _revoke_authority(store, recorded, name.split(".", 1)[1], reason)
+    name = name.removeprefix("certificate.")
     record = recorded.certificates.get(name)
     if record is None:
         raise PlanError(f"certificate.{name} is not in the state (nothing issued to revoke)")
@@ -73,3 +76,30 @@ def _revoke_at_acme(
     client = AcmeAccount(issuer, spec, root, store.private_key("authority", issuer), account.key_id)
     client.revoke(store.material("certificate", name).certificate_pem, reason)
     return f"revoked at {issuer} ({spec['directory']})"
+
+
+def _revoke_authority(store: StateStore, recorded: RecordedState, name: str, reason: str) -> str:
+    """A subordinate CA is listed in its parent's CRL; the next plan gives it a new
+    key and re-issues everything below it (which needs apply --force)."""
+    record = recorded.authorities.get(name)
+    if record is None or record.spec.get("type") not in ("private-root", "private-subordinate"):
+        raise PlanError(f"authority.{name} is not a private CA in the state")
+    parent = record.spec.get("parent")
+    if not parent:
+        raise PlanError(
+            f"authority.{name} is a root: no CA above it can list it in a CRL; replace it "
+            "(change its key) and re-distribute the new root instead"
+        )
+    if any(r.address == record.address and r.serial == record.serial for r in recorded.revocations):
+        return f"authority.{name} (serial {record.serial}) is already revoked"
+    with store.transaction() as writer:
+        writer.mark_revoked(name, record.serial, datetime.now(UTC), reason, parent, "authority")
+        writer.audit(
+            actor(), "revoke", record.address, "revoke", "ok",
+            f"serial {record.serial}, reason {reason}, listed in authority.{parent}'s CRL",
+        )  # fmt: skip
+    return (
+        f"authority.{name} (serial {record.serial}) revoked, reason {reason}: listed in "
+        f"authority.{parent}'s CRL. The next apply (with --force) gives it a new key and "
+        "re-issues every certificate below it."
+    )

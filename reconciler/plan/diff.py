@@ -122,7 +122,19 @@ def _authority_changes(
             continue  # an external issuer (ACM): nothing of ours to issue
         record = recorded.authorities.get(authority.name)
         parent = recorded.authorities.get(authority.parent) if authority.parent else None
-        change = _authority_change(authority, record, parent, authority.parent in rekeyed, now)
+        revoked_at = None
+        if record is not None:
+            revoked_at = next(
+                (
+                    r.revoked_at
+                    for r in recorded.revocations
+                    if r.address == authority.address and r.serial == record.serial
+                ),
+                None,
+            )
+        change = _authority_change(
+            authority, record, parent, authority.parent in rekeyed, now, revoked_at
+        )
         if change is None:
             continue
         changes.append(change)
@@ -137,12 +149,13 @@ def _authority_change(
     parent: AuthorityRecord | None,
     parent_rekeyed: bool,
     now: datetime,
+    revoked_at: datetime | None = None,
 ) -> Change | None:
     after = _authority_after(authority)
     if record is None:
         return Change(authority.address, Action.ISSUE, ("not issued yet",), None, after)
     facts = IssuedFacts(
-        record.spec, record.not_before, record.not_after, record.issuer_key_id, True
+        record.spec, record.not_before, record.not_after, record.issuer_key_id, True, revoked_at
     )
     data = ReissueInput(
         authority.spec,

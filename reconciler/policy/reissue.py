@@ -111,6 +111,14 @@ def revoked(i: ReissueInput) -> Violation | None:
     return None
 
 
+def authority_revoked(i: ReissueInput) -> Violation | None:
+    """A revoked CA gets a new key (its old key is not to be trusted any more),
+    which re-issues everything below it."""
+    if i.issued.revoked_at is not None:
+        return Violation(REPLACE, f"revoked on {i.issued.revoked_at:%Y-%m-%d}: new key")
+    return None
+
+
 def validity_changed(i: ReissueInput) -> Violation | None:
     old, new = i.issued.spec.get("validity"), i.desired_spec.get("validity")
     if old is None or new is None or parse_duration(old) == parse_duration(new):
@@ -195,6 +203,7 @@ def imported_file_changed(i: ReissueInput) -> Violation | None:
 IMPORTED_CERTIFICATE_CHECKS: tuple[Check, ...] = (imported_file_changed,)
 
 AUTHORITY_CHECKS: tuple[Check, ...] = (
+    authority_revoked,
     private_key_missing,
     _field_changed("type", "type", REPLACE),
     _field_changed("key", "key algorithm", REPLACE),

@@ -637,19 +637,26 @@ class _SqliteWriter(StateWriter):
         )
 
     def mark_revoked(
-        self, name: str, serial: str, when: datetime, reason: str, issuer: str
+        self,
+        name: str,
+        serial: str,
+        when: datetime,
+        reason: str,
+        issuer: str,
+        kind: str = "certificate",
     ) -> None:
         # Created on first use, so states made before revocations existed need no migration.
         self._conn.execute(_REVOCATIONS_TABLE)
         self._conn.execute(
             "INSERT INTO revocations (address, serial, issuer, revoked_at, reason) "
             "VALUES (?, ?, ?, ?, ?)",
-            (f"certificate.{name}", serial, issuer, when.isoformat(), reason),
+            (f"{kind}.{name}", serial, issuer, when.isoformat(), reason),
         )
-        self._conn.execute(
-            "UPDATE certificates SET revoked_at = ? WHERE name = ? AND serial = ?",
-            (when.isoformat(), name, serial),
-        )
+        if kind == "certificate":
+            self._conn.execute(
+                "UPDATE certificates SET revoked_at = ? WHERE name = ? AND serial = ?",
+                (when.isoformat(), name, serial),
+            )
 
     def put_crl(self, record: CrlRecord) -> None:
         self._conn.execute(_CRLS_TABLE)

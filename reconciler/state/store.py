@@ -63,7 +63,13 @@ class StateWriter(ABC):
 
     @abstractmethod
     def mark_revoked(
-        self, name: str, serial: str, when: datetime, reason: str, issuer: str
+        self,
+        name: str,
+        serial: str,
+        when: datetime,
+        reason: str,
+        issuer: str,
+        kind: str = "certificate",
     ) -> None:
         """Record that the current certificate ``name`` (``serial``, issued by the
         authority ``issuer``) was revoked; the next plan re-issues it if it is still
