@@ -361,10 +361,16 @@ def test_check_reports_expiry_within_window(workspace: Workspace) -> None:
     assert "Checked 4 resources: 0 need attention." in calm.out
     soon = ws.run("check", "--within", "100d")
     assert soon.code == 2
-    assert "certificate.web: expires" in soon.out and "certificate.api: expires" in soon.out
-    assert "authority.root" not in soon.out
+    assert "PROBLEM  certificate.web: expires" in soon.out
+    assert "PROBLEM  certificate.api: expires" in soon.out
+    assert "INFO     authority.root: ok: expires" in soon.out  # every resource is listed
     data = json.loads(ws.run("check", "--within", "100d", "--json").out)
-    assert {f["address"] for f in data["findings"]} == {"certificate.web", "certificate.api"}
+    problems = {f["address"] for f in data["findings"] if f["severity"] == "problem"}
+    assert problems == {"certificate.web", "certificate.api"}
+    assert {f["address"] for f in data["findings"]} == problems | {
+        "authority.root",
+        "authority.issuing",
+    }
     assert ws.run("check", "--within", "soon").code == 1
     overdue = ws.run("check", "--at", "+61d")
     assert overdue.code == 2

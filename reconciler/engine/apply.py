@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,12 +82,31 @@ class ApplyResult:
         return not self.failed and not self.skipped
 
 
-def actor() -> str:
+def actor(environ: Mapping[str, str] | None = None) -> str:
+    """Who acts, for the audit log: the CI system's identity when running in CI
+    (GitHub Actions, GitLab CI, Jenkins, generic CI), else user@host."""
+    env = os.environ if environ is None else environ
+    if env.get("GITHUB_ACTIONS") == "true":
+        return (
+            f"{env.get('GITHUB_ACTOR', '?')} via GitHub Actions "
+            f"{env.get('GITHUB_REPOSITORY', '?')} run {env.get('GITHUB_RUN_ID', '?')}"
+        )
+    if env.get("GITLAB_CI") == "true":
+        return (
+            f"{env.get('GITLAB_USER_LOGIN', '?')} via GitLab CI "
+            f"{env.get('CI_PROJECT_PATH', '?')} job {env.get('CI_JOB_ID', '?')}"
+        )
+    if env.get("JENKINS_URL"):
+        return f"Jenkins {env.get('JOB_NAME', '?')} build {env.get('BUILD_NUMBER', '?')}"
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    local = f"{user}@{socket.gethostname()}"
+    if env.get("CI"):
+        job = env.get("CI_JOB_ID") or env.get("BUILD_ID") or "?"
+        return f"{local} (CI job {job})"
+    return local
 
 
 def check_applicable(plan: Plan, recorded: RecordedState) -> None:

@@ -43,41 +43,64 @@ def expiry_findings(
     within: timedelta | None,
     renew_before: Mapping[str, str | None] | None = None,
 ) -> list[Finding]:
-    """Pure: everything expired; then, with ``within``, what expires before
-    ``now + within``; without it, what is past its own renewal time (renewal
-    overdue: apply has not run, or failed).  ACM renews its own certificates."""
+    """Pure: one finding per certificate and CA.  Problems: expired, revoked; with
+    ``within``, expiring before ``now + within``; without it, past its own renewal
+    time (renewal overdue: apply has not run, or failed); imported certificates
+    within 30 days of expiry (certform cannot renew them).  Everything else is
+    listed as ``info`` with its days left.  ACM renews its own certificates."""
     findings = []
     records = [*recorded.authorities.values(), *recorded.certificates.values()]
     windows = renew_before or {}
     for record in records:
-        left = record.not_after - now
-        imported = getattr(record, "spec", {}).get("issuer_type") == "imported"
-        if left <= timedelta(0):
-            message = f"expired on {record.not_after:%Y-%m-%d}"
-        elif imported and within is None:
-            # certform cannot renew what it imported: warn a month ahead, like ACM.
-            if left > IMPORTED_WINDOW:
-                continue
-            message = (
-                f"expires {record.not_after:%Y-%m-%d} ({left.days} days left); imported: "
-                "replace its files with a renewed certificate"
-            )
-        elif within is not None:
-            if left > within:
-                continue
-            message = f"expires {record.not_after:%Y-%m-%d} ({left.days} days left)"
+        spec = getattr(record, "spec", {})
+        if spec.get("type") == "acme":
+            continue  # an ACME account, not a certificate
+        message = _expiry_problem(record, now, within, windows)
+        if message is not None:
+            findings.append(Finding(record.address, "problem", message))
         else:
-            if getattr(record, "external_id", None) or record.address not in windows:
-                continue
-            window = windows[record.address]
-            if now < renewal_time(record.not_before, record.not_after, window):
-                continue
-            message = (
-                f"renewal overdue: expires {record.not_after:%Y-%m-%d}, "
-                f"{describe_window(window)} ({left.days} days left)"
+            left = record.not_after - now
+            findings.append(
+                Finding(
+                    record.address,
+                    "info",
+                    f"ok: expires {record.not_after:%Y-%m-%d} ({left.days} days left)",
+                )
             )
-        findings.append(Finding(record.address, "problem", message))
     return findings
+
+
+def _expiry_problem(
+    record: Any, now: datetime, within: timedelta | None, windows: Mapping[str, str | None]
+) -> str | None:
+    left = record.not_after - now
+    imported = getattr(record, "spec", {}).get("issuer_type") == "imported"
+    revoked_at = getattr(record, "revoked_at", None)
+    if left <= timedelta(0):
+        return f"expired on {record.not_after:%Y-%m-%d}"
+    if revoked_at is not None:
+        return f"revoked on {revoked_at:%Y-%m-%d} (apply issues a new one if still declared)"
+    if imported and within is None:
+        # certform cannot renew what it imported: warn a month ahead, like ACM.
+        if left > IMPORTED_WINDOW:
+            return None
+        return (
+            f"expires {record.not_after:%Y-%m-%d} ({left.days} days left); imported: "
+            "replace its files with a renewed certificate"
+        )
+    if within is not None:
+        if left > within:
+            return None
+        return f"expires {record.not_after:%Y-%m-%d} ({left.days} days left)"
+    if getattr(record, "external_id", None) or record.address not in windows:
+        return None
+    window = windows[record.address]
+    if now < renewal_time(record.not_before, record.not_after, window):
+        return None
+    return (
+        f"renewal overdue: expires {record.not_after:%Y-%m-%d}, "
+        f"{describe_window(window)} ({left.days} days left)"
+    )
 
 
 def acm_findings(recorded: RecordedState, read: AcmReader) -> list[Finding]:
