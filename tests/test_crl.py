@@ -169,3 +169,55 @@ def test_revoking_a_subordinate_ca_lists_it_in_the_root_crl_and_rotates_it(
     good = _verify(workspace, workspace.root / "out/web/cert.pem")
     assert good.returncode == 0, good.stdout + good.stderr
     assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+
+def test_ca_rotation_keeps_the_old_key_crl_published(workspace: Workspace, tmp_path: Path) -> None:
+    url = "http://crl.example.test/issuing-{key_id}.crl"
+    block = f"    crl: {{publish: {{directory: crl}}, validity: 7d, url: '{url}'}}\n"
+    text = EXAMPLE.replace(
+        "    name_constraints: {permitted: [example.test]}\n",
+        "    name_constraints: {permitted: [example.test]}\n" + block,
+    )
+    workspace.write(text)
+    workspace.ok("apply", "--auto-approve")
+    cert_path = workspace.root / "out/web/cert.pem"
+    old_leaf = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    old_url = (
+        old_leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        .value[0]
+        .full_name[0]
+        .value
+    )
+    old_file = workspace.root / "crl" / old_url.rsplit("/", 1)[1]
+    assert old_file.exists() and "{key_id}" not in old_url
+    old_ca = x509.load_pem_x509_certificate((workspace.root / "out/web/chain.pem").read_bytes())
+    (tmp_path / "old-leaf.pem").write_bytes(cert_path.read_bytes())
+    (tmp_path / "old-chain.pem").write_bytes((workspace.root / "out/web/chain.pem").read_bytes())
+
+    # Rotate the issuing CA (new key): certificates re-issued under it (needs --force).
+    workspace.write(
+        text.replace("    validity: 1825d\n", "    validity: 1825d\n    key: ec-p256\n")
+    )
+    result = workspace.ok("apply", "--auto-approve", "--force")
+    assert "final CRL" in result.out
+    new_leaf = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    new_url = (
+        new_leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        .value[0]
+        .full_name[0]
+        .value
+    )
+    assert new_url != old_url
+    assert (workspace.root / "crl" / new_url.rsplit("/", 1)[1]).exists()
+    # The old key's CRL is still there, signed by the old CA, valid as long as it is.
+    final = x509.load_der_x509_crl(old_file.read_bytes())
+    assert final.is_signature_valid(old_ca.public_key())
+    assert final.next_update_utc == old_ca.not_valid_after_utc
+    checked = subprocess.run(
+        ["openssl", "verify", "-crl_check", "-CRLfile", str(old_file.with_suffix(".crl.pem")),
+         "-CAfile", str(workspace.root / "out/web/ca.pem"),
+         "-untrusted", str(tmp_path / "old-chain.pem"), str(tmp_path / "old-leaf.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert workspace.run("plan", "--detailed-exitcode").code == 0

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from reconciler.durations import parse_duration
@@ -48,6 +49,7 @@ from reconciler.providers.filestamp import stamp_of
 from reconciler.providers.private_ca import (
     Issued,
     SigningAuthority,
+    crl_key_id,
     issue_authority,
     issue_leaf,
     key_id_of,
@@ -276,6 +278,9 @@ class Applier:
         entry = self._journal(change, None if keep_key else key_der)
         fault_point(change.address, "journaled")
         parent = self._signing_authority(spec["parent"]) if spec.get("parent") else None
+        final = ""
+        if not keep_key and spec.get("crl") and change.name in self.recorded.authorities:
+            final = self._final_crl(change.name, spec["crl"])
         key = private_key_from_der(key_der)
         issued = issue_authority(spec, key, parent, datetime.now(UTC))
         fault_point(change.address, "acted")
@@ -291,9 +296,9 @@ class Applier:
         )
         with self.store.transaction(entry) as writer:
             writer.put_authority(record, _material(issued), None if keep_key else key_der)
-            self._audit(writer, change, f"serial {issued.serial}")
+            self._audit(writer, change, f"serial {issued.serial}{final}")
         self._authorities.pop(change.name, None)
-        return f" (serial {issued.serial[:16]}…)"
+        return f" (serial {issued.serial[:16]}…{final})"
 
     # -- revoke_replaced ------------------------------------------------------------------
     def _remember_replaced(self, change: Change) -> None:
@@ -367,19 +372,53 @@ class Applier:
         now = datetime.now(UTC).replace(microsecond=0)
         next_update = now + parse_duration(settings["validity"])
         crl = build_crl(authority.certificate, authority.key, revoked, number, now, next_update)
-        directory = Path(settings["publish"]["directory"])
-        directory = directory if directory.is_absolute() else self.root / directory
-        directory.mkdir(parents=True, exist_ok=True)
-        files = {}
-        for file_name, data in zip((f"{name}.crl", f"{name}.crl.pem"), crl_files(crl), strict=True):
-            write_atomic(directory / file_name, data, 0o644)
-            files[file_name] = stamp_of(directory / file_name, data)
+        files = self._write_crl(name, settings, authority, crl)
         fault_point(change.address, "acted")
         record = CrlRecord(name, number, now, next_update, len(revoked), files)
         with self.store.transaction(entry) as writer:
             writer.put_crl(record)
             self._audit(writer, change, f"CRL #{number}, {len(revoked)} revoked")
         return f" (CRL #{number}, {len(revoked)} revoked, next update {next_update:%Y-%m-%d})"
+
+    def _write_crl(
+        self,
+        name: str,
+        settings: dict,
+        authority: SigningAuthority,
+        crl: x509.CertificateRevocationList,
+    ) -> dict[str, list[int | str]]:
+        """DER + PEM, atomically; named per CA key when the URL has ``{key_id}``."""
+        directory = Path(settings["publish"]["directory"])
+        directory = directory if directory.is_absolute() else self.root / directory
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = name
+        if "{key_id}" in settings["url"]:
+            stem = f"{name}-{crl_key_id(authority.key_id)}"
+        files = {}
+        for file_name, data in zip((f"{stem}.crl", f"{stem}.crl.pem"), crl_files(crl), strict=True):
+            write_atomic(directory / file_name, data, 0o644)
+            files[file_name] = stamp_of(directory / file_name, data)
+        return files
+
+    def _final_crl(self, name: str, settings: dict) -> str:
+        """Before a CA gets a new key: a last CRL for the old key, valid until the old
+        CA certificate (and so everything it signed) expires, so relying parties
+        can keep checking certificates that are still out there."""
+        old = self._signing_authority(name)
+        revoked = [
+            Revoked(r.serial, r.revoked_at, r.reason)
+            for r in (*self.recorded.revocations, *self._revoked_now)
+            if r.issuer == name
+        ]
+        previous = self.recorded.crls.get(name)
+        number = (previous.number if previous else 0) + 1
+        now = datetime.now(UTC).replace(microsecond=0)
+        until = old.certificate.not_valid_after_utc
+        crl = build_crl(old.certificate, old.key, revoked, number, now, until)
+        files = self._write_crl(name, settings, old, crl)
+        self._authorities.pop(name, None)
+        where = ", ".join(files)
+        return f"; final CRL #{number} of the old key published until {until:%Y-%m-%d} ({where})"
 
     # -- ACME accounts -------------------------------------------------------------------
     def _authority_register(self, change: Change) -> str:

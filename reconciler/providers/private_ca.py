@@ -78,6 +78,20 @@ def _window(validity: str, now: datetime, cap: datetime | None) -> tuple[datetim
     return not_before, not_after
 
 
+def crl_key_id(key_id: str) -> str:
+    """The short key id that names one CA key's CRL (16 hex digits of the SKI)."""
+    return key_id[:16]
+
+
+def crl_url_for(template: str | None, issuer: SigningAuthority | None) -> str | None:
+    """The CRL distribution point for certificates ``issuer`` signs: ``{key_id}`` in
+    the configured URL becomes the issuer's key id, so each CA key (old and new,
+    across a rotation) has its own CRL."""
+    if not template or issuer is None:
+        return template if issuer is not None else None
+    return template.replace("{key_id}", crl_key_id(issuer.key_id))
+
+
 def issue_authority(
     spec: dict[str, Any], key: PrivateKey, parent: SigningAuthority | None, now: datetime
 ) -> Issued:
@@ -96,7 +110,7 @@ def issue_authority(
         path_length=spec.get("path_length"),
         permitted=constraints.get("permitted", ()),
         excluded=constraints.get("excluded", ()),
-        crl_url=spec.get("parent_crl_url"),
+        crl_url=crl_url_for(spec.get("parent_crl_url"), parent),
     )
     pem = certificate_to_pem(certificate)
     if parent is None:
@@ -120,7 +134,7 @@ def issue_leaf(
         not_after=not_after,
         server_auth="server_auth" in usages,
         client_auth="client_auth" in usages,
-        crl_url=spec.get("crl_url"),
+        crl_url=crl_url_for(spec.get("crl_url"), issuer),
     )
     if issuer.is_root:
         chain = ""
