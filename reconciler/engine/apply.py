@@ -12,7 +12,6 @@ A failed step does not stop independent ones; steps that depend on it
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import os
 import socket
@@ -23,18 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reconciler.durations import parse_duration
-from reconciler.engine.acme_orders import OrderJob, OrderOutcome, run_orders
-from reconciler.engine.acme_orders import failure as order_failure
+from reconciler.engine.acme_orders import OrderOutcome
+from reconciler.engine.acme_steps import AcmeSteps
 from reconciler.engine.faults import fault_point
+from reconciler.engine.revocation_steps import RevocationSteps
+from reconciler.engine.step_material import deployable, issued_material, spec_of
 from reconciler.engine.verify import deploy_verified
 from reconciler.errors import CertformError, PlanError, StateError
-from reconciler.fsutil import write_atomic
 from reconciler.pki.builder import certificate_from_pem
-from reconciler.pki.crl import Revoked, build_crl, crl_files
 from reconciler.pki.keys import (
     generate_private_key,
     private_key_from_der,
@@ -45,11 +42,8 @@ from reconciler.plan.model import KEY_STORE_ADDRESS, Action, Change, Plan
 from reconciler.providers.aws.acm import validity_stamp
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.catalog import target_from_settings
-from reconciler.providers.filestamp import stamp_of
 from reconciler.providers.private_ca import (
-    Issued,
     SigningAuthority,
-    crl_key_id,
     issue_authority,
     issue_leaf,
     key_id_of,
@@ -58,7 +52,6 @@ from reconciler.state.records import (
     AuthorityRecord,
     BindingRecord,
     CertificateRecord,
-    CrlRecord,
     IssuedMaterial,
     RecordedState,
     RevocationRecord,
@@ -66,11 +59,9 @@ from reconciler.state.records import (
 from reconciler.state.store import StateStore
 
 if TYPE_CHECKING:
-    from reconciler.acme.client import AcmeAccount
+    pass
 
 Reporter = Callable[[str], None]
-ACCOUNT_NOT_AFTER = datetime(9999, 12, 31, tzinfo=UTC)
-"""ACME accounts do not expire; their records carry this date so expiry checks pass."""
 
 
 @dataclass
@@ -126,7 +117,7 @@ def check_applicable(plan: Plan, recorded: RecordedState) -> None:
         )
 
 
-class Applier:
+class Applier(AcmeSteps, RevocationSteps):
     """Executes one plan against one state store."""
 
     def __init__(
@@ -274,7 +265,7 @@ class Applier:
         return self._sign_authority(change, key_der, keep_key=True)
 
     def _sign_authority(self, change: Change, key_der: bytes, *, keep_key: bool) -> str:
-        spec = _spec(change.after, ("renew_before", "prevent_destroy"))
+        spec = spec_of(change.after, ("renew_before", "prevent_destroy"))
         entry = self._journal(change, None if keep_key else key_der)
         fault_point(change.address, "journaled")
         parent = self._signing_authority(spec["parent"]) if spec.get("parent") else None
@@ -295,249 +286,10 @@ class Applier:
             prevent_destroy=bool(change.after and change.after.get("prevent_destroy")),
         )
         with self.store.transaction(entry) as writer:
-            writer.put_authority(record, _material(issued), None if keep_key else key_der)
+            writer.put_authority(record, issued_material(issued), None if keep_key else key_der)
             self._audit(writer, change, f"serial {issued.serial}{final}")
         self._authorities.pop(change.name, None)
         return f" (serial {issued.serial[:16]}…{final})"
-
-    # -- revoke_replaced ------------------------------------------------------------------
-    def _remember_replaced(self, change: Change) -> None:
-        """Keep the certificate a renewal supersedes, to revoke it once nothing serves it."""
-        after = change.after or {}
-        if not after.get("revoke_replaced") or change.name in self._replaced:
-            return
-        record = self.recorded.certificates.get(change.name)
-        if record is None or record.revoked_at is not None:
-            return
-        pem = self.store.material("certificate", change.name).certificate_pem
-        self._replaced[change.name] = (record, pem)
-
-    def _revoke_replaced(self) -> None:
-        """Create-before-destroy: revoke a superseded certificate only after every one of
-        its bindings was moved to the successor in this run."""
-        self._replaced_revoked = True
-        for name, (record, pem) in self._replaced.items():
-            address = f"certificate.{name}"
-            if address not in self.result.done:
-                continue
-            stuck = [
-                c.address
-                for c in self.plan.changes
-                if c.kind == "binding"
-                and (c.after or {}).get("certificate") == name
-                and c.address not in self.result.done
-            ]
-            if stuck:
-                self.report(
-                    f"{address}: previous serial {record.serial[:16]}… kept, not revoked: "
-                    f"{', '.join(stuck)} did not move to the new certificate"
-                )
-                continue
-            issuer = record.spec.get("issued_by") or record.spec["issuer"]
-            try:
-                if record.spec.get("issuer_type") == "acme":
-                    spec = (record.spec.get("acme") or {}).get(issuer, {})
-                    self._acme_account(issuer, spec).revoke(pem, "superseded")
-            except CertformError as exc:
-                self.store.audit(self.actor, "apply", address, "revoke", "failed", str(exc))
-                self.report(f"{address}: revoking the previous certificate FAILED: {exc}")
-                continue
-            now = datetime.now(UTC).replace(microsecond=0)
-            with self.store.transaction() as writer:
-                writer.mark_revoked(name, record.serial, now, "superseded", issuer)
-                writer.audit(
-                    self.actor, "apply", address, "revoke", "ok",
-                    f"previous serial {record.serial} revoked (superseded)",
-                )  # fmt: skip
-            self._revoked_now.append(
-                RevocationRecord(address, record.serial, issuer, now, "superseded")
-            )
-            self.report(f"{address}: previous serial {record.serial[:16]}… revoked (superseded)")
-
-    # -- CRLs ---------------------------------------------------------------------------
-    def _crl_publish(self, change: Change) -> str:
-        """Sign the full CRL of one CA and publish DER + PEM atomically."""
-        assert change.after is not None
-        name = change.after["authority"]
-        settings = change.after["crl"]
-        entry = self._journal(change)
-        authority = self._signing_authority(name)
-        revoked = [
-            Revoked(r.serial, r.revoked_at, r.reason)
-            for r in (*self.recorded.revocations, *self._revoked_now)
-            if r.issuer == name
-        ]
-        previous = self.recorded.crls.get(name)
-        number = (previous.number if previous else 0) + 1
-        now = datetime.now(UTC).replace(microsecond=0)
-        next_update = now + parse_duration(settings["validity"])
-        crl = build_crl(authority.certificate, authority.key, revoked, number, now, next_update)
-        files = self._write_crl(name, settings, authority, crl)
-        fault_point(change.address, "acted")
-        record = CrlRecord(name, number, now, next_update, len(revoked), files)
-        with self.store.transaction(entry) as writer:
-            writer.put_crl(record)
-            self._audit(writer, change, f"CRL #{number}, {len(revoked)} revoked")
-        return f" (CRL #{number}, {len(revoked)} revoked, next update {next_update:%Y-%m-%d})"
-
-    def _write_crl(
-        self,
-        name: str,
-        settings: dict,
-        authority: SigningAuthority,
-        crl: x509.CertificateRevocationList,
-    ) -> dict[str, list[int | str]]:
-        """DER + PEM, atomically; named per CA key when the URL has ``{key_id}``."""
-        directory = Path(settings["publish"]["directory"])
-        directory = directory if directory.is_absolute() else self.root / directory
-        directory.mkdir(parents=True, exist_ok=True)
-        stem = name
-        if "{key_id}" in settings["url"]:
-            stem = f"{name}-{crl_key_id(authority.key_id)}"
-        files = {}
-        for file_name, data in zip((f"{stem}.crl", f"{stem}.crl.pem"), crl_files(crl), strict=True):
-            write_atomic(directory / file_name, data, 0o644)
-            files[file_name] = stamp_of(directory / file_name, data)
-        return files
-
-    def _final_crl(self, name: str, settings: dict) -> str:
-        """Before a CA gets a new key: a last CRL for the old key, valid until the old
-        CA certificate (and so everything it signed) expires, so relying parties
-        can keep checking certificates that are still out there."""
-        old = self._signing_authority(name)
-        revoked = [
-            Revoked(r.serial, r.revoked_at, r.reason)
-            for r in (*self.recorded.revocations, *self._revoked_now)
-            if r.issuer == name
-        ]
-        previous = self.recorded.crls.get(name)
-        number = (previous.number if previous else 0) + 1
-        now = datetime.now(UTC).replace(microsecond=0)
-        until = old.certificate.not_valid_after_utc
-        crl = build_crl(old.certificate, old.key, revoked, number, now, until)
-        files = self._write_crl(name, settings, old, crl)
-        self._authorities.pop(name, None)
-        where = ", ".join(files)
-        return f"; final CRL #{number} of the old key published until {until:%Y-%m-%d} ({where})"
-
-    # -- ACME accounts -------------------------------------------------------------------
-    def _authority_register(self, change: Change) -> str:
-        from reconciler.acme.client import AcmeAccount, new_account_key_der
-
-        spec = _spec(change.after, ("renew_before", "prevent_destroy"))
-        key_der = self.store.journaled_key(change.address) or new_account_key_der()
-        entry = self._journal(change, key_der)
-        fault_point(change.address, "journaled")
-        url = AcmeAccount(change.name, spec, self.root, key_der).register()
-        fault_point(change.address, "acted")
-        self._record_account(change, spec, url, key_der, entry)
-        return f" ({url})"
-
-    def _authority_update(self, change: Change) -> str:
-        spec = _spec(change.after, ("renew_before", "prevent_destroy"))
-        account = self._acme_account(change.name, spec)
-        entry = self._journal(change)
-        account.update_contact()
-        self._record_account(change, spec, str(account.url), None, entry)
-        return f" (contact {', '.join(spec['contact'])})"
-
-    def _record_account(
-        self, change: Change, spec: dict, url: str, key_der: bytes | None, entry: int
-    ) -> None:
-        now = datetime.now(UTC)
-        record = AuthorityRecord(
-            name=change.name,
-            spec=spec,
-            serial="",
-            not_before=now,
-            not_after=ACCOUNT_NOT_AFTER,
-            key_id=url,
-            issuer_key_id=None,
-            prevent_destroy=bool(change.after and change.after.get("prevent_destroy")),
-        )
-        with self.store.transaction(entry) as writer:
-            writer.put_authority(record, IssuedMaterial("", "", ""), key_der)
-            self._audit(writer, change, f"account {url}")
-        self._acme_urls[change.name] = url
-
-    def _acme_account(self, name: str, spec: dict) -> AcmeAccount:
-        from reconciler.acme.client import AcmeAccount
-
-        url = self._acme_urls.get(name)
-        if url is None:
-            record = self.recorded.authorities.get(name)
-            if record is None:
-                raise StateError(f"authority.{name}: no ACME account in the state")
-            url = record.key_id
-        key_der = self.store.private_key("authority", name)
-        return AcmeAccount(name, spec, self.root, key_der, url)
-
-    def _place_acme_orders(self) -> None:
-        """Journal a key for every ACME issuance, then run the orders in parallel."""
-        self._acme_orders = {}
-        jobs: list[OrderJob] = []
-        keys: dict[str, tuple[int, bytes]] = {}
-        accounts: dict[str, AcmeAccount] = {}
-        for change in self.plan.changes:
-            after = change.after or {}
-            if change.kind != "certificate" or after.get("issuer_type") != "acme":
-                continue
-            if change.action not in (Action.ISSUE, Action.RENEW, Action.REPLACE):
-                continue
-            if self._blocked_by(change):
-                continue
-            for issuer in after["issuers"]:
-                if issuer not in accounts and f"authority.{issuer}" not in self.result.failed:
-                    # A missing account is reported per certificate ("no ACME account").
-                    with contextlib.suppress(CertformError):
-                        accounts[issuer] = self._acme_account(issuer, after["acme"][issuer])
-            self._remember_replaced(change)
-            key_der = self._key_for(change, after)
-            entry = self.store.journal_start(
-                self.run_id, change.address, change.action.value, key_der
-            )
-            keys[change.address] = (entry, key_der)
-            key_pem = private_key_to_pem(private_key_from_der(key_der))
-            jobs.append(OrderJob(change.address, after["names"], after["issuers"], key_pem))
-        if not jobs:
-            return
-        self.report(f"Placing {len(jobs)} ACME order(s), up to {self.parallelism} at a time…")
-        outcomes = run_orders(jobs, accounts, self.parallelism, self.report)
-        for address, outcome in outcomes.items():
-            entry, key_der = keys[address]
-            self._acme_orders[address] = (entry, key_der, outcome)
-
-    def _certificate_from_acme(self, change: Change, spec: dict) -> str:
-        assert self._acme_orders is not None
-        entry, key_der, outcome = self._acme_orders[change.address]
-        self._entry = entry
-        fault_point(change.address, "journaled")
-        if outcome.issued is None:
-            raise order_failure(outcome)
-        issued = outcome.issued
-        fault_point(change.address, "acted")
-        after = change.after or {}
-        record = CertificateRecord(
-            name=change.name,
-            spec={**spec, "issued_by": issued.authority},
-            serial=issued.serial,
-            not_before=issued.certificate.not_valid_before_utc,
-            not_after=issued.certificate.not_valid_after_utc,
-            issuer_key_id=f"acme:{issued.authority}",
-            fingerprint=issued.fingerprint,
-            prevent_destroy=bool(after.get("prevent_destroy")),
-            tags=dict(after.get("tags") or {}),
-            has_key=True,
-        )
-        material = IssuedMaterial(issued.certificate_pem, issued.chain_pem, "")
-        with self.store.transaction(entry) as writer:
-            writer.put_certificate(record, material, key_der)
-            self._audit(writer, change, f"serial {issued.serial}, {outcome.note}")
-        key_pem = private_key_to_pem(private_key_from_der(key_der))
-        self._fresh[change.name] = _deployable(record, material, key_pem)
-        return (
-            f" (serial {issued.serial[:16]}…, {outcome.note}, expires {record.not_after:%Y-%m-%d})"
-        )
 
     def _authority_destroy(self, change: Change) -> str:
         entry = self._journal(change)
@@ -550,7 +302,7 @@ class Applier:
     def _certificate_issue(self, change: Change) -> str:
         assert change.after is not None
         after = change.after
-        spec = _spec(after, ("renew_before", "prevent_destroy", "tags"))
+        spec = spec_of(after, ("renew_before", "prevent_destroy", "tags"))
         if spec.get("issuer_type") == "aws-acm":
             return self._certificate_request_from_acm(change, spec)
         if spec.get("issuer_type") == "acme":
@@ -578,9 +330,11 @@ class Applier:
             has_key=True,
         )
         with self.store.transaction(entry) as writer:
-            writer.put_certificate(record, _material(issued), key_der)
+            writer.put_certificate(record, issued_material(issued), key_der)
             self._audit(writer, change, f"serial {issued.serial}")
-        self._fresh[change.name] = _deployable(record, _material(issued), private_key_to_pem(key))
+        self._fresh[change.name] = deployable(
+            record, issued_material(issued), private_key_to_pem(key)
+        )
         return f" (serial {issued.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
 
     _certificate_renew = _certificate_issue
@@ -627,7 +381,7 @@ class Applier:
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, issued, key_der)
             self._audit(writer, change, f"imported serial {material.serial}")
-        self._fresh[change.name] = _deployable(record, issued, material.key_pem)
+        self._fresh[change.name] = deployable(record, issued, material.key_pem)
         return f" (imported serial {material.serial[:16]}…, expires {record.not_after:%Y-%m-%d})"
 
     def _certificate_request_from_acm(self, change: Change, spec: dict) -> str:
@@ -660,7 +414,7 @@ class Applier:
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, material, None)
             self._audit(writer, change, f"{issued.arn} serial {issued.serial}")
-        self._fresh[change.name] = _deployable(record, material, b"")
+        self._fresh[change.name] = deployable(record, material, b"")
         return f" ({issued.arn}, expires {issued.not_after:%Y-%m-%d})"
 
     def _certificate_destroy(self, change: Change) -> str:
@@ -753,9 +507,9 @@ class Applier:
             raise StateError(f"certificate.{name} is not in the state")
         material = self.store.material("certificate", name)
         if record.external_id:  # ACM issued it and keeps the key
-            return _deployable(record, material, b"")
+            return deployable(record, material, b"")
         key = private_key_from_der(self.store.private_key("certificate", name))
-        return _deployable(record, material, private_key_to_pem(key))
+        return deployable(record, material, private_key_to_pem(key))
 
     # -- remembered settings ------------------------------------------------------
     def _apply_state_updates(self) -> None:
@@ -782,32 +536,3 @@ class Applier:
 
     def _audit(self, writer, change: Change, detail: str = "") -> None:  # type: ignore[no-untyped-def]
         writer.audit(self.actor, "apply", change.address, change.action.value, "ok", detail)
-
-
-def _spec(after: dict | None, drop: tuple[str, ...]) -> dict:
-    assert after is not None
-    return {k: v for k, v in after.items() if k not in drop}
-
-
-def _deployable(
-    record: CertificateRecord, material: IssuedMaterial, key_pem: bytes
-) -> CertificateMaterial:
-    """What a target deploys: the recorded certificate, its PEMs and its key (empty
-    when ACM keeps the key, in which case targets use ``acm_arn``)."""
-    return CertificateMaterial(
-        address=record.address,
-        name=record.name,
-        serial=record.serial,
-        not_after=record.not_after,
-        not_before=record.not_before,
-        certificate_pem=material.certificate_pem,
-        chain_pem=material.chain_pem,
-        root_pem=material.root_pem,
-        private_key_pem=key_pem,
-        tags=dict(record.tags),
-        acm_arn=record.external_id,
-    )
-
-
-def _material(issued: Issued) -> IssuedMaterial:
-    return IssuedMaterial(issued.certificate_pem, issued.chain_pem, issued.root_pem)

@@ -1,0 +1,36 @@
+"""What apply's steps share: a change's spec, and material as targets deploy it."""
+
+from __future__ import annotations
+
+from reconciler.providers.base import CertificateMaterial
+from reconciler.providers.private_ca import Issued
+from reconciler.state.records import CertificateRecord, IssuedMaterial
+
+
+def spec_of(after: dict | None, drop: tuple[str, ...]) -> dict:
+    assert after is not None
+    return {k: v for k, v in after.items() if k not in drop}
+
+
+def deployable(
+    record: CertificateRecord, material: IssuedMaterial, key_pem: bytes
+) -> CertificateMaterial:
+    """What a target deploys: the recorded certificate, its PEMs and its key (empty
+    when ACM keeps the key, in which case targets use ``acm_arn``)."""
+    return CertificateMaterial(
+        address=record.address,
+        name=record.name,
+        serial=record.serial,
+        not_after=record.not_after,
+        not_before=record.not_before,
+        certificate_pem=material.certificate_pem,
+        chain_pem=material.chain_pem,
+        root_pem=material.root_pem,
+        private_key_pem=key_pem,
+        tags=dict(record.tags),
+        acm_arn=record.external_id,
+    )
+
+
+def issued_material(issued: Issued) -> IssuedMaterial:
+    return IssuedMaterial(issued.certificate_pem, issued.chain_pem, issued.root_pem)
