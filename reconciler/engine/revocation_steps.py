@@ -99,14 +99,7 @@ class RevocationSteps:
         settings = change.after["crl"]
         entry = self._journal(change)
         authority = self._signing_authority(name)
-        revoked = [
-            Revoked(r.serial, r.revoked_at, r.reason)
-            for r in (*self.recorded.revocations, *self._revoked_now)
-            if r.issuer == name
-        ]
-        previous = self.recorded.crls.get(name)
-        number = (previous.number if previous else 0) + 1
-        now = datetime.now(UTC).replace(microsecond=0)
+        revoked, number, now = self._crl_contents(name)
         next_update = now + parse_duration(settings["validity"])
         crl = build_crl(authority.certificate, authority.key, revoked, number, now, next_update)
         files = self._write_crl(name, settings, authority, crl)
@@ -116,6 +109,18 @@ class RevocationSteps:
             writer.put_crl(record)
             self._audit(writer, change, f"CRL #{number}, {len(revoked)} revoked")
         return f" (CRL #{number}, {len(revoked)} revoked, next update {next_update:%Y-%m-%d})"
+
+    def _crl_contents(self, name: str) -> tuple[list[Revoked], int, datetime]:
+        """Everything ``name`` ever revoked (recorded and in this run), the next CRL
+        number and this update's time."""
+        revoked = [
+            Revoked(r.serial, r.revoked_at, r.reason)
+            for r in (*self.recorded.revocations, *self._revoked_now)
+            if r.issuer == name
+        ]
+        previous = self.recorded.crls.get(name)
+        number = (previous.number if previous else 0) + 1
+        return revoked, number, datetime.now(UTC).replace(microsecond=0)
 
     def _write_crl(
         self,
@@ -142,14 +147,7 @@ class RevocationSteps:
         CA certificate (and so everything it signed) expires, so relying parties
         can keep checking certificates that are still out there."""
         old = self._signing_authority(name)
-        revoked = [
-            Revoked(r.serial, r.revoked_at, r.reason)
-            for r in (*self.recorded.revocations, *self._revoked_now)
-            if r.issuer == name
-        ]
-        previous = self.recorded.crls.get(name)
-        number = (previous.number if previous else 0) + 1
-        now = datetime.now(UTC).replace(microsecond=0)
+        revoked, number, now = self._crl_contents(name)
         until = old.certificate.not_valid_after_utc
         crl = build_crl(old.certificate, old.key, revoked, number, now, until)
         files = self._write_crl(name, settings, old, crl)
