@@ -38,7 +38,8 @@ def inventory(desired: DesiredState, recorded: RecordedState, now: datetime) -> 
             {
                 "address": certificate.address,
                 "names": certificate.spec["names"],
-                "issuer": certificate.issuer,
+                # With fallback issuers, the one that actually issued it.
+                "issuer": (record.spec.get("issued_by") if record else None) or certificate.issuer,
                 "key": certificate.spec["key"],
                 **_issued(record, now),
                 "bound_to": sorted(bound.get(certificate.name, [])),

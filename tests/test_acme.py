@@ -319,6 +319,8 @@ def test_fallback_to_the_second_issuer_when_the_first_is_down(
         with sqlite3.connect(workspace.state_db) as db:
             details = [r[0] for r in db.execute("SELECT detail FROM audit")]
         assert any("issued by second after first" in d for d in details)
+        shown = json.loads(workspace.ok("show", "--json").out)
+        assert shown["certificates"][0]["issuer"] == "second"
         assert workspace.run("plan", "--detailed-exitcode").code == 0
     finally:
         second.stop()
