@@ -22,7 +22,7 @@ def deploy_verified(
     """Deploy, verify, and on a failed verification restore and raise.
 
     Returns the facts and a note for the output ("verified by handshake...")."""
-    snapshot = target.snapshot(material, previous)
+    snapshot = target.take_snapshot(material, previous)
     facts = target.deploy(material, previous)
     try:
         note = verify(target, material, facts)

@@ -101,6 +101,7 @@ class Target(ABC):
         self.config = config
         self.root = root
         self.provider = provider
+        self._taken: tuple[str, Any] | None = None
 
     @property
     def per_certificate(self) -> bool:
@@ -135,6 +136,20 @@ class Target(ABC):
         None means the target cannot restore (verification failures are still
         reported).  May hold private keys: never logged, never stored."""
         return None
+
+    def take_snapshot(self, material: CertificateMaterial, previous: Facts | None) -> Any:
+        """``snapshot``, remembered for the ``deploy`` that follows (the engine calls
+        this just before deploying)."""
+        self._taken = (material.address, self.snapshot(material, previous))
+        return self._taken[1]
+
+    def prior_snapshot(self, material: CertificateMaterial, previous: Facts | None) -> Any:
+        """The snapshot taken just before this deploy, else a fresh one: a target that
+        undoes its own partial deploy uses this rather than reading everything twice."""
+        taken, self._taken = self._taken, None
+        if taken is not None and taken[0] == material.address:
+            return taken[1]
+        return self.snapshot(material, previous)
 
     def restore(self, snapshot: Any) -> str:
         """Put back what ``snapshot`` captured; returns a note for the output."""

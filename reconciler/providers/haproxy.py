@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -154,10 +154,6 @@ class HaproxyTarget(Target):
     config: HaproxyTargetConfig
     provider: HaproxyProviderConfig
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._taken: dict[str, _Snapshot] = {}
-
     @property
     def per_certificate(self) -> bool:
         return True
@@ -229,9 +225,7 @@ class HaproxyTarget(Target):
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         """All or nothing: a refused command or a file that cannot be written puts
         back what was served before (runtime and files) before reporting."""
-        before = self._taken.pop(self._cert_path(material.name), None)
-        if before is None:
-            before = self.snapshot(material, previous)
+        before = self.prior_snapshot(material, previous)
         try:
             return self._deploy(material, previous)
         except HaproxyUnreachable:
@@ -305,7 +299,7 @@ class HaproxyTarget(Target):
     def snapshot(self, material: CertificateMaterial, previous: Facts | None) -> _Snapshot:
         runtime = self._runtime()
         path, crt_list = self._cert_path(material.name), self._crt_list()
-        taken = _Snapshot(
+        return _Snapshot(
             path=path,
             crt_list=crt_list,
             pem=read_if_present(path),
@@ -313,8 +307,6 @@ class HaproxyTarget(Target):
             entries=tuple(_LISTINGS.entries(runtime, crt_list, path)),
             crt_list_file=read_if_present(crt_list),
         )
-        self._taken[path] = taken  # deploy, called next, reuses it
-        return taken
 
     def restore(self, snapshot: _Snapshot) -> str:
         """Runtime first (what clients see), then the files (what a restart sees)."""

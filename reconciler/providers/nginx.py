@@ -131,7 +131,7 @@ class NginxTarget(Target):
 
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         contents = self._contents(material)
-        before = self.snapshot(material, previous)
+        before = self.prior_snapshot(material, previous)
         try:
             stamps = self._write(contents)
         except OSError as exc:
