@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from reconciler.acme import solvers as solver_factory
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
+from reconciler.pki.names import is_ip_address
 
 T = TypeVar("T")
 Reporter = Callable[[str], None]
@@ -272,8 +273,8 @@ class AcmeAccount:
         client, net = self._client()
         timeout = parse_duration(self.spec.get("timeout", "5m")).total_seconds()
         deadline = time.monotonic() + timeout
-        dns_names = [n for n in names if not _is_ip(n)]
-        ips = [ipaddress.ip_address(n) for n in names if _is_ip(n)]
+        dns_names = [n for n in names if not is_ip_address(n)]
+        ips = [ipaddress.ip_address(n) for n in names if is_ip_address(n)]
         csr_pem = crypto_util.make_csr(key_pem, dns_names or None, ipaddrs=ips or None)
         profile = self.spec.get("profile")
         orderr = self._call(
@@ -449,14 +450,6 @@ class AcmeAccount:
             lambda: client.revoke(certificate, code),
             time.monotonic() + 60,
         )
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -7,11 +7,10 @@ read only by apply, so plans and state hold no secret.
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, model_validator
 
 from reconciler.config.types import Duration, EntryName, StrictModel
+from reconciler.pki.names import is_ip_address
 
 
 class Rfc2136Solver(StrictModel):
@@ -108,20 +107,12 @@ class AcmeSolver(StrictModel):
             return False
         if name.startswith("*.") and self.dns01 is None:
             return False
-        return not (_is_ip(name) and self.http01 is None)
+        return not (is_ip_address(name) and self.http01 is None)
 
 
 def first_solver(solvers: list[AcmeSolver], name: str) -> AcmeSolver | None:
     """The solver for ``name``: the first that matches (cert-manager's selector rule)."""
     return next((solver for solver in solvers if solver.matches(name)), None)
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 class ExternalAccountBinding(StrictModel):

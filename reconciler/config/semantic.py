@@ -21,7 +21,7 @@ from reconciler.config.models import (
     PrivateSubordinateAuthority,
 )
 from reconciler.durations import parse_duration, parse_renew_before
-from reconciler.pki.names import constraint_error, name_permitted
+from reconciler.pki.names import constraint_error, is_ip_address, name_permitted
 from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
 from reconciler.providers.catalog import build_target, provider_name, target_class
 from reconciler.providers.endpoint import ca_bundle_problem
@@ -284,7 +284,7 @@ def _policy(config: CertformConfig) -> Iterator[Finding]:
     for name, certificate in config.certificates.items():
         if policy.allowed_domains is not None:
             for index, dns in enumerate(certificate.names):
-                if _is_ip_name(dns) or _domain_allowed(dns, policy.allowed_domains):
+                if is_ip_address(dns) or _domain_allowed(dns, policy.allowed_domains):
                     continue
                 yield (
                     ("certificates", name, "names", index),
@@ -315,16 +315,6 @@ def _domain_allowed(name: str, allowed: list[str]) -> bool:
     return any(
         bare == d.lower().strip(".") or bare.endswith("." + d.lower().strip(".")) for d in allowed
     )
-
-
-def _is_ip_name(name: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 ACME_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
