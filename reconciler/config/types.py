@@ -16,18 +16,10 @@ from reconciler.durations import (
     parse_duration,
     parse_renew_before,
 )
+from reconciler.pki.keys import ALL_KEY_ALGORITHMS
 
-KeyAlgorithm = Literal[
-    "ec-p256",
-    "ec-p384",
-    "rsa-2048",
-    "rsa-3072",
-    "rsa-4096",
-    "ed25519",
-    "ml-dsa-44",
-    "ml-dsa-65",
-    "ml-dsa-87",
-]
+KeyAlgorithm = Literal[ALL_KEY_ALGORITHMS]  # type: ignore[valid-type]
+"""One of ``reconciler.pki.keys.ALL_KEY_ALGORITHMS`` (the single list of key names)."""
 
 
 def _check_duration(value: str) -> str:

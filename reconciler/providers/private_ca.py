@@ -88,7 +88,7 @@ def crl_url_for(template: str | None, issuer: SigningAuthority | None) -> str | 
     the configured URL becomes the issuer's key id, so each CA key (old and new,
     across a rotation) has its own CRL."""
     if not template or issuer is None:
-        return template if issuer is not None else None
+        return None
     return template.replace("{key_id}", crl_key_id(issuer.key_id))
 
 
