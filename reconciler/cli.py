@@ -7,9 +7,11 @@ that 2 keeps meaning "changes" in CI scripts.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -97,6 +99,24 @@ def _pem_reader(store: SqliteStateStore) -> Any:
     from reconciler.engine.planning import pem_reader
 
     return pem_reader(store)
+
+
+@contextlib.contextmanager
+def _existing_state(
+    validated: ValidatedConfig, lock_timeout: float, operation: str
+) -> Iterator[tuple[SqliteStateStore, RecordedState]]:
+    """The state, opened and locked for ``operation``, for commands that act on what
+    was issued (revoke, export); no state yet is an error, never a new state."""
+    store = open_store(validated.config.state, validated.root, validated.config.providers)
+    if not store.exists:
+        _fail(f"there is no state yet: nothing was issued, nothing to {operation}")
+    store.open()
+    store.lock(operation, lock_timeout)
+    try:
+        yield store, store.read()
+    finally:
+        store.unlock()
+        store.close()
 
 
 def _read_state(store: SqliteStateStore, lock_timeout: float, operation: str) -> RecordedState:
@@ -497,17 +517,8 @@ def revoke(
             + ", ".join(REVOCATION_REASONS)
         )
     validated = _load(config, var, var_file)
-    store = open_store(validated.config.state, validated.root, validated.config.providers)
-    if not store.exists:
-        _fail("there is no state yet: nothing was issued, nothing to revoke")
-    store.open()
-    store.lock("revoke", lock_timeout)
-    try:
-        recorded = store.read()
+    with _existing_state(validated, lock_timeout, "revoke") as (store, recorded):
         typer.echo(revoke_certificate(store, recorded, name, reason, validated.root))
-    finally:
-        store.unlock()
-        store.close()
 
 
 @app.command()
@@ -615,19 +626,10 @@ def export(
     if fmt not in FORMATS:
         _fail(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     read_passphrase(passphrase_file)
-    store = open_store(validated.config.state, validated.root, validated.config.providers)
-    if not store.exists:
-        _fail("there is no state yet: nothing was issued, nothing to export")
-    store.open()
-    store.lock("export", lock_timeout)
-    try:
-        recorded = store.read()
+    with _existing_state(validated, lock_timeout, "export") as (store, recorded):
         files = export_certificate(
             store, recorded, validated.config.certificates, name, passphrase_file, fmt, out
         )
-    finally:
-        store.unlock()
-        store.close()
     for file in files:
         typer.echo(f"Wrote {file.path} ({file.what})")
 
