@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from reconciler.engine.acme_orders import OrderJob, OrderOutcome, run_orders
 from reconciler.engine.acme_orders import failure as order_failure
 from reconciler.engine.faults import fault_point
-from reconciler.engine.step_material import deployable, spec_of
+from reconciler.engine.step_material import deployable, leaf_record, spec_of
 from reconciler.errors import CertformError, StateError
 from reconciler.pki.keys import private_key_from_der, private_key_to_pem
 from reconciler.plan.model import Action, Change
-from reconciler.state.records import AuthorityRecord, CertificateRecord, IssuedMaterial
+from reconciler.state.records import AuthorityRecord, IssuedMaterial
 
 if TYPE_CHECKING:
     from reconciler.acme.client import AcmeAccount
@@ -136,19 +136,8 @@ class AcmeSteps:
             raise order_failure(outcome)
         issued = outcome.issued
         fault_point(change.address, "acted")
-        after = change.after or {}
-        record = CertificateRecord(
-            name=change.name,
-            spec={**spec, "issued_by": issued.authority},
-            serial=issued.serial,
-            not_before=issued.certificate.not_valid_before_utc,
-            not_after=issued.certificate.not_valid_after_utc,
-            issuer_key_id=f"acme:{issued.authority}",
-            fingerprint=issued.fingerprint,
-            prevent_destroy=bool(after.get("prevent_destroy")),
-            tags=dict(after.get("tags") or {}),
-            has_key=True,
-        )
+        spec = {**spec, "issued_by": issued.authority}
+        record = leaf_record(change, spec, issued.certificate, f"acme:{issued.authority}")
         material = IssuedMaterial(issued.certificate_pem, issued.chain_pem, "")
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, material, key_der)

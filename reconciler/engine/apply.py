@@ -28,7 +28,7 @@ from reconciler.engine.acme_orders import OrderOutcome
 from reconciler.engine.acme_steps import AcmeSteps
 from reconciler.engine.faults import fault_point
 from reconciler.engine.revocation_steps import RevocationSteps
-from reconciler.engine.step_material import deployable, issued_material, spec_of
+from reconciler.engine.step_material import deployable, issued_material, leaf_record, spec_of
 from reconciler.engine.verify import deploy_verified
 from reconciler.errors import CertformError, PlanError, StateError
 from reconciler.pki.builder import certificate_from_pem
@@ -300,9 +300,7 @@ class Applier(AcmeSteps, RevocationSteps):
 
     # -- certificates -------------------------------------------------------------
     def _certificate_issue(self, change: Change) -> str:
-        assert change.after is not None
-        after = change.after
-        spec = spec_of(after, ("renew_before", "prevent_destroy", "tags"))
+        spec = spec_of(change.after, ("renew_before", "prevent_destroy", "tags"))
         if spec.get("issuer_type") == "aws-acm":
             return self._certificate_request_from_acm(change, spec)
         if spec.get("issuer_type") == "acme":
@@ -317,18 +315,7 @@ class Applier(AcmeSteps, RevocationSteps):
         key = private_key_from_der(key_der)
         issued = issue_leaf(spec, key, issuer, datetime.now(UTC))
         fault_point(change.address, "acted")
-        record = CertificateRecord(
-            name=change.name,
-            spec=spec,
-            serial=issued.serial,
-            not_before=issued.certificate.not_valid_before_utc,
-            not_after=issued.certificate.not_valid_after_utc,
-            issuer_key_id=issuer.key_id,
-            fingerprint=issued.fingerprint,
-            prevent_destroy=bool(after.get("prevent_destroy")),
-            tags=dict(after.get("tags") or {}),
-            has_key=True,
-        )
+        record = leaf_record(change, spec, issued.certificate, issuer.key_id)
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, issued_material(issued), key_der)
             self._audit(writer, change, f"serial {issued.serial}")
@@ -363,20 +350,7 @@ class Applier(AcmeSteps, RevocationSteps):
         key = serialization.load_pem_private_key(material.key_pem, None)
         key_der = private_key_to_der(key)  # type: ignore[arg-type]
         entry = self._journal(change, key_der)
-        after = change.after or {}
-        cert = material.certificate
-        record = CertificateRecord(
-            name=change.name,
-            spec=spec,
-            serial=material.serial,
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            issuer_key_id="imported",
-            fingerprint=material.fingerprint,
-            prevent_destroy=bool(after.get("prevent_destroy")),
-            tags=dict(after.get("tags") or {}),
-            has_key=True,
-        )
+        record = leaf_record(change, spec, material.certificate, "imported")
         issued = IssuedMaterial(material.certificate_pem, material.chain_pem, material.root_pem)
         with self.store.transaction(entry) as writer:
             writer.put_certificate(record, issued, key_der)

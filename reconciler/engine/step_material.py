@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from cryptography import x509
+
+from reconciler.pki.builder import fingerprint_sha256
+from reconciler.plan.model import Change
 from reconciler.providers.base import CertificateMaterial
 from reconciler.providers.private_ca import Issued
 from reconciler.state.records import CertificateRecord, IssuedMaterial
@@ -34,3 +38,24 @@ def deployable(
 
 def issued_material(issued: Issued) -> IssuedMaterial:
     return IssuedMaterial(issued.certificate_pem, issued.chain_pem, issued.root_pem)
+
+
+def leaf_record(
+    change: Change, spec: dict, certificate: x509.Certificate, issuer_key_id: str
+) -> CertificateRecord:
+    """The state record of a leaf certform holds the key of, whoever signed it
+    (private CA, ACME, import): dates, serial and fingerprint from the certificate,
+    guard and tags from the change."""
+    after = change.after or {}
+    return CertificateRecord(
+        name=change.name,
+        spec=spec,
+        serial=format(certificate.serial_number, "x"),
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        issuer_key_id=issuer_key_id,
+        fingerprint=fingerprint_sha256(certificate),
+        prevent_destroy=bool(after.get("prevent_destroy")),
+        tags=dict(after.get("tags") or {}),
+        has_key=True,
+    )
