@@ -38,3 +38,9 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def config_path(root: Path | str, value: str) -> Path:
+    """A path from the configuration: relative ones are relative to the config's
+    directory (an absolute ``value`` wins in the join)."""
+    return Path(os.path.normpath(os.path.join(root, value)))

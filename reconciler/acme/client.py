@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from reconciler.acme import solvers as solver_factory
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
+from reconciler.fsutil import config_path
 from reconciler.pki.names import is_ip_address
 
 T = TypeVar("T")
@@ -148,7 +149,7 @@ class AcmeAccount:
         bundle = self.spec.get("ca_bundle")
         if not bundle:
             return True
-        return str(bundle if Path(bundle).is_absolute() else self.root / bundle)
+        return str(config_path(self.root, bundle))
 
     def _client(self) -> tuple[ClientV2, _Network]:
         cached = getattr(self._local, "client", None)

@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
+from reconciler.fsutil import config_path
 
 
 @dataclass
@@ -114,7 +115,7 @@ def http_sink(settings: dict[str, Any], root: Path) -> Any:
 
     if settings.get("webroot"):
         webroot = settings["webroot"]
-        return Webroot(Path(webroot if os.path.isabs(webroot) else os.path.join(root, webroot)))
+        return Webroot(config_path(root, webroot))
     return Standalone(settings.get("standalone", {}).get("address", "0.0.0.0:80"))
 
 

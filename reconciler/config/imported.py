@@ -21,6 +21,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from reconciler.fsutil import config_path
 from reconciler.pki.builder import certificate_to_pem, fingerprint_sha256, verify_chain
 from reconciler.pki.keys import PrivateKey, key_algorithm_of, public_key_matches
 
@@ -65,7 +66,7 @@ class ImportedMaterial:
 
 
 def _path(root: Path, value: str) -> Path:
-    return Path(value) if os.path.isabs(value) else root / value
+    return config_path(root, value)
 
 
 def _read(root: Path, value: str, what: str) -> bytes:

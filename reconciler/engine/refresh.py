@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.desired import DesiredState
+from reconciler.fsutil import config_path
 from reconciler.providers.base import Observation
 from reconciler.providers.batch import observation_batch
 from reconciler.providers.catalog import target_from_settings
@@ -42,8 +43,7 @@ def _published_crls(
         record = recorded.crls.get(authority.name)
         if not settings or record is None:
             continue
-        directory = Path(settings["publish"]["directory"])
-        directory = directory if directory.is_absolute() else root / directory
+        directory = config_path(root, settings["publish"]["directory"])
         entries = [(name, str(directory / name), stamp) for name, stamp in record.files.items()]
         problems, _ = stamp_problems(entries)
         status = "drifted" if problems else "in_sync"

@@ -20,6 +20,7 @@ from cryptography import x509
 
 from reconciler.desired import DesiredState
 from reconciler.errors import ProviderError
+from reconciler.fsutil import config_path
 from reconciler.state.records import RecordedState
 
 CertificatePem = Callable[[str], str]
@@ -67,7 +68,7 @@ def _bundle(settings: dict[str, Any], root: Path) -> str | None:
     bundle = settings.get("ca_bundle")
     if not bundle:
         return None
-    return str(bundle if Path(bundle).is_absolute() else root / bundle)
+    return str(config_path(root, bundle))
 
 
 def _renewal_info_url(directory: str, bundle: str | None) -> str | None:

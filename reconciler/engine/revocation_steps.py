@@ -16,7 +16,7 @@ from cryptography import x509
 from reconciler.durations import parse_duration
 from reconciler.engine.faults import fault_point
 from reconciler.errors import CertformError
-from reconciler.fsutil import write_atomic
+from reconciler.fsutil import config_path, write_atomic
 from reconciler.pki.crl import Revoked, build_crl, crl_files
 from reconciler.plan.model import Change
 from reconciler.providers.filestamp import stamp_of
@@ -130,8 +130,7 @@ class RevocationSteps:
         crl: x509.CertificateRevocationList,
     ) -> dict[str, list[int | str]]:
         """DER + PEM, atomically; named per CA key when the URL has ``{key_id}``."""
-        directory = Path(settings["publish"]["directory"])
-        directory = directory if directory.is_absolute() else self.root / directory
+        directory = config_path(self.root, settings["publish"]["directory"])
         directory.mkdir(parents=True, exist_ok=True)
         stem = name
         if "{key_id}" in settings["url"]:

@@ -7,7 +7,6 @@ entries are watched for expiry, name and chain only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from cryptography import x509
 from reconciler.desired import DesiredState
 from reconciler.engine.check import EndpointWatch
 from reconciler.errors import ConfigError, ConfigIssue
-from reconciler.providers.endpoint import WatchedEndpoint
+from reconciler.providers.endpoint import WatchedEndpoint, load_ca_bundle
 from reconciler.providers.tls_endpoint import TlsEndpointTargetConfig
 from reconciler.state.records import RecordedState
 from reconciler.state.store import StateStore
@@ -57,10 +56,7 @@ def endpoint_watches(
 def _bundle(path: str | None, root: Path, address: str) -> tuple[x509.Certificate, ...] | None:
     if path is None:
         return None
-    full = path if os.path.isabs(path) else os.path.join(root, path)
     try:
-        roots = tuple(x509.load_pem_x509_certificates(Path(full).read_bytes()))
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "no PEM certificates in it"
-        raise ConfigError([ConfigIssue(full, None, f"{address}.ca_bundle", str(reason))]) from None
-    return roots
+        return load_ca_bundle(path, root)
+    except ValueError as exc:
+        raise ConfigError([ConfigIssue(path, None, f"{address}.ca_bundle", str(exc))]) from None

@@ -6,7 +6,6 @@ the observed state) and the read-only ``tls-endpoint`` target.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -15,6 +14,7 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, StrictModel
 from reconciler.durations import parse_duration
+from reconciler.fsutil import config_path
 from reconciler.providers.base import Observation
 from reconciler.providers.batch import memo
 
@@ -60,19 +60,27 @@ class WatchedEndpoint(EndpointSettings):
     )
 
 
+def load_ca_bundle(path: str, root: Path) -> tuple[x509.Certificate, ...]:
+    """The trust anchors in ``ca_bundle``; ValueError saying which file and why."""
+    full = config_path(root, path)
+    try:
+        data = full.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {full}: {exc.strerror or exc}") from None
+    try:
+        return tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise ValueError(f"{full} holds no PEM certificates") from None
+
+
 def ca_bundle_problem(path: str | None, root: Path) -> str | None:
     """Why ``ca_bundle`` cannot serve as trust anchors (None: it can, or none is set)."""
     if path is None:
         return None
-    full = path if os.path.isabs(path) else os.path.join(root, path)
     try:
-        data = Path(full).read_bytes()
-    except OSError as exc:
-        return f"cannot read {full}: {exc.strerror or exc}"
-    try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
-        return f"{full} holds no PEM certificates"
+        load_ca_bundle(path, root)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

@@ -27,7 +27,7 @@ from pydantic import AfterValidator, Field
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
-from reconciler.fsutil import write_atomic
+from reconciler.fsutil import config_path, write_atomic
 from reconciler.providers.base import (
     CertificateMaterial,
     Facts,
@@ -168,7 +168,7 @@ class HaproxyTarget(Target):
 
     # -- paths and connection ---------------------------------------------------------
     def _path(self, value: str) -> str:
-        return os.path.normpath(value if os.path.isabs(value) else os.path.join(self.root, value))
+        return str(config_path(self.root, value))
 
     def _crt_list(self) -> str:
         return self._path(self.config.crt_list or self.provider.crt_list)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.errors import ProviderError
-from reconciler.fsutil import write_atomic
+from reconciler.fsutil import config_path, write_atomic
 from reconciler.providers.base import (
     CertificateMaterial,
     Facts,
@@ -83,7 +83,7 @@ class NginxTarget(Target):
     provider: NginxProviderConfig
 
     def _path(self, value: str) -> str:
-        return os.path.normpath(value if os.path.isabs(value) else os.path.join(self.root, value))
+        return str(config_path(self.root, value))
 
     def compatibility_error(self, key_algorithm: str) -> str | None:
         return post_quantum_refusal(key_algorithm, self.type_name)
