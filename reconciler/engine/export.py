@@ -40,7 +40,7 @@ from reconciler.config.models import Certificate
 from reconciler.engine.apply import actor
 from reconciler.errors import CertformError
 from reconciler.fsutil import write_atomic
-from reconciler.pki.keys import PrivateKey, private_key_from_der
+from reconciler.pki.keys import PrivateKey, private_key_from_der, public_key_matches
 from reconciler.state.records import CertificateRecord, IssuedMaterial, RecordedState
 from reconciler.state.store import StateStore
 
@@ -93,7 +93,7 @@ def export_certificate(
     material = store.material("certificate", name)
     key = private_key_from_der(store.private_key("certificate", name))
     leaf = x509.load_pem_x509_certificate(material.certificate_pem.encode())
-    if key.public_key().public_bytes(*_SPKI) != leaf.public_key().public_bytes(*_SPKI):
+    if not public_key_matches(key, leaf):
         raise ExportError(f"the key recorded for {record.address} does not match its certificate")
     if fmt == "pem":
         files = pem_files(name, out, material, key, passphrase)
@@ -184,7 +184,7 @@ def pem_files(
     ]
     if material.root_pem.strip():
         files.append(_public(out / f"{name}.root.pem", "root certificate", material.root_pem))
-    key_pem = encrypt_pkcs8_pem(_private_der(key), passphrase)
+    key_pem = encrypt_pkcs8_pem(key, passphrase)
     files.append(ExportFile(out / f"{name}.key", "encrypted private key", SECRET_MODE, key_pem))
     return files
 
@@ -235,29 +235,13 @@ def write_all(files: list[ExportFile]) -> None:
         raise
 
 
-# -- encrypted PKCS#8 (RFC 8018 PBES2), encoded from cryptography's primitives ------
-
-
-def encrypt_pkcs8_pem(key_der: bytes, passphrase: bytes) -> bytes:
+def encrypt_pkcs8_pem(key: PrivateKey, passphrase: bytes) -> bytes:
     """PKCS#8 ``ENCRYPTED PRIVATE KEY`` PEM with cryptography's best available scheme."""
-    key = serialization.load_der_private_key(key_der, None)
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(passphrase),
     )
-
-
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-_PKCS8_PLAIN = (
-    serialization.Encoding.DER,
-    serialization.PrivateFormat.PKCS8,
-    serialization.NoEncryption(),
-)
-
-
-def _private_der(key: PrivateKey) -> bytes:
-    return key.private_bytes(*_PKCS8_PLAIN)
 
 
 def _certificates(pem: str) -> list[x509.Certificate]:
