@@ -300,11 +300,12 @@ def _mismatch(where: str, wanted: str, last: Presented, streak: int) -> Endpoint
             f"(last run: {streak} consecutive matching handshakes)"
         )
     else:
-        message = f"{where}: expected serial {wanted}, server presents {_describe_leaf(last.leaf)}"
+        message = f"{where}: expected serial {wanted}, server presents {describe_leaf(last.leaf)}"
     return EndpointMismatch(message, wanted, last)
 
 
-def _describe_leaf(leaf: x509.Certificate) -> str:
+def describe_leaf(leaf: x509.Certificate) -> str:
+    """One line naming a served certificate without dumping it."""
     common_names = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     common_name = str(common_names[0].value) if common_names else "-"
     expiry = leaf.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%SZ")

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from reconciler.policy.renewal import describe_window, renewal_time
-from reconciler.providers.endpoint import WatchedEndpoint, describe_leaf
+from reconciler.providers.endpoint import WatchedEndpoint
 from reconciler.state.records import RecordedState
 
 
@@ -171,7 +171,7 @@ def endpoint_findings(
 
 
 def _watch_findings(watch: EndpointWatch, now: datetime, window: timedelta) -> list[Finding]:
-    from reconciler.tls_probe import EndpointUnreachable, assess, probe
+    from reconciler.tls_probe import EndpointUnreachable, assess, describe_leaf, probe
 
     endpoint = watch.endpoint
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 from pydantic import Field
 
 from reconciler.config.types import Duration, StrictModel
@@ -93,7 +92,7 @@ def endpoint_observation(endpoint: EndpointSettings, serial: str) -> Observation
 
     Unreachable is its own status, never "in sync" and never drift to fix: a
     plan must not claim it can repair a network problem."""
-    from reconciler.tls_probe import EndpointUnreachable, probe
+    from reconciler.tls_probe import EndpointUnreachable, describe_leaf, probe
 
     key = ("tls-probe", endpoint.host, endpoint.port, endpoint.sni)
     timeout = min(PROBE_TIMEOUT, endpoint.timeout_seconds)
@@ -106,13 +105,3 @@ def endpoint_observation(endpoint: EndpointSettings, serial: str) -> Observation
         detail = f"{endpoint.describe()} serves {served}, expected serial {serial}"
         return Observation("drifted", (detail,))
     return Observation("in_sync")
-
-
-def describe_leaf(leaf: x509.Certificate) -> str:
-    """One line naming a served certificate without dumping it."""
-    names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(names[0].value) if names else "no CN"
-    return (
-        f"serial {format(leaf.serial_number, 'x')} ({common_name}, "
-        f"expires {leaf.not_valid_after_utc:%Y-%m-%d})"
-    )
