@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from reconciler.fsutil import config_path
 from reconciler.pki.builder import certificate_to_pem, fingerprint_sha256, verify_chain
 from reconciler.pki.keys import PrivateKey, key_algorithm_of, public_key_matches
+from reconciler.tls_probe import is_self_signed
 
 
 class ImportError_(ValueError):
@@ -124,8 +125,8 @@ def load_imported(
     material = ImportedMaterial(
         certificate=leaf,
         certificate_pem=certificate_to_pem(leaf),
-        chain_pem="".join(certificate_to_pem(c) for c in chain_certs if not _self_signed(c)),
-        root_pem="".join(certificate_to_pem(c) for c in chain_certs if _self_signed(c)),
+        chain_pem="".join(certificate_to_pem(c) for c in chain_certs if not is_self_signed(c)),
+        root_pem="".join(certificate_to_pem(c) for c in chain_certs if is_self_signed(c)),
         key_pem=key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -156,10 +157,6 @@ def _private_key(root: Path, path: str | None, env: str | None) -> PrivateKey:
             f"{where} holds no unencrypted PEM private key",
         ) from None
     return key  # type: ignore[return-value]
-
-
-def _self_signed(certificate: x509.Certificate) -> bool:
-    return certificate.issuer == certificate.subject
 
 
 def load_cached(root: Path, certificate: Any) -> ImportedMaterial:
