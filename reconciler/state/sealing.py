@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from reconciler.errors import MasterKeyError, StateError
 from reconciler.fsutil import write_atomic
@@ -79,6 +81,14 @@ class Sealer:
             return _decrypt(self.data_key, sealed, address.encode())
         except InvalidTag:
             raise StateError(f"the private key of {address} in the state is corrupted") from None
+
+    def derive(self, label: bytes) -> bytes:
+        """A 32-byte key for one purpose (plan MACs, row MACs, the audit chain), derived
+        with HKDF-SHA256 under its own ``label``: a key leaked or misused for one purpose
+        says nothing about the data key or the others."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(
+            self.data_key
+        )
 
 
 def wrap_data_key(master_key: bytes, data_key: bytes) -> bytes:

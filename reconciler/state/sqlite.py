@@ -221,6 +221,11 @@ class SqliteStateStore(StateStore):
         self._key_store_change = (recorded, wanted)
         return data_key
 
+    def derived_key(self, label: bytes) -> bytes:
+        """A purpose-bound key derived from the state's data key (see ``Sealer.derive``);
+        creates the state's data key when the state is new."""
+        return self._sealer_for().derive(label)
+
     @property
     def key_store_change(self) -> tuple[str, str] | None:
         """(recorded, configured) key store labels when the config switched stores."""

@@ -124,6 +124,10 @@ class StateStore(ABC):
     def journal_finish(self, entry: int, status: str) -> None: ...
 
     @abstractmethod
+    def derived_key(self, label: bytes) -> bytes:
+        """A 32-byte key derived (HKDF) from the state's data key for one purpose."""
+
+    @abstractmethod
     def rewrap_data_key(self) -> None:
         """Re-wrap the data key under the configured key store (one transaction)."""
 
