@@ -21,7 +21,8 @@ from reconciler.config.models import (
     PrivateSubordinateAuthority,
 )
 from reconciler.durations import parse_duration, parse_renew_before
-from reconciler.pki.names import constraint_error, is_ip_address, name_permitted
+from reconciler.pki.names import constraint_error, name_permitted
+from reconciler.policy.rules import domain_violation, key_violations, validity_violation
 from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
 from reconciler.providers.catalog import build_target, provider_name, target_class
 from reconciler.providers.endpoint import ca_bundle_problem
@@ -279,42 +280,27 @@ def _imported(config: CertformConfig, root: Path) -> Iterator[Finding]:
 
 
 def _policy(config: CertformConfig) -> Iterator[Finding]:
-    """The ``policy:`` guard rails, one finding per offending name, key or validity."""
+    """The ``policy:`` guard rails, one finding per offending name, key or validity
+    (the rules themselves are in ``policy/rules.py``, which apply checks again)."""
     policy = config.policy
     for name, certificate in config.certificates.items():
-        if policy.allowed_domains is not None:
-            for index, dns in enumerate(certificate.names):
-                if is_ip_address(dns) or _domain_allowed(dns, policy.allowed_domains):
-                    continue
-                yield (
-                    ("certificates", name, "names", index),
-                    f"{dns!r} is outside policy.allowed_domains "
-                    f"({', '.join(policy.allowed_domains)})",
-                )
+        for index, dns in enumerate(certificate.names):
+            problem = domain_violation(dns, policy)
+            if problem:
+                yield (("certificates", name, "names", index), problem)
         key = certificate.key or config.defaults.key
         yield from _key_policy(("certificates", name, "key"), key, policy)
         validity = certificate.validity or config.defaults.validity
-        if policy.max_validity and parse_duration(validity) > parse_duration(policy.max_validity):
-            yield (
-                ("certificates", name, "validity"),
-                f"validity {validity} exceeds policy.max_validity {policy.max_validity}",
-            )
+        problem = validity_violation(validity, policy)
+        if problem:
+            yield (("certificates", name, "validity"), problem)
     for name, authority in _private(config).items():
         yield from _key_policy(("authorities", name, "key"), authority.key, policy)
 
 
 def _key_policy(field: Path_, key: str, policy: Any) -> Iterator[Finding]:
-    if policy.allowed_keys is not None and key not in policy.allowed_keys:
-        yield (field, f"{key} is not in policy.allowed_keys ({', '.join(policy.allowed_keys)})")
-    if policy.min_rsa_bits and key.startswith("rsa-") and int(key[4:]) < policy.min_rsa_bits:
-        yield (field, f"{key} is below policy.min_rsa_bits {policy.min_rsa_bits}")
-
-
-def _domain_allowed(name: str, allowed: list[str]) -> bool:
-    bare = name[2:] if name.startswith("*.") else name
-    return any(
-        bare == d.lower().strip(".") or bare.endswith("." + d.lower().strip(".")) for d in allowed
-    )
+    for problem in key_violations(key, policy):
+        yield (field, problem)
 
 
 ACME_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
