@@ -29,11 +29,11 @@ from reconciler.config.loader import load_var_file, parse_var_assignments
 from reconciler.config.validate import ValidatedConfig, load_and_validate
 from reconciler.engine.apply import Applier, check_applicable
 from reconciler.engine.planning import plan_from
+from reconciler.engine.saved_plan import prepare_state_for_saved_plan, read_saved_plan, save_plan
 from reconciler.engine.workspace import open_store
-from reconciler.errors import CertformError, ConfigError, PlanError
-from reconciler.fsutil import write_atomic
-from reconciler.plan.model import Plan
+from reconciler.errors import CertformError, ConfigError
 from reconciler.plan.render import render_plan
+from reconciler.policy.recheck import recheck_plan, require_force
 from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
 from reconciler.state.records import RecordedState
 from reconciler.state.sqlite import SqliteStateStore
@@ -171,6 +171,8 @@ def plan(
         _fail(str(exc))
     validated = _load(config, var, var_file)
     store = open_store(validated.config.state, validated.root, validated.config.providers)
+    if out is not None:
+        prepare_state_for_saved_plan(store)
     recorded = _read_state(store, lock_timeout, "plan")
     change = store.key_store_change if store.exists else None
     the_plan = plan_from(
@@ -181,7 +183,7 @@ def plan(
     else:
         typer.echo(render_plan(the_plan), nl=False)
     if out is not None:
-        write_atomic(out, the_plan.dumps().encode(), 0o644)
+        save_plan(the_plan, store, out)  # with its MAC; --json on stdout has none
         if not json_output:
             typer.echo(f"\nSaved the plan to {out}. Apply it with: certform apply {out}")
     if detailed_exitcode and the_plan.has_changes:
@@ -214,9 +216,9 @@ def apply(
     """Issue, renew, deploy and remove until the world matches the configuration."""
     validated = _load(config, var, var_file)
     store = open_store(validated.config.state, validated.root, validated.config.providers)
-    saved = _read_plan_file(plan_file) if plan_file else None
-    if saved is not None and Path(saved.state_path) != store.path.resolve():
-        _fail(f"{plan_file} was made for the state {saved.state_path}, not {store.path}")
+    # A saved plan is verified (MAC, state, config root, serial, guards, policy, force)
+    # before the lock is taken: a refused one changes nothing at all.
+    saved = read_saved_plan(plan_file, store, validated, force) if plan_file else None
     if saved is None and not auto_approve and not sys.stdin.isatty():
         # Decide before touching the state: a CI job without approval changes nothing.
         recorded = _read_state(store, lock_timeout, "plan")
@@ -249,16 +251,13 @@ def apply(
                 _pem_reader(store),
             )
             typer.echo(render_plan(the_plan), nl=False)
+        # Guards, policy and --force reasons once more, under the lock.
+        the_plan = recheck_plan(the_plan, recorded, validated.config.policy)
         if not the_plan.has_changes and not recorded.interrupted:
             if saved is not None:
                 typer.echo("No changes.")
             return
-        if the_plan.requires_force and not force:
-            _fail(
-                "refusing to apply without --force: "
-                + "; ".join(the_plan.requires_force)
-                + ". Nothing was changed."
-            )
+        require_force(the_plan, force)
         if saved is None and not auto_approve and not _confirm():
             _fail("apply cancelled; nothing was changed")
         if not existed:
@@ -266,7 +265,9 @@ def apply(
             store.lock("apply", lock_timeout)
             recorded = store.read()
             check_applicable(the_plan, recorded)
-        result = Applier(store, the_plan, recorded, _progress, parallelism).run()
+        result = Applier(
+            store, the_plan, recorded, _progress, parallelism, root=validated.root
+        ).run()
     finally:
         store.unlock()
         store.close()
@@ -287,19 +288,6 @@ def _confirm() -> bool:
     typer.echo("\nDo you want to perform these actions? Only 'yes' will be accepted.")
     answer = typer.prompt("  Enter a value", default="", show_default=False)
     return answer.strip() == "yes"
-
-
-def _read_plan_file(path: Path) -> Plan:
-    try:
-        data = json.loads(path.read_text())
-        the_plan = Plan.from_json(data)
-    except FileNotFoundError:
-        raise PlanError(f"no plan file at {path}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PlanError(f"{path} is not a certform plan ({type(exc).__name__}: {exc})") from None
-    if the_plan.format_version != "1":
-        raise PlanError(f"{path} has plan format {the_plan.format_version}; expected 1")
-    return the_plan
 
 
 @app.command()

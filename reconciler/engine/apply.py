@@ -127,12 +127,16 @@ class Applier(AcmeSteps, RevocationSteps):
         recorded: RecordedState,
         report: Reporter,
         parallelism: int = 10,
+        *,
+        root: Path | None = None,
     ) -> None:
         self.store = store
         self.plan = plan
         self.recorded = recorded
         self.report = report
-        self.root = Path(plan.config_root)
+        # Where relative target paths and imported files resolve: the loaded config's
+        # root.  ``plan.config_root`` only for a plan made in this process (benches).
+        self.root = root if root is not None else Path(plan.config_root)
         self.run_id = str(uuid.uuid4())
         self.actor = actor()
         self.result = ApplyResult()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.plan.model import Action, Change
+from reconciler.state.records import RecordedState
 
 DEFAULT_PERCENT = 30
 DEFAULT_MINIMUM = 10
@@ -55,3 +56,15 @@ def force_reasons(changes: tuple[Change, ...], managed: int, limit: ChangeLimit)
                 f"moved or destroyed ({share:.0f}%, policy limit {limit.percent:g}%)"
             )
     return reasons
+
+
+def guarded_destroys(changes: tuple[Change, ...], recorded: RecordedState) -> list[str]:
+    """Addresses ``changes`` would destroy although the state records
+    ``lifecycle.prevent_destroy`` for them (the diff never plans that; apply checks
+    again, so no plan does it either)."""
+    guarded = {
+        record.address
+        for record in (*recorded.authorities.values(), *recorded.certificates.values())
+        if record.prevent_destroy
+    }
+    return [c.address for c in changes if c.action == Action.DESTROY and c.address in guarded]

@@ -1,0 +1,101 @@
+"""``plan --out`` and ``apply PLANFILE``: writing a plan authenticated for its state,
+and reading one back only once it is proven to be that.
+
+What apply executes from a saved plan is exactly what certform wrote for this
+state (MAC, ``plan/signing.py``), made for this state and config root, at the
+state's current serial, and still within the state's guards and the policy of
+the configuration apply was given (``policy/recheck.py``).  Where files are
+written comes from the loaded configuration's root, never from the file.  An
+attacker who can edit the plan file but not the state can therefore only make
+apply refuse.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from reconciler.config.validate import ValidatedConfig
+from reconciler.engine.apply import check_applicable
+from reconciler.errors import PlanError
+from reconciler.fsutil import write_atomic
+from reconciler.plan.model import FORMAT_VERSION, Plan
+from reconciler.plan.signing import (
+    PLAN_MAC_LABEL,
+    TAMPERED,
+    PlanTampered,
+    parse_plan_file,
+    signed_plan,
+    verify_plan_document,
+)
+from reconciler.policy.recheck import recheck_plan, require_force
+from reconciler.state.sqlite import SqliteStateStore
+
+
+def prepare_state_for_saved_plan(store: SqliteStateStore) -> None:
+    """A saved plan is MACed under the state's key, so ``plan --out`` creates a state
+    that does not exist yet (data key, lineage; no certificate) as Terraform saves a
+    plan against an empty state; the plan is then bound to that lineage."""
+    if not store.exists:
+        store.open()
+
+
+def save_plan(plan: Plan, store: SqliteStateStore, out: Path) -> None:
+    """Write ``plan`` with its MAC under ``store``'s plan key (no secret in it: 0644)."""
+    write_atomic(out, signed_plan(plan, store.derived_key(PLAN_MAC_LABEL)), 0o644)
+
+
+def read_saved_plan(
+    path: Path, store: SqliteStateStore, validated: ValidatedConfig, force: bool
+) -> Plan:
+    """The plan in ``path``, verified and re-checked against the state as it is now.
+
+    Runs before apply takes the lock and only reads: a refused plan leaves the state
+    byte-for-byte as it was.  Apply checks serial and policy again under the lock.
+    """
+    where = str(path)
+    document = parse_plan_file(_read_bounded(path), where)
+    if not store.exists:  # no key to verify with, and nothing is created to get one
+        raise PlanTampered(
+            f"{where}: {TAMPERED} (there is no state at {store.path}); nothing was applied."
+        )
+    store.open()
+    plan = verify_plan_document(document, store.derived_key(PLAN_MAC_LABEL), where)
+    if plan.format_version != FORMAT_VERSION:
+        raise PlanError(f"{where} has plan format {plan.format_version}; expected {FORMAT_VERSION}")
+    if Path(plan.state_path) != store.path.resolve():
+        raise PlanError(f"{where} was made for the state {plan.state_path}, not {store.path}")
+    if Path(plan.config_root).resolve() != validated.root.resolve():
+        raise PlanError(
+            f"{where} was made for the configuration in {plan.config_root}, not "
+            f"{validated.root}; run plan again"
+        )
+    recorded = store.read()
+    check_applicable(plan, recorded)
+    plan = recheck_plan(plan, recorded, validated.config.policy)
+    if plan.has_changes:
+        require_force(plan, force)
+    return plan
+
+
+MAX_PLAN_BYTES = 256 << 20
+"""A plan for 10,000 certificates is tens of MB; anything this big is not one."""
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of sane size (not a FIFO or ``/dev/zero`` someone
+    put in the plan's place, which would hang apply or exhaust its memory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise PlanError(f"{path} is not a regular file, not a certform plan")
+            content = handle.read(MAX_PLAN_BYTES + 1)
+    except FileNotFoundError:
+        raise PlanError(f"no plan file at {path}") from None
+    except OSError as exc:
+        raise PlanError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(content) > MAX_PLAN_BYTES:
+        raise PlanError(f"{path} is larger than {MAX_PLAN_BYTES >> 20} MiB, not a certform plan")
+    return content
