@@ -110,9 +110,9 @@ def _existing_state(
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     if not store.exists:
         _fail(f"there is no state yet: nothing was issued, nothing to {operation}")
-    store.open()
     store.lock(operation, lock_timeout)
     try:
+        store.open()
         yield store, store.read()
     finally:
         store.unlock()
@@ -123,9 +123,9 @@ def _read_state(store: SqliteStateStore, lock_timeout: float, operation: str) ->
     """Read the state under its lock; a state that does not exist yet is empty."""
     if not store.exists:
         return RecordedState(lineage="", serial=0)
-    store.open()
     store.lock(operation, lock_timeout)
     try:
+        store.open()
         return store.read()
     finally:
         store.unlock()
@@ -229,11 +229,18 @@ def apply(
         )
         typer.echo(render_plan(preview), nl=False)
         _fail("refusing to apply without confirmation: no terminal to ask; pass --auto-approve")
-    existed = store.exists
-    if existed:  # a new state is only created once the user has approved
-        store.open()
+    # The lock comes before the state is read or created, so that of two applies
+    # racing on a new directory only one creates the state (the other fails naming
+    # the holder, or waits and then plans against what the first one made).  Only
+    # an interactive apply of a new state waits for the "yes" before it creates
+    # anything at all (the lock file included).
+    locked_early = store.exists or auto_approve or saved is not None
+    if locked_early:
         store.lock("apply", lock_timeout)
+    existed = store.exists
     try:
+        if existed:
+            store.open()
         recorded = store.read()
         if saved is not None:
             check_applicable(saved, recorded)
@@ -261,11 +268,11 @@ def apply(
             )
         if saved is None and not auto_approve and not _confirm():
             _fail("apply cancelled; nothing was changed")
-        if not existed:
-            store.open()
+        if not locked_early:  # another apply may have created the state meanwhile
             store.lock("apply", lock_timeout)
             recorded = store.read()
             check_applicable(the_plan, recorded)
+        store.open()  # creates a new state, under the lock, exclusively
         result = Applier(store, the_plan, recorded, _progress, parallelism).run()
     finally:
         store.unlock()
