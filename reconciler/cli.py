@@ -32,6 +32,7 @@ from reconciler.engine.planning import plan_from
 from reconciler.engine.workspace import open_store
 from reconciler.errors import CertformError, ConfigError, PlanError
 from reconciler.fsutil import write_atomic
+from reconciler.hardening import disable_core_dumps
 from reconciler.plan.model import Plan
 from reconciler.plan.render import render_plan
 from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
@@ -564,6 +565,7 @@ def main() -> None:
     # certform is a short-lived process building many small acyclic objects; the
     # cyclic collector only costs time here (~15% of a 10,000-certificate plan).
     gc.disable()
+    disable_core_dumps()  # a core would hold the master key and private keys
     try:
         code = app(standalone_mode=False)
     except ConfigError as exc:
