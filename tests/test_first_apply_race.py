@@ -9,6 +9,7 @@ emptied state, a master key that no longer opened it, two root CAs, or an
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -16,9 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from reconciler.fsutil import create_exclusive
 from reconciler.state.sealing import MasterKeySource
 from reconciler.state.sqlite import SqliteStateStore
 from tests.conftest import certform_argv
@@ -155,3 +158,31 @@ def test_loser_waiting_with_lock_timeout_sees_the_first_state(tmp_path: Path) ->
         assert sum("Apply complete: 3 change(s)" in o for o in race["outputs"]) == 1, race
     for directory in directories:
         _assert_one_consistent_state(directory)
+
+
+def test_state_and_master_key_made_meanwhile_are_used_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check-then-create window, forced: a run that found no state and no key
+    file creates them only if they are still absent, else uses what is there."""
+    monkeypatch.delenv("CERTFORM_MASTER_KEY", raising=False)
+    state, key_file = tmp_path / ".certform/state.db", tmp_path / ".certform/master.key"
+    first = SqliteStateStore(state, MasterKeySource(key_file))
+    first.open()
+    lineage, key_bytes, state_bytes = (
+        first.read().lineage,
+        key_file.read_bytes(),
+        state.read_bytes(),
+    )
+    first.close()
+    late = SqliteStateStore(state, MasterKeySource(key_file))
+    late._create_state()  # as if it had seen no state a moment ago: the link fails
+    with pytest.raises(FileExistsError):
+        create_exclusive(key_file, b"another key\n")
+    monkeypatch.setattr(Path, "exists", lambda self: self != key_file)
+    assert MasterKeySource(key_file).load(create=True) == base64.b64decode(key_bytes)
+    monkeypatch.undo()
+    assert key_file.read_bytes() == key_bytes and state.read_bytes() == state_bytes
+    assert late.read().lineage == lineage
+    late.close()
+    assert sorted(p.name for p in state.parent.iterdir()) == ["master.key", "state.db"]

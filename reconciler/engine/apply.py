@@ -181,8 +181,11 @@ class Applier(AcmeSteps, RevocationSteps):
         for change in self.plan.changes:
             if change.kind != "binding" or change.action not in (Action.BIND, Action.REBIND):
                 continue
-            assert change.after is not None
-            target = target_from_settings(change.after["target"], self.root)
+            try:
+                assert change.after is not None
+                target = target_from_settings(change.after["target"], self.root)
+            except (CertformError, ValueError, KeyError, AssertionError):
+                continue  # the step itself reports it, with its address
             for directory in target.key_directories():
                 if directory in checked:
                     continue
