@@ -32,6 +32,7 @@ from reconciler.engine.planning import plan_from
 from reconciler.engine.saved_plan import prepare_state_for_saved_plan, read_saved_plan, save_plan
 from reconciler.engine.workspace import open_store
 from reconciler.errors import CertformError, ConfigError
+from reconciler.hardening import disable_core_dumps
 from reconciler.plan.render import render_plan
 from reconciler.policy.recheck import recheck_plan, require_force
 from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
@@ -110,9 +111,9 @@ def _existing_state(
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     if not store.exists:
         _fail(f"there is no state yet: nothing was issued, nothing to {operation}")
-    store.open()
     store.lock(operation, lock_timeout)
     try:
+        store.open()
         yield store, store.read()
     finally:
         store.unlock()
@@ -123,9 +124,9 @@ def _read_state(store: SqliteStateStore, lock_timeout: float, operation: str) ->
     """Read the state under its lock; a state that does not exist yet is empty."""
     if not store.exists:
         return RecordedState(lineage="", serial=0)
-    store.open()
     store.lock(operation, lock_timeout)
     try:
+        store.open()
         return store.read()
     finally:
         store.unlock()
@@ -172,7 +173,7 @@ def plan(
     validated = _load(config, var, var_file)
     store = open_store(validated.config.state, validated.root, validated.config.providers)
     if out is not None:
-        prepare_state_for_saved_plan(store)
+        prepare_state_for_saved_plan(store, lock_timeout)
     recorded = _read_state(store, lock_timeout, "plan")
     change = store.key_store_change if store.exists else None
     the_plan = plan_from(
@@ -231,11 +232,18 @@ def apply(
         )
         typer.echo(render_plan(preview), nl=False)
         _fail("refusing to apply without confirmation: no terminal to ask; pass --auto-approve")
-    existed = store.exists
-    if existed:  # a new state is only created once the user has approved
-        store.open()
+    # The lock comes before the state is read or created, so that of two applies
+    # racing on a new directory only one creates the state (the other fails naming
+    # the holder, or waits and then plans against what the first one made).  Only
+    # an interactive apply of a new state waits for the "yes" before it creates
+    # anything at all (the lock file included).
+    locked_early = store.exists or auto_approve or saved is not None
+    if locked_early:
         store.lock("apply", lock_timeout)
+    existed = store.exists
     try:
+        if existed:
+            store.open()
         recorded = store.read()
         if saved is not None:
             check_applicable(saved, recorded)
@@ -260,11 +268,11 @@ def apply(
         require_force(the_plan, force)
         if saved is None and not auto_approve and not _confirm():
             _fail("apply cancelled; nothing was changed")
-        if not existed:
-            store.open()
+        if not locked_early:  # another apply may have created the state meanwhile
             store.lock("apply", lock_timeout)
             recorded = store.read()
             check_applicable(the_plan, recorded)
+        store.open()  # creates a new state, under the lock, exclusively
         result = Applier(
             store, the_plan, recorded, _progress, parallelism, root=validated.root
         ).run()
@@ -545,6 +553,7 @@ def main() -> None:
     # certform is a short-lived process building many small acyclic objects; the
     # cyclic collector only costs time here (~15% of a 10,000-certificate plan).
     gc.disable()
+    disable_core_dumps()  # a core would hold the master key and private keys
     try:
         code = app(standalone_mode=False)
     except ConfigError as exc:

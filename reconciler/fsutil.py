@@ -1,34 +1,95 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""File-system helpers: atomic and exclusive writes, directories made with fixed modes
+whatever the umask, cleanup of temp files a killed run left behind, and the
+OpenSSH-style permission checks on secrets and key directories."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterable
 from pathlib import Path
+
+STATE_DIR_MODE = 0o700
+"""``.certform/`` (or wherever the state lives): the state, the master key, the lock."""
+TARGET_DIR_MODE = 0o750
+"""A directory certform creates to deploy a certificate (and its private key) into."""
+PUBLIC_DIR_MODE = 0o755
+"""A directory of public files meant to be served (CRLs, ACME http-01 answers)."""
+
+STALE_TEMP_AGE = 3600.0
+"""A temp file whose writer still seems alive is only removed when older than this
+(its pid may have been reused by an unrelated process)."""
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-[0-9a-f]{8}|[a-z0-9_]{8})\.tmp$")
+"""certform's temp names: ``.NAME.PID-RANDOM.tmp`` (this version) and
+``.NAME.RANDOM.tmp`` (``tempfile.mkstemp``, earlier versions)."""
+
+
+def _temp_path(path: Path) -> Path:
+    """Where ``write_atomic`` stages ``path``: named after the file and this process,
+    so that a later run can tell a dead writer's leftover from a live one."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    while True:
+        tmp = _temp_path(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+        return fd, tmp
+
+
+def _write_fd(fd: int, data: bytes, mode: int, durable: bool) -> None:
+    os.fchmod(fd, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` through a temp file in the same directory and a rename.
 
-    The temp file is created with ``mode`` from the start, so a key file is
+    The temp file is created 0600 and only then given ``mode``, so a key file is
     never readable by others even for an instant.  ``durable`` fsyncs the file
     before the rename so that a power cut cannot leave an empty file behind.
+    A run killed in between leaves ``.NAME.PID-RANDOM.tmp``: see ``remove_stale_temps``.
     """
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = _create_temp(path)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+        _write_fd(fd, data, mode, durable)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create ``path`` holding ``data`` only if it does not exist yet; raise
+    FileExistsError otherwise.
+
+    Atomic and exclusive at once: the content is written to a temp file which is
+    then hard-linked to ``path`` (``link`` never replaces an existing file), so a
+    concurrent reader sees no file or the whole file, and two concurrent creators
+    cannot both win.
+    """
+    fd, tmp = _create_temp(path)
+    try:
+        _write_fd(fd, data, mode, True)
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fsync_directory(path.parent)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -38,6 +99,116 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs(directory: Path, mode: int) -> None:
+    """Create ``directory`` and its missing parents with exactly ``mode``, whatever
+    the umask (an explicit chmod after each mkdir).  Directories that already exist
+    are left as they are: they belong to the user."""
+    if directory.exists() and not directory.is_dir():  # as mkdir(exist_ok=True) does
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(directory))
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: theirs, not ours to chmod
+        os.chmod(path, mode)
+
+
+def remove_stale_temps(directory: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Delete temp files that a killed certform left in ``directory``; return their names.
+
+    Only names of certform's own temp pattern count, and only for the files in
+    ``names`` (every name when None).  A temp whose writer (the pid in its name) is
+    still running is kept unless older than ``STALE_TEMP_AGE``; a temp of an earlier
+    version, which has no pid in its name, is removed (the caller holds the state
+    lock, so no other run of this state is writing there).
+    """
+    wanted = set(names) if names is not None else None
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if match is None or (wanted is not None and match["name"] not in wanted):
+            continue
+        if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+            continue
+        pid = match["pid"]
+        if pid is not None and int(pid) == os.getpid():
+            continue
+        if pid is not None and _pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                if now - entry.stat(follow_symlinks=False).st_mtime < STALE_TEMP_AGE:
+                    continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def too_open(path: Path) -> str | None:
+    """Like OpenSSH for private keys: a secret file (the master key, the state) must
+    not be accessible to group or others.  The message says how to fix it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"permissions {mode:04o} for '{path}' are too open: it must not be accessible "
+        f"by group or others; run: chmod 600 '{path}'. Nothing was changed"
+    )
+
+
+def unsafe_key_directory(directory: Path) -> str | None:
+    """Why ``directory`` must not receive a private key, or None when it may.
+
+    Refused: a directory that someone else can write to (group- or world-writable:
+    they could swap or link the key file), or one owned by another user than the
+    one running certform (root-owned directories are trusted, as by OpenSSH).
+    A directory that does not exist yet is fine: certform creates it 0750.
+    """
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        return None
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        return (
+            f"the directory {directory} that receives a private key is group- or "
+            f"world-writable (mode {mode:04o}): anyone who can write there can replace "
+            f"the key; run: chmod go-w '{directory}'"
+        )
+    me = os.geteuid()
+    if info.st_uid not in (me, 0):
+        return (
+            f"the directory {directory} that receives a private key is owned by uid "
+            f"{info.st_uid}, not by the user running certform (uid {me}) or root; "
+            f"run: chown {me} '{directory}', or deploy elsewhere"
+        )
+    return None
 
 
 def config_path(root: Path | str, value: str) -> Path:

@@ -344,6 +344,7 @@ def test_state_path_and_master_key_file_from_config(workspace: Workspace) -> Non
     (ws.root / "secrets").mkdir()
     key_file = ws.root / "secrets/master.key"
     key_file.write_text("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")
+    key_file.chmod(0o600)  # like OpenSSH, certform refuses a key file others can read
     ws.write(EXAMPLE + "state: {path: state/certs.db, master_key_file: secrets/master.key}\n")
     ws.ok("apply", "--auto-approve")
     assert (ws.root / "state/certs.db").exists()

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from reconciler.errors import ProviderError
-from reconciler.fsutil import write_atomic
+from reconciler.fsutil import PUBLIC_DIR_MODE, make_dirs, write_atomic
 
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
 
@@ -31,7 +31,7 @@ class Webroot:
     def put(self, token: str, validation: str) -> None:
         path = self._path(token)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(path.parent, PUBLIC_DIR_MODE)
             write_atomic(path, validation.encode(), 0o644, durable=False)
         except OSError as exc:
             raise ProviderError(f"http-01: cannot write {path}: {exc.strerror or exc}") from None

@@ -30,7 +30,8 @@ from reconciler.engine.faults import fault_point
 from reconciler.engine.revocation_steps import RevocationSteps
 from reconciler.engine.step_material import deployable, issued_material, leaf_record, spec_of
 from reconciler.engine.verify import deploy_verified
-from reconciler.errors import CertformError, PlanError, StateError
+from reconciler.errors import CertformError, PlanError, ProviderError, StateError
+from reconciler.fsutil import unsafe_key_directory
 from reconciler.pki.builder import certificate_from_pem
 from reconciler.pki.keys import (
     generate_private_key,
@@ -152,6 +153,7 @@ class Applier(AcmeSteps, RevocationSteps):
         self._replaced_revoked = False
 
     def run(self) -> ApplyResult:
+        self._check_key_directories()
         if self.recorded.interrupted:
             self.report(
                 f"Recovering from an interrupted apply ({len(self.recorded.interrupted)} "
@@ -176,6 +178,26 @@ class Applier(AcmeSteps, RevocationSteps):
         return self.result
 
     # -- orchestration ------------------------------------------------------------
+    def _check_key_directories(self) -> None:
+        """Before anything changes: refuse to deploy a private key into a directory
+        others can write to or that another user owns (they could swap the key)."""
+        checked: set[Path] = set()
+        for change in self.plan.changes:
+            if change.kind != "binding" or change.action not in (Action.BIND, Action.REBIND):
+                continue
+            try:
+                assert change.after is not None
+                target = target_from_settings(change.after["target"], self.root)
+            except (CertformError, ValueError, KeyError, AssertionError):
+                continue  # the step itself reports it, with its address
+            for directory in target.key_directories():
+                if directory in checked:
+                    continue
+                checked.add(directory)
+                problem = unsafe_key_directory(directory)
+                if problem is not None:
+                    raise ProviderError(f"{change.address}: {problem}. Nothing was changed.")
+
     def _blocked_by(self, change: Change) -> str | None:
         after = change.after or {}
         dependencies: list[str] = []

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from reconciler.config.models import Certificate
 from reconciler.engine.apply import actor
 from reconciler.errors import CertformError
-from reconciler.fsutil import write_atomic
+from reconciler.fsutil import make_dirs, write_atomic
 from reconciler.pki.keys import PrivateKey, private_key_from_der, public_key_matches
 from reconciler.state.records import CertificateRecord, IssuedMaterial, RecordedState
 from reconciler.state.store import StateStore
@@ -222,7 +222,7 @@ def write_all(files: list[ExportFile]) -> None:
     directory = files[0].path.parent
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"--out {directory} is not a directory")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_dirs(directory, 0o700)
     written: list[Path] = []
     try:
         for file in files:

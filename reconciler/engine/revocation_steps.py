@@ -16,7 +16,7 @@ from cryptography import x509
 from reconciler.durations import parse_duration
 from reconciler.engine.faults import fault_point
 from reconciler.errors import CertformError
-from reconciler.fsutil import config_path, write_atomic
+from reconciler.fsutil import PUBLIC_DIR_MODE, config_path, make_dirs, write_atomic
 from reconciler.pki.crl import Revoked, build_crl, crl_files
 from reconciler.plan.model import Change
 from reconciler.providers.filestamp import stamp_of
@@ -131,7 +131,7 @@ class RevocationSteps:
     ) -> dict[str, list[int | str]]:
         """DER + PEM, atomically; named per CA key when the URL has ``{key_id}``."""
         directory = config_path(self.root, settings["publish"]["directory"])
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory, PUBLIC_DIR_MODE)  # CRLs are public: served as they are
         stem = name
         if "{key_id}" in settings["url"]:
             stem = f"{name}-{crl_key_id(authority.key_id)}"

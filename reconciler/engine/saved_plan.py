@@ -33,12 +33,18 @@ from reconciler.policy.recheck import recheck_plan, require_force
 from reconciler.state.sqlite import SqliteStateStore
 
 
-def prepare_state_for_saved_plan(store: SqliteStateStore) -> None:
+def prepare_state_for_saved_plan(store: SqliteStateStore, lock_timeout: float) -> None:
     """A saved plan is MACed under the state's key, so ``plan --out`` creates a state
     that does not exist yet (data key, lineage; no certificate) as Terraform saves a
-    plan against an empty state; the plan is then bound to that lineage."""
-    if not store.exists:
+    plan against an empty state; the plan is then bound to that lineage.  Created
+    under the lock, like every state, so a concurrent first apply is never raced."""
+    if store.exists:
+        return
+    store.lock("plan", lock_timeout)
+    try:
         store.open()
+    finally:
+        store.unlock()
 
 
 def save_plan(plan: Plan, store: SqliteStateStore, out: Path) -> None:

@@ -126,6 +126,11 @@ class Target(ABC):
         """Remove the deployment described by ``facts``; succeed if already gone.
         True when nothing deploy put in place is used by this target any more."""
 
+    def key_directories(self) -> tuple[Path, ...]:
+        """Local directories this target writes a private key into; apply refuses to
+        start when one of them is writable by others (``fsutil.unsafe_key_directory``)."""
+        return ()
+
     def retire(self, facts: Facts) -> str | None:
         """Delete what deploy created besides the deployment itself, if unused."""
         return None

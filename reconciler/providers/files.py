@@ -19,7 +19,14 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, StrictModel
 from reconciler.errors import ProviderError
-from reconciler.fsutil import fsync_directory, write_atomic
+from reconciler.fsutil import (
+    TARGET_DIR_MODE,
+    fsync_directory,
+    make_dirs,
+    remove_stale_temps,
+    unsafe_key_directory,
+    write_atomic,
+)
 from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
 from reconciler.providers.commands import run_command
 from reconciler.providers.endpoint import EndpointSettings
@@ -110,10 +117,18 @@ class FilesTarget(Target):
             return Observation("drifted", tuple(problems))
         return Observation("in_sync")
 
+    def key_directories(self) -> tuple[Path, ...]:
+        return (self.directory,)
+
     def deploy(self, material: CertificateMaterial, previous: Facts | None = None) -> Facts:
         directory = self.directory
+        problem = unsafe_key_directory(directory)
+        if problem is not None:
+            raise ProviderError(problem)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory, TARGET_DIR_MODE)
+            # Temp files of a run killed mid-write (one may hold a key): not left behind.
+            remove_stale_temps(directory, FILE_MODES)
             files: dict[str, Stamp] = {}
             for name, (data, mode) in _contents(material).items():
                 path = directory / name
@@ -152,8 +167,11 @@ class FilesTarget(Target):
     def remove(self, facts: Facts) -> bool:
         directory = self.directory
         for name in facts.get("files", {}):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 (directory / name).unlink()
+        # Every file certform wrote goes, temp files of a killed run included (they
+        # may hold the key, and would keep the directory from being removed).
+        remove_stale_temps(directory, FILE_MODES)
         with contextlib.suppress(OSError):
             directory.rmdir()
         return True

@@ -27,7 +27,7 @@ from pydantic import AfterValidator, Field
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
-from reconciler.fsutil import config_path, write_atomic
+from reconciler.fsutil import config_path, remove_stale_temps, unsafe_key_directory, write_atomic
 from reconciler.providers.base import (
     CertificateMaterial,
     Facts,
@@ -173,6 +173,9 @@ class HaproxyTarget(Target):
     def _crt_list(self) -> str:
         return self._path(self.config.crt_list or self.provider.crt_list)
 
+    def key_directories(self) -> tuple[Path, ...]:
+        return (Path(self._path(self.provider.crt_dir)),)
+
     def _cert_path(self, name: str) -> str:
         return os.path.join(self._path(self.provider.crt_dir), f"{name}.pem")
 
@@ -245,6 +248,10 @@ class HaproxyTarget(Target):
         runtime = self._runtime()
         path, crt_list = self._cert_path(material.name), self._crt_list()
         pem = material.fullchain_pem.encode() + material.private_key_pem
+        problem = unsafe_key_directory(Path(path).parent)
+        if problem is not None:
+            raise ProviderError(problem)
+        remove_stale_temps(Path(path).parent, (Path(path).name,))
         if runtime.show_cert(path) is None:
             try:
                 runtime.new_cert(path)
@@ -350,6 +357,7 @@ class HaproxyTarget(Target):
             pass  # already gone, or still listed in another crt-list (which then keeps it)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        remove_stale_temps(Path(path).parent, (Path(path).name,))
         return True
 
 

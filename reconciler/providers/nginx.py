@@ -21,7 +21,14 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.errors import ProviderError
-from reconciler.fsutil import config_path, write_atomic
+from reconciler.fsutil import (
+    TARGET_DIR_MODE,
+    config_path,
+    make_dirs,
+    remove_stale_temps,
+    unsafe_key_directory,
+    write_atomic,
+)
 from reconciler.providers.base import (
     CertificateMaterial,
     Facts,
@@ -197,11 +204,18 @@ class NginxTarget(Target):
         }
         return render_config_text(text, template_path, template_path, variables) if text else ""
 
+    def key_directories(self) -> tuple[Path, ...]:
+        return (Path(self._files()["key"]).parent,)
+
     def _write(self, contents: dict[str, tuple[bytes, int]]) -> dict[str, Stamp]:
         labels = {path: label for label, path in self._files().items()}
+        problem = unsafe_key_directory(self.key_directories()[0])
+        if problem is not None:
+            raise ProviderError(problem)
         stamps: dict[str, Stamp] = {}
         for path, (data, mode) in contents.items():
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(Path(path).parent, TARGET_DIR_MODE)
+            remove_stale_temps(Path(path).parent, (Path(path).name,))
             write_atomic(Path(path), data, mode)
             stamps[labels[path]] = stamp_of(path, data)
         return stamps

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from reconciler.errors import MasterKeyError, StateError
-from reconciler.fsutil import write_atomic
+from reconciler.fsutil import STATE_DIR_MODE, create_exclusive, make_dirs, too_open
 
 MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
 _WRAP_AAD = b"certform data key v1"
@@ -57,13 +57,24 @@ class MasterKeySource:
         if env_value:
             return _decode_master_key(env_value, f"${MASTER_KEY_ENV}")
         if self.key_file.exists():
-            return _decode_master_key(self.key_file.read_text(), str(self.key_file))
+            return self._read_file()
         if not create or self.explicit_file:
             raise MasterKeyError(f"no master key: set ${MASTER_KEY_ENV} or provide {self.key_file}")
         key = os.urandom(32)
-        self.key_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.key_file, base64.b64encode(key) + b"\n", 0o600)
+        make_dirs(self.key_file.parent, STATE_DIR_MODE)
+        try:
+            # Create-if-absent: never replace a key another run made meanwhile
+            # (a replaced key could no longer open the state it sealed).
+            create_exclusive(self.key_file, base64.b64encode(key) + b"\n", 0o600)
+        except FileExistsError:
+            return self._read_file()
         return key
+
+    def _read_file(self) -> bytes:
+        problem = too_open(self.key_file)
+        if problem is not None:
+            raise MasterKeyError(problem)
+        return _decode_master_key(self.key_file.read_text(), str(self.key_file))
 
 
 @dataclass(frozen=True)

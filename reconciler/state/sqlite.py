@@ -3,8 +3,10 @@
 Contract shared by every backend (see ``StateStore`` in ``store.py``): ``read``
 returns public records only; private keys are sealed with the state's data key
 before they are written and opened only on demand; every transaction that
-changes records bumps the serial; the lock names its holder and a lock left by
-a process that died on this host is taken over.
+changes records bumps the serial; the lock (an OS lock on ``state.db.lock``, see
+``lockfile.py``) names its holder and dies with its process.  A new state is born
+complete (schema, lineage, wrapped data key) and appears with ``link``, never by a
+rename over an existing file, so two first runs cannot both create one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import os
 import socket
 import sqlite3
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,9 +25,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from reconciler.errors import StateError, StateLockedError
+from reconciler.errors import StateError
+from reconciler.fsutil import STATE_DIR_MODE, fsync_directory, make_dirs, too_open
 from reconciler.state import keystores
 from reconciler.state.keystores import KeyStore, LocalKeyStore
+from reconciler.state.lockfile import LockFile
 from reconciler.state.records import (
     AuthorityRecord,
     BindingRecord,
@@ -93,16 +96,6 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class SqliteStateStore(StateStore):
     """State in ``path`` (created with its directory on first write)."""
 
@@ -115,7 +108,7 @@ class SqliteStateStore(StateStore):
         self._key_store_change: tuple[dict[str, Any], dict[str, Any]] | None = None
         self._conn: sqlite3.Connection | None = None
         self._sealer: Sealer | None = None
-        self._locked = False
+        self._lock = LockFile(path.with_name(f"{path.name}.lock"), path)
 
     # -- connection -------------------------------------------------------------
     @property
@@ -129,7 +122,7 @@ class SqliteStateStore(StateStore):
         if fresh and not create:
             raise StateError(f"no state at {self.path}")
         if fresh:
-            self._create_empty_state()
+            self._create_state()
         try:
             # Read-only checks first: a file we refuse must be left byte-for-byte alone.
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
@@ -151,25 +144,56 @@ class SqliteStateStore(StateStore):
             raise StateError(
                 f"{self.path} is not a certform state (foreign database); nothing was changed"
             )
+        problem = too_open(self.path)
+        if problem is not None:
+            conn.close()
+            raise StateError(problem)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         self._conn = conn
         self._check_format(conn)
         return conn
 
-    def _create_empty_state(self) -> None:
-        """Create the schema in a temp file and rename it into place, so a crash
-        never leaves a half-created state that a later run would have to guess about."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp, isolation_level=None)
+    def _create_state(self) -> None:
+        """Create the state complete (schema, lineage, data key wrapped by the key
+        store) in a temp file, then ``link`` it into place: a crash never leaves a
+        half-made state, and when another run created the state meanwhile the link
+        fails and that state is used instead (never replaced)."""
+        make_dirs(self.path.parent, STATE_DIR_MODE)
+        data_key = AESGCM.generate_key(bit_length=256)
+        meta = self._new_meta(data_key)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        # Created 0600 before SQLite opens it (SQLite would honour the umask).
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         try:
-            os.chmod(tmp, 0o600)
-            conn.executescript(_SCHEMA)
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.executescript(_SCHEMA)
+                conn.execute("BEGIN")
+                conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return  # another run created it first: open theirs
         finally:
-            conn.close()
-        os.replace(tmp, self.path)
+            tmp.unlink(missing_ok=True)
+        fsync_directory(self.path.parent)
+        self._sealer = Sealer(data_key)
+
+    def _new_meta(self, data_key: bytes) -> dict[str, str]:
+        wrapped = self.key_store.wrap(data_key, creating=True)
+        return {
+            "format": FORMAT,
+            "lineage": str(uuid.uuid4()),
+            "serial": "0",
+            "data_key": base64.b64encode(wrapped).decode(),
+            "key_store": keystores.dumps(self.key_store.descriptor()),
+        }
 
     def _check_format(self, conn: sqlite3.Connection) -> None:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
@@ -186,20 +210,19 @@ class SqliteStateStore(StateStore):
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         if meta:
             return meta
+        # A state with an empty meta table (made by an earlier version that crashed
+        # before its first write): initialise it once, re-checked inside the
+        # transaction so that two runs cannot both do it.
         data_key = AESGCM.generate_key(bit_length=256)
-        wrapped = self.key_store.wrap(data_key, creating=True)
-        sealer = Sealer(data_key)
-        meta = {
-            "format": FORMAT,
-            "lineage": str(uuid.uuid4()),
-            "serial": "0",
-            "data_key": base64.b64encode(wrapped).decode(),
-            "key_store": keystores.dumps(self.key_store.descriptor()),
-        }
+        fresh = self._new_meta(data_key)
         with self._txn(conn):
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        self._sealer = sealer
-        return meta
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            if not meta:
+                conn.executemany("INSERT INTO meta VALUES (?, ?)", fresh.items())
+        if meta:
+            return meta
+        self._sealer = Sealer(data_key)
+        return fresh
 
     def _sealer_for(self) -> Sealer:
         if self._sealer is None:
@@ -502,50 +525,26 @@ class SqliteStateStore(StateStore):
 
     # -- locking ----------------------------------------------------------------
     def lock(self, operation: str, timeout: float = 0.0) -> None:
-        conn = self._connect(create=True)
+        """Take the state's OS lock, before anything is created or read: creates the
+        state directory (0700) and the lock file (0600) when missing."""
+        host = socket.gethostname()
         me = LockInfo(
-            holder=f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}",
+            holder=f"{os.environ.get('USER', 'unknown')}@{host}",
             pid=os.getpid(),
-            host=socket.gethostname(),
+            host=host,
             operation=operation,
             acquired_at=_now(),
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            holder = self._try_lock(conn, me)
-            if holder is None:
-                self._locked = True
-                return
-            if time.monotonic() >= deadline:
-                raise StateLockedError(
-                    f"the state {self.path} is locked by {holder.holder} (pid {holder.pid}, "
-                    f"{holder.operation}, since {holder.acquired_at}); wait for it to finish "
-                    "or retry with --lock-timeout SECONDS"
-                )
-            time.sleep(0.1)
-
-    def _try_lock(self, conn: sqlite3.Connection, me: LockInfo) -> LockInfo | None:
-        with self._txn(conn):
-            row = conn.execute(
-                "SELECT holder, pid, host, operation, acquired_at FROM lock WHERE id = 1"
-            ).fetchone()
-            if row is not None:
-                held = LockInfo(*row)
-                stale = held.host == me.host and not _pid_alive(held.pid)
-                if not stale:
-                    return held
-            conn.execute(
-                "INSERT OR REPLACE INTO lock VALUES (1, ?, ?, ?, ?, ?)",
-                (me.holder, me.pid, me.host, me.operation, me.acquired_at),
-            )
-        return None
+        try:
+            make_dirs(self.path.parent, STATE_DIR_MODE)
+            self._lock.acquire(me, timeout)
+        except OSError as exc:
+            raise StateError(
+                f"cannot lock the state {self.path}: {exc.strerror or exc}; nothing was changed"
+            ) from None
 
     def unlock(self) -> None:
-        if not self._locked or self._conn is None:
-            return
-        with self._txn(self._conn):
-            self._conn.execute("DELETE FROM lock WHERE id = 1 AND pid = ?", (os.getpid(),))
-        self._locked = False
+        self._lock.release()
 
 
 def _table(kind: str) -> str:
