@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.childenv import remember_secret_names, secret_env_names
 from reconciler.config import semantic
 from reconciler.config.loader import LoadedConfig, load_config
 from reconciler.config.models import CertformConfig
@@ -36,7 +37,10 @@ class ValidatedConfig:
 
 
 def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) -> ValidatedConfig:
-    """Raise ConfigError listing every issue; return the resolved desired state."""
+    """Raise ConfigError listing every issue; return the resolved desired state.
+
+    The configuration's secret variable names (``*_env`` settings) are
+    remembered for every child process and template of this run (``childenv``)."""
     loaded = load_config(path, variables)
     try:
         config = CertformConfig.model_validate(loaded.data)
@@ -44,6 +48,7 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
         issues = _pydantic_issues(exc, loaded)
         issues += [loaded.sources.issue(p, m) for p, m in _partial_findings(loaded)]
         raise ConfigError(issues) from None
+    remember_secret_names(secret_env_names(config))
     findings = semantic.check(config, loaded.root)
     if findings:
         raise ConfigError([loaded.sources.issue(path, message) for path, message in findings])
