@@ -25,12 +25,14 @@ so a timeout kills the command *and* whatever it started in the background.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,26 +89,67 @@ def secret_env_names(config: BaseModel | Mapping[str, Any]) -> frozenset[str]:
     ``config`` is the validated model or the raw merged YAML (templates are
     checked before validation).  A ``*_env`` value is a name, a list of names or
     a mapping whose values are names (``headers_env``: header -> variable)."""
-    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
     found: set[str] = set()
-    _walk(data, found)
+    if isinstance(config, BaseModel):
+        _walk_model(config, found)
+    else:
+        _walk_data(config, found)
     return frozenset(found)
 
 
-def _walk(value: Any, found: set[str]) -> None:
+def _is_secret_field(name: str) -> bool:
+    return name.endswith(_SECRET_SUFFIX) and name not in _NOT_SECRET_FIELDS
+
+
+def _walk_data(value: Any, found: set[str]) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if (
-                isinstance(key, str)
-                and key.endswith(_SECRET_SUFFIX)
-                and key not in _NOT_SECRET_FIELDS
-            ):
+            if isinstance(key, str) and _is_secret_field(key):
                 _names(item, found)
             else:
-                _walk(item, found)
+                _walk_data(item, found)
     elif isinstance(value, list | tuple):
         for item in value:
-            _walk(item, found)
+            _walk_data(item, found)
+
+
+def _walk_model(value: Any, found: set[str]) -> None:
+    """Like ``_walk_data`` but guided by the models' annotations: only fields that
+    are, or may contain, a ``*_env`` setting are visited (10,000 bindings whose
+    targets have none cost nothing)."""
+    if isinstance(value, BaseModel):
+        for name, secret in _fields_to_visit(type(value)):
+            item = getattr(value, name)
+            if secret:
+                _names(item, found)
+            else:
+                _walk_model(item, found)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _walk_model(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _walk_model(item, found)
+
+
+@functools.cache
+def _fields_to_visit(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
+    """``(field, is a *_env setting)`` for the fields of ``model`` worth visiting."""
+    fields = []
+    for name, info in model.model_fields.items():
+        if _is_secret_field(name):
+            fields.append((name, True))
+        elif any(_fields_to_visit(inner) for inner in _models_in(info.annotation)):
+            fields.append((name, False))
+    return tuple(fields)
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The model classes an annotation may hold (through unions, lists, dicts...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for argument in typing.get_args(annotation):
+        yield from _models_in(argument)
 
 
 def _names(value: Any, found: set[str]) -> None:

@@ -229,3 +229,35 @@ def test_dns01_hook_timeout_kills_its_group(tmp_path: Path) -> None:
         CommandWriter([hook], [hook], timeout=1.0).present("_acme-challenge.a.test", "v")
     assert time.monotonic() - started < 5
     assert _wait_gone(int(pidfile.read_text()))
+
+
+def test_nginx_commands_see_no_secret_except_pass_env(workspace: Workspace) -> None:
+    workspace.env.update(SECRETS)
+    workspace.write("""\
+authorities:
+  root:
+    type: private-root
+    subject: {common_name: Child Env Root}
+providers:
+  web:
+    type: nginx
+    test_command: [sh, -c, 'env > test-env.txt']
+    reload_command: [sh, -c, 'env > reload-env.txt']
+    pass_env: [AWS_SESSION_TOKEN]
+certificates:
+  api:
+    names: [api.example.test]
+    issuer: root
+bindings:
+  - certificate: api
+    target: {type: nginx, provider: web, certificate_path: tls/api.crt, key_path: tls/api.key}
+notifications:
+  sinks: [{type: webhook, url_env: HOOK_URL, headers_env: {X-Token: HOOK_TOKEN}}]
+""")
+    workspace.ok("apply", "--auto-approve")
+    master_key = workspace.env["CERTFORM_MASTER_KEY"]
+    for name in ("test-env.txt", "reload-env.txt"):
+        text = (workspace.root / name).read_text()
+        assert f"AWS_SESSION_TOKEN={SECRETS['AWS_SESSION_TOKEN']}" in text
+        for secret in (master_key, *(v for k, v in SECRETS.items() if k != "AWS_SESSION_TOKEN")):
+            assert secret not in text
