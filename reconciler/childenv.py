@@ -4,7 +4,7 @@ it is stopped.
 certform runs next to its own secrets (the master key) and the cloud credentials
 of the CI job.  A hook is third-party code: it gets the environment *minus*
 every variable certform knows to be secret, unless the hook names that variable
-in its ``pass_env`` list.  Secret are:
+in its ``pass_env`` list.  These are secret:
 
 * ``CERTFORM_MASTER_KEY``, which opens every private key in the state;
 * the AWS credential variables (the secret key, the session token and its old
@@ -18,7 +18,7 @@ in its ``pass_env`` list.  Secret are:
 
 The same names are refused to ``env()`` in templates (``template_env``).
 
-Every child certform starts goes through ``run_child``: its own process group,
+Every child process certform starts goes through ``run_child``: its own process group,
 so a timeout kills the command *and* whatever it started in the background.
 """
 
