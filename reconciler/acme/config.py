@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from reconciler.config.types import Duration, EntryName, StrictModel
+from reconciler.config.types import Duration, EntryName, EnvName, StrictModel, pass_env_field
 from reconciler.pki.names import is_ip_address
 
 
@@ -44,6 +44,7 @@ class CommandSolver(StrictModel):
     check_server: str | None = Field(
         default=None, description="host:port of an authoritative server to poll for the record."
     )
+    pass_env: list[EnvName] | None = pass_env_field("the present and cleanup commands")
 
 
 class Dns01(StrictModel):

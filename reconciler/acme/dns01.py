@@ -27,10 +27,7 @@ import binascii
 import contextlib
 import ipaddress
 import logging
-import os
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -48,6 +45,7 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
+from reconciler.childenv import ChildTimeout, run_child
 from reconciler.errors import ProviderError
 
 log = logging.getLogger(__name__)
@@ -568,7 +566,9 @@ class CommandWriter:
     """A hook: user commands add and remove the record (for DNS APIs certform lacks).
 
     The argv lists run without a shell, with ``CERTFORM_ACME_DOMAIN``,
-    ``CERTFORM_ACME_RECORD`` and ``CERTFORM_ACME_VALUE`` in the environment.  The
+    ``CERTFORM_ACME_RECORD`` and ``CERTFORM_ACME_VALUE`` in the environment, which
+    holds none of certform's secrets except those named in ``pass_env``
+    (``childenv``); a timeout kills the hook's whole process group.  The
     cleanup command must succeed when the value is already gone.  CNAMEs are not
     followed: the hook owns the DNS layout.  ``wait_visible`` polls ``check_server``
     (``host:port`` of an authoritative server) when given, else trusts the hook.
@@ -580,6 +580,7 @@ class CommandWriter:
         cleanup_command: Sequence[str],
         timeout: float = 60.0,
         check_server: str | None = None,
+        pass_env: Sequence[str] = (),
     ) -> None:
         if not present_command or not cleanup_command:
             raise DnsChallengeError("the present and cleanup commands must not be empty")
@@ -587,6 +588,7 @@ class CommandWriter:
         self.cleanup_command = list(cleanup_command)
         self.timeout = timeout
         self.check_server = parse_server(check_server) if check_server else None
+        self.pass_env = tuple(pass_env)
 
     def __repr__(self) -> str:
         # Arguments may carry tokens: show only the programs.
@@ -615,39 +617,28 @@ class CommandWriter:
     def _run(self, step: str, argv: list[str], record: str, value: str) -> None:
         record = record.rstrip(".")
         domain = record.removeprefix(f"{CHALLENGE_PREFIX}.")
-        env = dict(
-            os.environ,
-            CERTFORM_ACME_DOMAIN=domain,
-            CERTFORM_ACME_RECORD=record,
-            CERTFORM_ACME_VALUE=value,
-        )
+        variables = {
+            "CERTFORM_ACME_DOMAIN": domain,
+            "CERTFORM_ACME_RECORD": record,
+            "CERTFORM_ACME_VALUE": value,
+        }
         program = argv[0]
         try:
-            process = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # own group: a timeout kills the hook's children too
+            process = run_child(
+                argv, timeout=self.timeout, pass_env=self.pass_env, variables=variables
             )
         except OSError as exc:
             raise DnsChallengeError(
                 f"cannot run the {step} hook {program!r}: {exc.strerror or exc}", record=record
             ) from None
-        try:
-            _, stderr = process.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+        except ChildTimeout:
             raise DnsChallengeError(
                 f"the {step} hook {program!r} timed out after {self.timeout:g} s", record=record
             ) from None
         if process.returncode != 0:
             raise DnsChallengeError(
                 f"the {step} hook {program!r} exited with code {process.returncode}: "
-                f"{_tail(stderr)}",
+                f"{_tail(process.stderr)}",
                 record=record,
             )
         log.debug("dns-01: %s hook %r done for %s", step, program, record)

@@ -106,6 +106,7 @@ def dns_writer(settings: dict[str, Any]) -> Any:
         cleanup_command=command["cleanup"],
         timeout=parse_duration(command.get("timeout", "60s")).total_seconds(),
         check_server=command.get("check_server"),
+        pass_env=command.get("pass_env") or (),
     )
 
 

@@ -5,7 +5,10 @@ variable is an error, never an empty string, and a template cannot reach
 Python internals (``''.__class__``, ``cycler.__init__.__globals__``...).  The
 only inputs are the variables given on the command line (``--var``,
 ``--var-file``) and the ``env(name, default)`` function; nothing else of the
-process environment is visible.
+process environment is visible, and ``env()`` refuses certform's secrets
+(``template_env``).  Templates run under resource limits (``template_limits``):
+a template that would compute a huge number or string, or loop for too long,
+is an error at its line, not a hung or killed process.
 
 Files without ``{{``, ``{%`` or ``{#`` skip Jinja entirely (the common, fast
 case).
@@ -29,8 +32,9 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateRuntimeError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
+from reconciler.config.template_env import note_env_read, refusal_reason
+from reconciler.config.template_limits import BoundedSandbox, TemplateLimitError, render_limits
 from reconciler.errors import ConfigError, ConfigIssue
 
 __all__ = ["needs_rendering", "render_config_text"]
@@ -49,6 +53,13 @@ def _env_function(name: str, default: Any = _NO_DEFAULT) -> Any:
     """``env(name, default)`` in templates: one environment variable, on request."""
     if not isinstance(name, str):
         raise TemplateRuntimeError(f"env() takes a variable name, got {name!r}")
+    note_env_read(name)
+    reason = refusal_reason(name)
+    if reason is not None:
+        raise TemplateRuntimeError(
+            f"env({name!r}) is refused: {reason}, and what templates produce ends up in "
+            "plans, state and output; pass it to the command that needs it instead"
+        )
     value = os.environ.get(name)
     if value is not None:
         return value
@@ -60,9 +71,9 @@ def _env_function(name: str, default: Any = _NO_DEFAULT) -> Any:
 
 
 @cache
-def _environment() -> SandboxedEnvironment:
+def _environment() -> BoundedSandbox:
     """The one sandboxed environment; stateless, so shared across files."""
-    environment = SandboxedEnvironment(
+    environment = BoundedSandbox(
         undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
     )
     environment.globals["env"] = _env_function
@@ -79,18 +90,26 @@ def render_config_text(text: str, filename: str, display: str, variables: Mappin
     if not needs_rendering(text):
         return text
     environment = _environment()
-    try:
-        code = environment.compile(text, name=display, filename=filename)
-    except TemplateSyntaxError as exc:
-        raise _error(display, exc.lineno, f"template syntax error: {exc.message}") from None
-    template = environment.template_class.from_code(
-        environment, code, environment.make_globals(None), None
-    )
-    try:
-        return template.render(dict(variables))
-    except Exception as exc:  # anything raised by the template is the template's fault
-        line = _template_line(exc, filename)
-        raise _error(display, line, _describe(exc)) from None
+    with render_limits():
+        try:
+            source = environment.parse_guarded(text, display, filename)
+            code = environment.compile(source, name=display, filename=filename)
+        except TemplateSyntaxError as exc:
+            raise _error(display, exc.lineno, f"template syntax error: {exc.message}") from None
+        except Exception as exc:  # constant folding at compile time evaluates template code
+            raise _error(display, _template_line(exc, filename), _describe(exc)) from None
+        template = environment.template_class.from_code(
+            environment, code, environment.make_globals(None), None
+        )
+        try:
+            rendered = template.render(dict(variables))
+        except Exception as exc:  # anything raised by the template is the template's fault
+            line = _template_line(exc, filename)
+            python_line = getattr(exc, "python_line", None)
+            if line is None and python_line is not None:
+                line = template.get_corresponding_lineno(python_line)
+            raise _error(display, line, _describe(exc)) from None
+    return rendered
 
 
 def _describe(exc: Exception) -> str:
@@ -99,6 +118,12 @@ def _describe(exc: Exception) -> str:
         return f"template tried to access an unsafe attribute (blocked by the sandbox): {exc}"
     if isinstance(exc, UndefinedError):
         return f"undefined template variable: {exc.message} ({_VARIABLE_HINT})"
+    if isinstance(exc, TemplateLimitError):
+        return f"template over its resource limits: {exc.message}"
+    if isinstance(exc, MemoryError):
+        return "template over its resource limits: it needs more memory than there is"
+    if isinstance(exc, RecursionError):
+        return "template over its resource limits: recursion too deep"
     if isinstance(exc, TemplateError):
         return str(exc.message or exc)
     return f"template evaluation failed: {type(exc).__name__}: {exc}"

@@ -6,10 +6,11 @@ here once; the policy code converts them with the cached parser.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from reconciler.childenv import ENV_NAME_PATTERN, is_env_name
 from reconciler.durations import (
     DURATION_PATTERN,
     RENEW_BEFORE_PATTERN,
@@ -50,6 +51,31 @@ RenewBefore = Annotated[
     ),
     AfterValidator(_check_renew_before),
 ]
+
+
+def _check_env_name(value: str) -> str:
+    if not is_env_name(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+EnvName = Annotated[
+    str, Field(json_schema_extra={"pattern": ENV_NAME_PATTERN}), AfterValidator(_check_env_name)
+]
+
+
+def pass_env_field(what: str) -> Any:
+    """The ``pass_env`` setting of a target, provider or hook running ``what``.
+
+    Unset (None, not ``[]``) by default, so the settings recorded in plans and
+    state do not change for configurations that do not use it."""
+    return Field(
+        default=None,
+        description=f"Secret environment variables {what} may see anyway: certform's own "
+        "(CERTFORM_MASTER_KEY, AWS credentials, every variable a *_env setting names) "
+        "are withheld from child processes unless listed here.",
+    )
+
 
 EntryName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=128)]
 

@@ -16,10 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.childenv import remember_secret_names, secret_env_names
 from reconciler.config import semantic
 from reconciler.config.loader import LoadedConfig, load_config
 from reconciler.config.models import CertformConfig
 from reconciler.config.resolve import resolve
+from reconciler.config.template_env import recording_env_reads, refusing_env_names
 from reconciler.desired import DesiredState
 from reconciler.errors import ConfigError, ConfigIssue
 
@@ -36,18 +38,46 @@ class ValidatedConfig:
 
 
 def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) -> ValidatedConfig:
-    """Raise ConfigError listing every issue; return the resolved desired state."""
-    loaded = load_config(path, variables)
+    """Raise ConfigError listing every issue; return the resolved desired state.
+
+    The configuration's secret variable names (``*_env`` settings) are
+    remembered for every child process and template of this run (``childenv``)."""
+    with recording_env_reads() as reads:
+        loaded = load_config(path, variables)
+    _refuse_secret_reads(path, variables, reads, loaded)
     try:
         config = CertformConfig.model_validate(loaded.data)
     except ValidationError as exc:
         issues = _pydantic_issues(exc, loaded)
         issues += [loaded.sources.issue(p, m) for p, m in _partial_findings(loaded)]
         raise ConfigError(issues) from None
+    remember_secret_names(secret_env_names(config))
     findings = semantic.check(config, loaded.root)
     if findings:
         raise ConfigError([loaded.sources.issue(path, message) for path, message in findings])
     return ValidatedConfig(config, resolve(config, loaded.root), loaded)
+
+
+def _refuse_secret_reads(
+    path: Path, variables: Mapping[str, Any] | None, reads: set[str], loaded: LoadedConfig
+) -> None:
+    """A template read a variable that a ``*_env`` setting names: an error at its line.
+
+    Those names are only known now that the files are parsed, so the files are
+    rendered once more with them refused, which locates each read (see
+    ``template_env``).  Runs before validation, whose messages may quote values."""
+    if not reads:
+        return
+    secret = secret_env_names(loaded.data)
+    read = reads & secret
+    if not read:
+        return
+    remember_secret_names(secret)
+    with refusing_env_names(secret):
+        load_config(path, variables)  # raises: the same templates now refuse those names
+    names = ", ".join(sorted(read))
+    message = f"a template reads {names}, which a *_env setting names as a secret"
+    raise ConfigError([loaded.sources.issue((), message)])
 
 
 def _partial_findings(loaded: LoadedConfig) -> list[semantic.Finding]:

@@ -2,16 +2,17 @@
 
 argv lists only, never a shell: a certificate name cannot become a command.
 Failures become one-line ProviderErrors carrying the last lines of the
-command's output, which is what an operator needs to see in CI logs.
+command's output, which is what an operator needs to see in CI logs.  The
+command sees the environment without certform's secrets except those named in
+``pass_env``, and a timeout kills its whole process group (``childenv``).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from reconciler.childenv import ChildTimeout, run_child
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
 
@@ -23,28 +24,25 @@ def run_command(
     *,
     cwd: Path | None = None,
     variables: Mapping[str, str] | None = None,
+    pass_env: Sequence[str] = (),
 ) -> None:
     """Run ``argv``; raise ProviderError naming ``label`` when it fails or hangs.
 
     ``timeout`` is a duration as written in the config (``60s``), so the error
     quotes the user's own setting."""
-    env = dict(os.environ)
-    env.update(variables or {})
     try:
-        result = subprocess.run(
-            list(argv),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
+        result = run_child(
+            argv,
             timeout=parse_duration(timeout).total_seconds(),
-            check=False,
+            pass_env=pass_env,
+            variables=variables,
+            cwd=cwd,
         )
     except FileNotFoundError:
         raise ProviderError(f"{label} command not found: {argv[0]}") from None
     except PermissionError:
         raise ProviderError(f"{label} command not executable: {argv[0]}") from None
-    except subprocess.TimeoutExpired:
+    except ChildTimeout:
         raise ProviderError(f"{label} {argv[0]} did not finish within {timeout}") from None
     if result.returncode != 0:
         output = (result.stderr or result.stdout).decode(errors="replace").strip()

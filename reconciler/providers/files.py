@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from reconciler.config.types import Duration, StrictModel
+from reconciler.config.types import Duration, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
 from reconciler.fsutil import (
     TARGET_DIR_MODE,
@@ -50,6 +50,7 @@ class FilesTargetConfig(StrictModel):
     post_deploy_timeout: Duration = Field(
         default="60s", description="How long post_deploy may run before it is stopped."
     )
+    pass_env: list[EnvName] | None = pass_env_field("post_deploy")
     verify_endpoint: EndpointSettings | None = Field(
         default=None,
         description="After deploy (and post_deploy), handshake here and require the new "
@@ -180,4 +181,11 @@ class FilesTarget(Target):
         argv = self.config.post_deploy
         if argv:
             timeout = self.config.post_deploy_timeout
-            run_command("post_deploy", argv, timeout, cwd=self.directory, variables=variables)
+            run_command(
+                "post_deploy",
+                argv,
+                timeout,
+                cwd=self.directory,
+                variables=variables,
+                pass_env=self.config.pass_env or (),
+            )

@@ -19,7 +19,7 @@ from typing import Literal
 from cryptography import x509
 from pydantic import Field
 
-from reconciler.config.types import Duration, EntryName, StrictModel
+from reconciler.config.types import Duration, EntryName, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
 from reconciler.fsutil import (
     TARGET_DIR_MODE,
@@ -53,6 +53,7 @@ class NginxProviderConfig(StrictModel):
     command_timeout: Duration = Field(
         default="60s", description="How long test_command and reload_command may run."
     )
+    pass_env: list[EnvName] | None = pass_env_field("test_command and reload_command")
 
 
 class NginxSnippet(StrictModel):
@@ -232,5 +233,9 @@ class NginxTarget(Target):
     def _test_and_reload(self) -> None:
         provider = self.provider
         timeout = provider.command_timeout
-        run_command("test_command", provider.test_command, timeout, cwd=self.root)
-        run_command("reload_command", provider.reload_command, timeout, cwd=self.root)
+        pass_env = provider.pass_env or ()
+        for label, argv in (
+            ("test_command", provider.test_command),
+            ("reload_command", provider.reload_command),
+        ):
+            run_command(label, argv, timeout, cwd=self.root, pass_env=pass_env)
