@@ -38,7 +38,7 @@ from reconciler.policy.recheck import recheck_plan, require_force
 from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
 from reconciler.state.records import RecordedState
 from reconciler.state.sqlite import SqliteStateStore
-from reconciler.timeparse import parse_at
+from reconciler.timeparse import parse_at, parse_within
 
 app = typer.Typer(
     name="certform",
@@ -367,7 +367,6 @@ def check(
     """For scheduled jobs: expiring certificates, ACM renewal health, what TLS endpoints
     really serve; Prometheus gauges and expiry notifications. Exit 0 all well, 1 error
     (including a notification not delivered), 2 something needs attention."""
-    from reconciler.durations import parse_duration
     from reconciler.engine.check import acm_findings, endpoint_findings, expiry_findings
     from reconciler.engine.watches import endpoint_watches
     from reconciler.monitoring.notifications import notify
@@ -380,7 +379,7 @@ def check(
     wanted = _tag_filter(tag)
 
     try:
-        window = parse_duration(within) if within else None
+        window = parse_within(within) if within else None
         now = parse_at(at, datetime.now(UTC)) if at else datetime.now(UTC)
     except ValueError as exc:
         _fail(str(exc))

@@ -11,9 +11,12 @@ seconds on a 10,000-certificate file.  ``_FastBuilder`` turns libyaml's event
 stream straight into dicts and lists, resolving plain scalars with the safe
 loader's own rules (cached per value) and detecting duplicate keys for free.
 Anything unusual (explicit tags, duplicate keys, several documents, odd
-keys...) makes it give up and hand the text to ``_StrictSafeLoader``, PyYAML's
-safe loader plus duplicate-key detection, which either loads it the
-standard way or produces the precise error.
+keys...) makes it give up and hand the text to ``yamlcheck.check_document``
+(duplicate keys, resource limits) and then to ``_StrictSafeLoader``, PyYAML's
+safe loader, which either loads it the standard way or produces the precise
+error.  Both builders count what aliases expand to and how deep the document
+nests (``yamlcheck``): a "billion laughs" fails at once, with a clear error,
+before anything walks the expanded data.
 """
 
 from __future__ import annotations
@@ -51,6 +54,18 @@ from reconciler.config.sourcemap import (
     event_parser,
     format_field,
 )
+from reconciler.config.yamlcheck import (
+    MAX_CONFIG_BYTES,
+    MAX_DEPTH,
+    MAX_NODES,
+    Finding,
+    LimitExceeded,
+    alias_cycle,
+    check_document,
+    too_deep,
+    too_large,
+    too_many_nodes,
+)
 from reconciler.errors import ConfigError, ConfigIssue
 
 __all__ = [
@@ -64,7 +79,6 @@ __all__ = [
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -85,37 +99,27 @@ class _Fallback(Exception):
 
 
 class _StrictSafeLoader(_SAFE_LOADER):  # type: ignore[misc, valid-type]
-    """PyYAML's safe loader, plus: a duplicate key in any mapping is an error.
+    """PyYAML's safe loader whose construction errors are all ``YAMLError``s.
 
-    PyYAML silently keeps the last value of a duplicated key.  Duplicates are
-    collected (not raised at the first) so one run reports all of them.
+    Duplicate keys and resource limits are checked before it runs
+    (``yamlcheck.check_document``): it only ever sees a bounded document.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[Any, int, int]] = []
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """The safe constructor's value, with its non-YAML errors (``!!int abc``,
+        ``2024-13-45``, a 5,000-digit int) turned into a ``ConstructorError`` at the node."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except _CONSTRUCTION_ERRORS as exc:
+            value = node.value if isinstance(node, yaml.ScalarNode) else ""
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            tag = node.tag.removeprefix("tag:yaml.org,2002:")
+            problem = f"invalid {tag} value {shown!r}: {exc}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        pairs = list(node.value)  # flatten_mapping (merge keys) rewrites node.value
-        mapping = super().construct_mapping(node, deep=deep)
-        if len(mapping) != len(pairs) or any(k.tag == _MERGE_TAG for k, _ in pairs):
-            self._record_duplicates(pairs)
-        return mapping
 
-    def _record_duplicates(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
-        first_index: dict[Any, int] = {}
-        for index, (key_node, _) in enumerate(pairs):
-            if key_node.tag == _MERGE_TAG:
-                continue  # several << keys are how YAML merges several mappings
-            key = self.construct_object(key_node, deep=True)  # cached: no double work
-            try:
-                first = first_index.setdefault(key, index)
-            except TypeError:
-                continue  # unhashable: the base constructor has already complained
-            if first != index:
-                first_line = pairs[first][0].start_mark.line + 1
-                self.duplicates.append((key, first_line, key_node.start_mark.line + 1))
-
+#: What the safe constructor raises besides ``YAMLError`` on a malformed scalar.
+_CONSTRUCTION_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
 
 _NO_KEY = object()
 _TEMPLATE_MARKERS = re.compile(r"\{[{%#]")
@@ -123,7 +127,8 @@ _TEMPLATE_MARKERS = re.compile(r"\{[{%#]")
 
 @dataclass
 class _FastBuilder:
-    """Builds plain data from libyaml events; raises ``_Fallback`` on anything unusual."""
+    """Builds plain data from libyaml events; raises ``_Fallback`` on anything unusual,
+    ``LimitExceeded`` on a document over the limits of ``yamlcheck``."""
 
     scalars: PlainScalars = field(default_factory=PlainScalars)
     anchors: dict[str, Any] = field(default_factory=dict)
@@ -152,18 +157,25 @@ class _FastBuilder:
         YAML event (300,000 of them for 10,000 certificates).
         """
         cache, resolve, anchors = self.scalars.cache, self.scalars.resolve, self.anchors
-        stack: list[tuple[Any, bool, Any, list[Any] | None]] = []
+        stack: list[tuple[Any, bool, Any, list[Any] | None, int, str | None]] = []
         current: Any = None
         is_map = False
         key: Any = _NO_KEY
         merges: list[Any] | None = None
         root: Any = None
+        # Resource limits (see ``yamlcheck``): ``count`` is the number of values the
+        # document denotes so far with every alias expanded; ``sizes`` the expanded
+        # size of each anchored node, known once the node is complete.
+        count = 0
+        sizes: dict[str, int] = {}
+        started, anchor = 0, None  # count when ``current`` started, and its anchor
         while True:
             event = get_event()
             kind = type(event)
             if kind is ScalarEvent:
                 if event.tag is not None:
                     raise _Fallback
+                count += 1
                 value = event.value
                 if event.implicit[0]:
                     resolved = cache.get(value, cache)
@@ -177,27 +189,42 @@ class _FastBuilder:
                     if event.anchor in anchors:
                         raise _Fallback  # duplicate anchor: the full loader reports it
                     anchors[event.anchor] = value
+                    sizes[event.anchor] = 1
                 if is_map and key is _NO_KEY:  # the common case, short-cut
                     key = value
                     continue
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.tag is not None or event.anchor in anchors:
                     raise _Fallback
-                stack.append((current, is_map, key, merges))
+                if len(stack) >= MAX_DEPTH:
+                    raise too_deep(event)
+                stack.append((current, is_map, key, merges, started, anchor))
                 is_map = kind is MappingStartEvent
                 current = {} if is_map else []
                 key, merges = _NO_KEY, None
-                if event.anchor is not None:
-                    anchors[event.anchor] = current
+                started, anchor = count, event.anchor
+                count += 1
+                if anchor is not None:
+                    anchors[anchor] = current
                 continue
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                if count > MAX_NODES:
+                    raise too_many_nodes(event)
+                if anchor is not None:
+                    sizes[anchor] = count - started
                 value = current
                 if merges is not None:
                     _apply_merges(value, merges)
-                current, is_map, key, merges = stack.pop()
+                current, is_map, key, merges, started, anchor = stack.pop()
             elif kind is AliasEvent:
                 if event.anchor not in anchors:
                     raise _Fallback
+                size = sizes.get(event.anchor)
+                if size is None:
+                    raise alias_cycle(event)  # its node is still open: it contains the alias
+                count += size
+                if count > MAX_NODES:
+                    raise too_many_nodes(event)
                 value = anchors[event.anchor]
             elif kind is DocumentEndEvent:
                 return root
@@ -242,57 +269,50 @@ def _apply_merges(mapping: dict[Any, Any], merges: list[Any]) -> None:
 
 
 def parse_yaml(text: str, display: str) -> Any:
-    """Safely parse one YAML document; duplicate keys and syntax errors -> ``ConfigError``."""
+    """Safely parse one YAML document; duplicate keys, syntax errors and documents
+    over the resource limits (``yamlcheck``) -> ``ConfigError``."""
+    if len(text) > MAX_CONFIG_BYTES:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        raise ConfigError([_limit_issue(too_large(size, after_templating=True), display)])
+    fast_limit: LimitExceeded | None = None
     try:
         try:
             return _FastBuilder().build(text)
         except _Fallback:
-            return _strict_load(text, display)
+            pass
+        except LimitExceeded as exc:
+            fast_limit = exc  # the check below finds it again, with every duplicate key
+        check = check_document(text)
+        if check.limit is None and fast_limit is not None:  # never expected; never go on
+            check.limit = Finding(fast_limit.line, "", fast_limit.message)
+        if check.limit is not None:
+            raise ConfigError(_issues(display, [check.limit, *check.duplicates]))
+        data = _strict_load(text, display)
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_issue(exc, display)]) from None
-
-
-def _strict_load(text: str, display: str) -> Any:
-    """Load with the full safe loader; every duplicate key becomes one issue."""
-    loader = _StrictSafeLoader(text)
-    try:
-        data = loader.get_single_data()
-    finally:
-        loader.dispose()
-    if loader.duplicates:
-        fields = _key_fields_by_line(text)
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    display,
-                    line,
-                    fields.get(line, str(key)),
-                    f"duplicate key {key!r} (first on line {first})",
-                )
-                for key, first, line in sorted(loader.duplicates, key=lambda d: d[2])
-            ]
-        )
+    if check.duplicates:
+        raise ConfigError(_issues(display, check.duplicates))
     return data
 
 
-def _key_fields_by_line(text: str) -> dict[int, str]:
-    """Dotted field names of mapping keys by 1-based line, for duplicate-key reports."""
-    fields: dict[int, str] = {}
+def _issues(display: str, findings: list[Finding]) -> list[ConfigIssue]:
+    ordered = sorted(findings, key=lambda finding: finding.line or 0)
+    return [ConfigIssue(display, f.line, f.field, f.message) for f in ordered]
 
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-                fields.setdefault(key_node.start_mark.line + 1, format_field((*path, key)))
-                walk(value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index))
 
-    root = yaml.compose(text, Loader=_SAFE_LOADER)
-    if root is not None:
-        walk(root, ())
-    return fields
+def _limit_issue(exc: LimitExceeded, display: str) -> ConfigIssue:
+    return ConfigIssue(display, exc.line, "", exc.message)
+
+
+def _strict_load(text: str, display: str) -> Any:
+    """Load with the full safe loader (the document is known to be within the limits)."""
+    loader = _StrictSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    except _CONSTRUCTION_ERRORS as exc:  # not through construct_object: no node to name
+        raise ConfigError([ConfigIssue(display, None, "", f"invalid YAML value: {exc}")]) from None
+    finally:
+        loader.dispose()
 
 
 def _yaml_issue(exc: yaml.YAMLError, display: str) -> ConfigIssue:
@@ -342,9 +362,18 @@ def _discover(path: Path) -> tuple[list[Path], Path]:
 
 
 def _read_text(path: Path, display: str) -> str:
-    """A file's text as UTF-8 (a BOM is tolerated)."""
+    """A file's text as UTF-8 (a BOM is tolerated), at most ``MAX_CONFIG_BYTES``.
+
+    Reads no more than the limit (plus one byte to know it was passed), so
+    ``-c /dev/zero`` or a 20 MB file fails at once instead of filling memory.
+    """
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+            if len(data) > MAX_CONFIG_BYTES:
+                size = max(os.fstat(stream.fileno()).st_size, len(data))
+                raise ConfigError([_limit_issue(too_large(size), display)])
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigIssue(display, None, "", f"not UTF-8 text: {exc}")]) from None
     except OSError as exc:

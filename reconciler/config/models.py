@@ -347,7 +347,10 @@ class ChangeLimitConfig(StrictModel):
 
     percent: float = Field(default=30, gt=0, le=100)
     minimum_certificates: int = Field(
-        default=10, ge=1, description="Below this many managed certificates, no limit."
+        default=10,
+        ge=1,
+        le=1_000_000,
+        description="Below this many managed certificates, no limit.",
     )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "display_path",
     "event_parser",
     "format_field",
+    "scalar_key",
 ]
 
 #: Top-level sections whose entries are merged by name across files.
@@ -136,7 +137,7 @@ class PlainScalars:
             raise UnsupportedScalar(tag)
         try:
             return builder(self._constructor, ScalarNode(tag, value))
-        except (yaml.YAMLError, ValueError, TypeError) as exc:
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             raise UnsupportedScalar(tag) from exc
 
 
@@ -183,7 +184,7 @@ class _UnhashableKey:
     """Stands in for a collection used as a mapping key (never looked up)."""
 
 
-def _scalar_key(event: Any, scalars: PlainScalars) -> Any:
+def scalar_key(event: Any, scalars: PlainScalars) -> Any:
     """The data key a scalar event denotes, as the loader would have built it."""
     if event.tag is not None and event.tag != "!":
         try:
@@ -258,7 +259,7 @@ class _IndexBuilder:
         current = self.current
         if isinstance(current, dict):
             if self.key is _NO_KEY:
-                key = _scalar_key(scalar, self.scalars) if scalar is not None else _UnhashableKey()
+                key = scalar_key(scalar, self.scalars) if scalar is not None else _UnhashableKey()
                 self.key, self.key_line = key, line
                 return
             if self.key is MERGE_KEY:
@@ -273,19 +274,30 @@ class _IndexBuilder:
 
 
 def _lookup(index: dict[Any, Any], key: Any) -> tuple[int, int, Any] | None:
-    """Find ``key`` in a mapping index, following ``<<`` merges like the safe loader."""
-    hit = index.get(key)
-    if hit is not None or MERGE_KEY not in index:
-        return hit
-    sources: list[Any] = []
-    for merged in index[MERGE_KEY]:
-        if isinstance(merged, list):
-            sources.extend(child for _, child in reversed(merged))
-        else:
-            sources.append(merged)
-    for source in reversed(sources):  # later sources win, as in flatten_mapping
-        if isinstance(source, dict) and (found := _lookup(source, key)) is not None:
-            return found
+    """Find ``key`` in a mapping index, following ``<<`` merges like the safe loader.
+
+    Depth first, without recursion, and each mapping searched once: a mapping
+    merged many times over (through aliases) or a long chain of merges costs
+    time linear in the document, never exponential, and a cycle ends.
+    """
+    stack: list[dict[Any, Any]] = [index]
+    seen: set[int] = set()
+    while stack:
+        mapping = stack.pop()
+        if id(mapping) in seen:
+            continue
+        seen.add(id(mapping))
+        hit = mapping.get(key)
+        if hit is not None:
+            return hit
+        sources: list[Any] = []
+        for merged in mapping.get(MERGE_KEY, ()):
+            if isinstance(merged, list):
+                sources.extend(child for _, child in reversed(merged))
+            else:
+                sources.append(merged)
+        # later sources win, as in flatten_mapping: the last one pushed is searched first
+        stack.extend(source for source in sources if isinstance(source, dict))
     return None
 
 

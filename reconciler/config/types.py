@@ -1,18 +1,23 @@
 """Field types shared by the config models and the target modules.
 
 Durations stay strings as the user wrote them (plans echo ``90d``), validated
-here once; the policy code converts them with the cached parser.
+here once; the policy code converts them with the cached parser.  Every
+duration is bounded (``MAX_DURATION``, 100 years), and a timeout (a field whose
+name ends in ``timeout``) by ``MAX_TIMEOUT``: the waits they feed (``poll``,
+``selectors``, subprocess pipes) take milliseconds in a C int, about 24 days.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from reconciler.childenv import ENV_NAME_PATTERN, is_env_name
 from reconciler.durations import (
     DURATION_PATTERN,
+    MAX_DURATION,
     RENEW_BEFORE_PATTERN,
     parse_duration,
     parse_renew_before,
@@ -23,8 +28,15 @@ KeyAlgorithm = Literal[ALL_KEY_ALGORITHMS]  # type: ignore[valid-type]
 """One of ``reconciler.pki.keys.ALL_KEY_ALGORITHMS`` (the single list of key names)."""
 
 
-def _check_duration(value: str) -> str:
-    parse_duration(value)
+#: The longest timeout any setting accepts (see the module docstring).
+MAX_TIMEOUT = timedelta(days=7)
+
+
+def _check_duration(value: str, info: ValidationInfo) -> str:
+    """Check the spelling and the bound; one rule for every timeout field, by its name,
+    so that a timeout added later is bounded without anyone remembering to."""
+    is_timeout = (info.field_name or "").endswith("timeout")
+    parse_duration(value, MAX_TIMEOUT if is_timeout else MAX_DURATION)
     return value
 
 
@@ -37,7 +49,8 @@ Duration = Annotated[
     str,
     Field(
         json_schema_extra={"pattern": DURATION_PATTERN},
-        description="A duration: a number with a unit s, m, h, d or w (90d, 12h, 1d12h).",
+        description="A duration: a number with a unit s, m, h, d or w (90d, 12h, 1d12h); "
+        "at most 36500d (a timeout: at most 7d).",
     ),
     AfterValidator(_check_duration),
 ]
