@@ -158,6 +158,10 @@ class RowAuthenticator:
                 str(stored.get(column, "")), self._field_mac(table, key_value, column, value)
             )
         ]
+        if spec.key in changed:
+            # Every per-column MAC covers the key column: a row renamed or moved differs
+            # in all of them, and the key is the one column that was changed.
+            return [spec.key]
         return changed or ["mac"]
 
 
