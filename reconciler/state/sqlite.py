@@ -286,12 +286,6 @@ class SqliteStateStore(StateStore):
             self._auth = RowAuthenticator(sealer.derive(row_auth.ROW_MAC_LABEL), required)
         return self._auth
 
-    @property
-    def rows_authenticated(self) -> bool:
-        """Whether the state is version 2 (migrated, or created so): every row MACed."""
-        self._sealer_for()
-        return self._data_key_version == DATA_KEY_V2
-
     def _ensure_migrated(self) -> None:
         """Migrate a version 1 state before its first write (see migration.py)."""
         sealer = self._sealer_for()
