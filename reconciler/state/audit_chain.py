@@ -1,11 +1,16 @@
 """The audit log as a hash chain: editing or deleting a record becomes detectable.
 
 Each record stores ``previous`` (the hash of the record before it, ``GENESIS``
-for the first) and ``hash`` = SHA-256 over a canonical JSON encoding of
-``previous`` and the record's fields.  The state also keeps the chain head
-("id:hash" of the newest record), so deleting the newest records is detected
-too.  Records written before chaining existed have no hash; they can be listed
-but not verified.
+for the first) and ``hash`` = HMAC-SHA256, under a key derived from the state's
+data key (``AUDIT_KEY_LABEL``), over a canonical JSON encoding of ``previous`` and
+the record's fields.  A bare SHA-256 chain (what certform wrote before) can be
+recomputed by anyone who edits a record; a keyed one only by whoever holds the
+data key.  States chained with SHA-256 before the switch keep verifying: the
+state records, with a MAC of its own so it cannot be moved, the id of the last
+SHA-256 record (``format_switch``); records after it must be keyed.  The state
+also keeps the chain head ("id:hash" of the newest record), so deleting the
+newest records is detected too.  Records written before chaining existed have no
+hash; they can be listed but not verified.
 
 Pure functions only: the backends read and write; this module computes and
 judges.  The chain proves integrity against edits made outside certform, not
@@ -16,17 +21,21 @@ head elsewhere (``certform audit --verify --json`` prints it) for that.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 GENESIS = "0" * 64
+AUDIT_KEY_LABEL = b"certform audit chain v1"
+"""HKDF label of the audit chain key (``Sealer.derive``)."""
 
 FIELDS = ("id", "at", "actor", "command", "address", "action", "result", "detail")
 
 
-def record_hash(previous_hash: str, fields: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the previous hash and the record's ``FIELDS``.
+def record_hash(previous_hash: str, fields: Mapping[str, Any], key: bytes | None = None) -> str:
+    """HMAC-SHA256 under ``key`` (hex) of the previous hash and the record's
+    ``FIELDS``; bare SHA-256 when ``key`` is None (records from before the switch).
 
     Values are hashed as text (an ``id`` of 7 and "7" hash alike), so the hash
     does not depend on how a backend returns its columns.  Raises KeyError when
@@ -36,7 +45,31 @@ def record_hash(previous_hash: str, fields: Mapping[str, Any]) -> str:
     canonical = json.dumps(
         {"previous": previous_hash, "record": record}, sort_keys=True, separators=(",", ":")
     )
+    if key is not None:
+        return hmac.new(key, canonical.encode(), "sha256").hexdigest()
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def format_switch(last_unkeyed_id: int, key: bytes) -> str:
+    """The stored switch point: records up to ``last_unkeyed_id`` are SHA-256 chained,
+    later ones keyed; MACed so that moving it (to pass off a re-chained tail as old
+    SHA-256 records) is detected."""
+    return f"{last_unkeyed_id}:{_switch_mac(last_unkeyed_id, key)}"
+
+
+def parse_switch(text: str | None, key: bytes) -> int | None:
+    """The last SHA-256 record id of a stored switch point; 0 when there is none (a
+    state keyed from its first record); None when it was edited."""
+    if text is None:
+        return 0
+    record_id, _, mac = text.partition(":")
+    if not record_id.isdigit() or not hmac.compare_digest(mac, _switch_mac(int(record_id), key)):
+        return None
+    return int(record_id)
+
+
+def _switch_mac(record_id: int, key: bytes) -> str:
+    return hmac.new(key, f"audit keyed after {record_id}".encode(), "sha256").hexdigest()
 
 
 def format_head(record_id: int, hash_: str) -> str:
@@ -78,12 +111,19 @@ def unverifiable_count(rows: Sequence[Mapping[str, Any]]) -> int:
     return count
 
 
-def verify_chain(rows: Sequence[Mapping[str, Any]], head: str | None = None) -> list[str]:
+def verify_chain(
+    rows: Sequence[Mapping[str, Any]],
+    head: str | None = None,
+    key: bytes | None = None,
+    keyed_after: int = 0,
+) -> list[str]:
     """Problems found in the audit log; empty when the chain is intact.
 
     ``rows`` carry ``FIELDS`` plus ``previous`` and ``hash``; ``head`` is the
     stored chain head ("id:hash"), or None when the state has none.  Records
     before the first chained one are skipped (see ``unverifiable_count``).
+    With ``key``, records after ``keyed_after`` must carry keyed hashes; without,
+    every record is checked as SHA-256 (a state written before the switch).
     """
     ordered = _by_id(rows)
     start = unverifiable_count(ordered)
@@ -91,7 +131,8 @@ def verify_chain(rows: Sequence[Mapping[str, Any]], head: str | None = None) -> 
     problems: list[str] = []
     before = ordered[start - 1] if start else None
     for row in chained:
-        problems += _check_record(row, before)
+        keyed = key if key is not None and int(row["id"]) > keyed_after else None
+        problems += _check_record(row, before, keyed)
         before = row
     unchained_id = int(ordered[start - 1]["id"]) if start else 0
     problems += _check_head(chained, head, unchained_id)
@@ -102,13 +143,18 @@ def _by_id(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(rows, key=lambda row: int(row["id"]))
 
 
-def _check_record(row: Mapping[str, Any], before: Mapping[str, Any] | None) -> list[str]:
-    """One chained record against its own hash and the record before it."""
+def _check_record(
+    row: Mapping[str, Any], before: Mapping[str, Any] | None, key: bytes | None
+) -> list[str]:
+    """One chained record against its own hash (keyed when ``key``) and the record
+    before it."""
     record_id = int(row["id"])
     if not row.get("hash"):
         return [f"record {record_id} has no hash but follows chained records (added outside?)"]
     problems = []
-    if record_hash(str(row.get("previous") or ""), row) != row["hash"]:
+    if not hmac.compare_digest(
+        record_hash(str(row.get("previous") or ""), row, key), str(row["hash"])
+    ):
         problems.append(f"record {record_id} does not match its hash (edited?)")
     expected_id = int(before["id"]) + 1 if before is not None else None
     if expected_id is not None and record_id != expected_id:

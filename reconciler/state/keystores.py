@@ -18,7 +18,18 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 
 from reconciler.errors import MasterKeyError
-from reconciler.state.sealing import MasterKeySource, unwrap_data_key, wrap_data_key
+from reconciler.state.sealing import (
+    DATA_KEY_V1,
+    DATA_KEY_V2,
+    MasterKeySource,
+    unwrap_data_key,
+    wrap_data_key,
+)
+
+_KMS_CONTEXT_V2 = {"certform-data-key": "v2"}
+"""KMS encryption context of a version 2 wrapping (authenticated rows; see
+``sealing.DATA_KEY_V2``): KMS refuses to decrypt without the same context, so, as
+with the local store's associated data, the version cannot be edited."""
 
 
 class KeyStore(ABC):
@@ -29,11 +40,18 @@ class KeyStore(ABC):
         """Public description recorded in the state (no secret), to reopen it later."""
 
     @abstractmethod
-    def wrap(self, data_key: bytes, *, creating: bool = False) -> bytes: ...
+    def wrap(self, data_key: bytes, *, creating: bool = False, version: int = DATA_KEY_V2) -> bytes:
+        """Wrap ``data_key``; ``version`` (``sealing.DATA_KEY_V*``) is bound to the
+        wrapping so that it can be read back but not changed without this store."""
 
     @abstractmethod
+    def unwrap_versioned(self, wrapped: bytes) -> tuple[bytes, int]:
+        """The data key and the version it was wrapped with; raise MasterKeyError when
+        this store cannot open ``wrapped``."""
+
     def unwrap(self, wrapped: bytes) -> bytes:
         """Raise MasterKeyError when this store cannot open ``wrapped``."""
+        return self.unwrap_versioned(wrapped)[0]
 
     def label(self) -> str:
         return describe(self.descriptor())
@@ -52,14 +70,14 @@ class LocalKeyStore(KeyStore):
     def descriptor(self) -> dict[str, Any]:
         return {"type": "local"}
 
-    def wrap(self, data_key: bytes, *, creating: bool = False) -> bytes:
-        return wrap_data_key(self.source.load(create=creating), data_key)
+    def wrap(self, data_key: bytes, *, creating: bool = False, version: int = DATA_KEY_V2) -> bytes:
+        return wrap_data_key(self.source.load(create=creating), data_key, version)
 
-    def unwrap(self, wrapped: bytes) -> bytes:
+    def unwrap_versioned(self, wrapped: bytes) -> tuple[bytes, int]:
         master = self.source.load(create=False)
         try:
             return unwrap_data_key(master, wrapped)
-        except InvalidTag:
+        except (InvalidTag, ValueError):
             raise MasterKeyError(
                 "the master key does not open this state (wrong CERTFORM_MASTER_KEY or "
                 "key file?); nothing was changed"
@@ -82,22 +100,31 @@ class KmsKeyStore(KeyStore):
 
         return client(AwsProviderConfig.model_validate(self.provider), "kms")
 
-    def wrap(self, data_key: bytes, *, creating: bool = False) -> bytes:
+    def wrap(self, data_key: bytes, *, creating: bool = False, version: int = DATA_KEY_V2) -> bytes:
         from reconciler.providers.aws.session import aws_errors
 
+        context = {"EncryptionContext": _KMS_CONTEXT_V2} if version == DATA_KEY_V2 else {}
         with aws_errors(f"KMS encrypt under {self.key_id}"):
-            blob = self._kms().encrypt(KeyId=self.key_id, Plaintext=data_key)["CiphertextBlob"]
-        return bytes(blob)
+            blob = self._kms().encrypt(KeyId=self.key_id, Plaintext=data_key, **context)
+        return bytes(blob["CiphertextBlob"])
 
-    def unwrap(self, wrapped: bytes) -> bytes:
+    def unwrap_versioned(self, wrapped: bytes) -> tuple[bytes, int]:
         from reconciler.errors import ProviderError
         from reconciler.providers.aws.session import aws_errors
 
+        kms = self._kms()
         try:
             with aws_errors(f"KMS decrypt with {self.key_id}"):
-                return bytes(
-                    self._kms().decrypt(CiphertextBlob=wrapped, KeyId=self.key_id)["Plaintext"]
+                reply = kms.decrypt(
+                    CiphertextBlob=wrapped, KeyId=self.key_id, EncryptionContext=_KMS_CONTEXT_V2
                 )
+            return bytes(reply["Plaintext"]), DATA_KEY_V2
+        except ProviderError:
+            pass  # a version 1 wrapping (no context), or a key KMS will not open at all
+        try:
+            with aws_errors(f"KMS decrypt with {self.key_id}"):
+                reply = kms.decrypt(CiphertextBlob=wrapped, KeyId=self.key_id)
+            return bytes(reply["Plaintext"]), DATA_KEY_V1
         except ProviderError as exc:
             raise MasterKeyError(f"cannot open the state's data key: {exc}") from None
 

@@ -2,14 +2,22 @@
 wrapped by the master key (envelope encryption, so the master key can later come
 from a KMS without re-encrypting every private key).
 
-Each sealed blob is bound to its address through the GCM associated data, so a
-blob copied onto another row does not decrypt.
+Each sealed blob is bound to its row through the GCM associated data.  Version 1
+(states written before row authentication) bound it to the address only, so an
+older blob of the same address restored onto the row still opened and a key that
+no longer matched the certificate was deployed.  Version 2 (``key_aad``) binds it to
+the address and to the SubjectPublicKeyInfo of the row's certificate, and a
+journaled key to its journal entry (``journal_aad``): an older blob restored onto a
+row no longer opens.  Which version a state's blobs use is recorded, unforgeably,
+in the associated data of the wrapped data key (``DATA_KEY_V2``); see migration.py
+for how a version 1 state becomes version 2.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +32,12 @@ from reconciler.fsutil import STATE_DIR_MODE, create_exclusive, make_dirs, too_o
 
 MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
 _WRAP_AAD = b"certform data key v1"
+_WRAP_AAD_V2 = b"certform data key v2 (authenticated rows)"
+DATA_KEY_V1, DATA_KEY_V2 = 1, 2
+"""Versions of the data key's wrapping: 2 says every row is authenticated and every
+sealed key bound to its row (``key_aad``); only the master key can produce it, so an
+attacker cannot make a migrated state look like an old one by editing the file."""
+_KEY_AAD = "certform key v2"
 _NONCE = 12
 
 
@@ -93,6 +107,20 @@ class Sealer:
         except InvalidTag:
             raise StateError(f"the private key of {address} in the state is corrupted") from None
 
+    def seal_bound(self, plaintext: bytes, aad: bytes) -> bytes:
+        """Seal under version 2 associated data (``key_aad`` or ``journal_aad``)."""
+        return _encrypt(self.data_key, plaintext, aad)
+
+    def open_bound(self, sealed: bytes, aad: bytes, address: str) -> bytes:
+        """Open a version 2 blob; a blob that is not this row's is tampering."""
+        try:
+            return _decrypt(self.data_key, sealed, aad)
+        except (InvalidTag, ValueError):
+            raise StateError(
+                f"state tampered: {address} (sealed_key); the sealed key does not belong "
+                "to this row: restore the state from a backup; nothing was changed"
+            ) from None
+
     def derive(self, label: bytes) -> bytes:
         """A 32-byte key for one purpose (plan MACs, row MACs, the audit chain), derived
         with HKDF-SHA256 under its own ``label``: a key leaked or misused for one purpose
@@ -102,13 +130,52 @@ class Sealer:
         )
 
 
-def wrap_data_key(master_key: bytes, data_key: bytes) -> bytes:
-    return _encrypt(master_key, data_key, _WRAP_AAD)
+def key_aad(address: str, certificate_pem: str) -> bytes:
+    """Version 2 associated data of a resource's sealed key: its address and the
+    SHA-256 of its certificate's SubjectPublicKeyInfo (the key's own public half, so
+    a renewal that keeps the key keeps the binding); "no-certificate" for rows that
+    hold a key without one (an ACME account)."""
+    return f"{_KEY_AAD}|{address}|{_public_key_binding(certificate_pem)}".encode()
 
 
-def unwrap_data_key(master_key: bytes, wrapped: bytes) -> bytes:
-    """Raise InvalidTag when ``master_key`` is not the one that wrapped it."""
-    return _decrypt(master_key, wrapped, _WRAP_AAD)
+def journal_aad(address: str, run_id: str, entry: int) -> bytes:
+    """Version 2 associated data of a journaled key: its journal entry."""
+    return f"{_KEY_AAD}|journal:{address}|{run_id}|{entry}".encode()
+
+
+def _public_key_binding(certificate_pem: str) -> str:
+    if not certificate_pem.strip():
+        return "no-certificate"
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+    except ValueError:
+        # Not a certificate: bind to the text itself (a changed PEM then fails too).
+        return "pem-sha256:" + hashlib.sha256(certificate_pem.encode()).hexdigest()
+    try:
+        spki = certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (UnsupportedAlgorithm, ValueError):
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        return "cert-sha256:" + hashlib.sha256(der).hexdigest()
+    return "spki-sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+def wrap_data_key(master_key: bytes, data_key: bytes, version: int = DATA_KEY_V2) -> bytes:
+    return _encrypt(master_key, data_key, _WRAP_AAD_V2 if version == DATA_KEY_V2 else _WRAP_AAD)
+
+
+def unwrap_data_key(master_key: bytes, wrapped: bytes) -> tuple[bytes, int]:
+    """The data key and its wrapping version; raise InvalidTag when ``master_key`` is
+    not the one that wrapped it."""
+    try:
+        return _decrypt(master_key, wrapped, _WRAP_AAD_V2), DATA_KEY_V2
+    except InvalidTag:
+        return _decrypt(master_key, wrapped, _WRAP_AAD), DATA_KEY_V1
 
 
 def _encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:

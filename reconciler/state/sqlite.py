@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reconciler.errors import StateError
 from reconciler.fsutil import STATE_DIR_MODE, fsync_directory, make_dirs, too_open
-from reconciler.state import keystores
+from reconciler.state import audit_chain, keystores, migration, row_auth
 from reconciler.state.keystores import KeyStore, LocalKeyStore
 from reconciler.state.lockfile import LockFile
 from reconciler.state.records import (
@@ -40,19 +40,27 @@ from reconciler.state.records import (
     RecordedState,
     RevocationRecord,
 )
-from reconciler.state.sealing import MasterKeySource, Sealer
+from reconciler.state.row_auth import RowAuthenticator
+from reconciler.state.sealing import (
+    DATA_KEY_V2,
+    MasterKeySource,
+    Sealer,
+    journal_aad,
+    key_aad,
+)
 from reconciler.state.store import LockInfo, StateStore, StateWriter
 
 FORMAT = "certform-state/1"
 
 _REVOCATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS revocations (id INTEGER PRIMARY KEY, address TEXT NOT NULL, "
-    "serial TEXT NOT NULL, issuer TEXT NOT NULL, revoked_at TEXT NOT NULL, reason TEXT NOT NULL)"
+    "serial TEXT NOT NULL, issuer TEXT NOT NULL, revoked_at TEXT NOT NULL, reason TEXT NOT NULL,"
+    " mac TEXT)"
 )
 _CRLS_TABLE = (
     "CREATE TABLE IF NOT EXISTS crls (authority TEXT PRIMARY KEY, number INTEGER NOT NULL, "
     "this_update TEXT NOT NULL, next_update TEXT NOT NULL, entries INTEGER NOT NULL, "
-    "files TEXT NOT NULL)"
+    "files TEXT NOT NULL, mac TEXT)"
 )
 
 _SCHEMA = """
@@ -109,6 +117,12 @@ class SqliteStateStore(StateStore):
         self._conn: sqlite3.Connection | None = None
         self._sealer: Sealer | None = None
         self._lock = LockFile(path.with_name(f"{path.name}.lock"), path)
+        # Row authentication (row_auth.py, migration.py): the data key's wrapping
+        # version, the store that unwrapped it, and the row MAC checker.
+        self._data_key_version: int | None = None
+        self._wrapping_store: KeyStore | None = None
+        self._auth: RowAuthenticator | None = None
+        self._mac_columns_ready = False
 
     # -- connection -------------------------------------------------------------
     @property
@@ -229,6 +243,10 @@ class SqliteStateStore(StateStore):
             meta = self._meta()
             if self._sealer is None:
                 self._sealer = Sealer(self._open_data_key(meta))
+            elif self._data_key_version is None:
+                # _meta just created the state: its data key is wrapped as version 2.
+                self._data_key_version = DATA_KEY_V2
+                self._wrapping_store = self.key_store
         return self._sealer
 
     def _open_data_key(self, meta: dict[str, str]) -> bytes:
@@ -237,10 +255,13 @@ class SqliteStateStore(StateStore):
         wanted = self.key_store.descriptor()
         wrapped = base64.b64decode(meta["data_key"])
         if recorded == wanted:
-            return self.key_store.unwrap(wrapped)
+            data_key, self._data_key_version = self.key_store.unwrap_versioned(wrapped)
+            self._wrapping_store = self.key_store
+            return data_key
         local = self._local or MasterKeySource(self.path.parent / "master.key")
         previous = keystores.keystore_from_descriptor(recorded, local)
-        data_key = previous.unwrap(wrapped)
+        data_key, self._data_key_version = previous.unwrap_versioned(wrapped)
+        self._wrapping_store = previous
         self._key_store_change = (recorded, wanted)
         return data_key
 
@@ -264,6 +285,7 @@ class SqliteStateStore(StateStore):
         sealer = self._sealer_for()
         if self._key_store_change is None:
             return
+        self._ensure_migrated()
         wrapped = self.key_store.wrap(sealer.data_key)
         conn = self._connect(create=False)
         with self._txn(conn):
@@ -276,6 +298,63 @@ class SqliteStateStore(StateStore):
             )
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
         self._key_store_change = None
+        self._wrapping_store = self.key_store
+
+    # -- row authentication ------------------------------------------------------
+    def _row_auth(self) -> RowAuthenticator:
+        """The row MAC checker (one HKDF per store, not per row)."""
+        sealer = self._sealer_for()
+        required = self._data_key_version == DATA_KEY_V2
+        if self._auth is None or self._auth.required != required:
+            self._auth = RowAuthenticator(sealer.derive(row_auth.ROW_MAC_LABEL), required)
+        return self._auth
+
+    def _ensure_migrated(self) -> None:
+        """Migrate a version 1 state before its first write (see migration.py)."""
+        sealer = self._sealer_for()
+        if self._data_key_version == DATA_KEY_V2:
+            return
+        store = self._wrapping_store or self.key_store
+        wrapped_v2 = store.wrap(sealer.data_key, version=DATA_KEY_V2)
+        conn = self._connect(create=False)
+        seen = self._meta()["data_key"]
+        with self._txn(conn):
+            now = conn.execute("SELECT value FROM meta WHERE key = 'data_key'").fetchone()
+            if now is None or now[0] != seen:
+                raise StateError(
+                    f"the state {self.path} changed while it was being upgraded; run the "
+                    "command again"
+                )
+            auth = RowAuthenticator(sealer.derive(row_auth.ROW_MAC_LABEL), required=True)
+            audit_key = sealer.derive(audit_chain.AUDIT_KEY_LABEL)
+            migration.migrate(conn, sealer, auth, audit_key, wrapped_v2)
+        self._data_key_version = DATA_KEY_V2
+        self._mac_columns_ready = True
+
+    def _writer(self, conn: sqlite3.Connection) -> _SqliteWriter:
+        """A writer for one open transaction of a version 2 state."""
+        if not self._mac_columns_ready:
+            migration.ensure_mac_columns(conn)
+            self._mac_columns_ready = True
+        sealer = self._sealer_for()
+        return _SqliteWriter(
+            conn, sealer, self._row_auth(), sealer.derive(audit_chain.AUDIT_KEY_LABEL)
+        )
+
+    def audit_chain_key(self) -> tuple[bytes | None, int | None]:
+        """(key, last SHA-256 record id) for ``audit --verify``: (None, 0) for a
+        version 1 state (all SHA-256); the id is None when the stored switch point
+        was edited (then every chained record must be keyed, and the caller reports it)."""
+        sealer = self._sealer_for()
+        if self._data_key_version != DATA_KEY_V2:
+            return None, 0
+        key = sealer.derive(audit_chain.AUDIT_KEY_LABEL)
+        found = (
+            self._connect(create=False)
+            .execute("SELECT value FROM meta WHERE key = 'audit_keyed_after'")
+            .fetchone()
+        )
+        return key, audit_chain.parse_switch(found[0] if found else None, key)
 
     def open(self) -> None:
         """Create or open the state and check that the master key opens it."""
@@ -303,33 +382,53 @@ class SqliteStateStore(StateStore):
         self._sealer_for()
         conn = self._connect(create=False)
         meta = self._meta()
+        auth = self._row_auth()
+        macs = migration.tables_with_mac(conn)
         return RecordedState(
             lineage=meta["lineage"],
             serial=int(meta["serial"]),
-            authorities=self._read_authorities(conn),
-            certificates=self._read_certificates(conn),
-            bindings=self._read_bindings(conn),
+            authorities=self._read_authorities(conn, auth, macs),
+            certificates=self._read_certificates(conn, auth, macs),
+            bindings=self._read_bindings(conn, auth, macs),
             interrupted=self._read_interrupted(conn),
-            revocations=self._read_revocations(conn),
-            crls=self._read_crls(conn),
+            revocations=self._read_revocations(conn, auth, macs),
+            crls=self._read_crls(conn, auth, macs),
         )
 
-    def _read_revocations(self, conn: sqlite3.Connection) -> tuple[RevocationRecord, ...]:
+    @staticmethod
+    def _checked_rows(
+        conn: sqlite3.Connection,
+        auth: RowAuthenticator,
+        macs: set[str],
+        table: str,
+        where: str = "",
+        params: tuple[Any, ...] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Rows of ``table`` (``row_auth.TABLES`` column order), each checked against
+        its MAC; raises StateError "state tampered: ..." on the first that fails."""
+        select = row_auth.select_list(table, table in macs)
+        rows = conn.execute(f"SELECT {select} FROM {table} {where}", params).fetchall()
+        check = auth.check
+        for row in rows:
+            check(table, row[:-1], row[-1])
+        return rows
+
+    def _read_revocations(
+        self, conn: sqlite3.Connection, auth: RowAuthenticator, macs: set[str]
+    ) -> tuple[RevocationRecord, ...]:
         if not _has_table(conn, "revocations"):
             return ()
-        rows = conn.execute(
-            "SELECT address, serial, issuer, revoked_at, reason FROM revocations ORDER BY id"
-        )
+        rows = self._checked_rows(conn, auth, macs, "revocations", "ORDER BY id")
         return tuple(
-            RevocationRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows
+            RevocationRecord(r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5]) for r in rows
         )
 
-    def _read_crls(self, conn: sqlite3.Connection) -> dict[str, CrlRecord]:
+    def _read_crls(
+        self, conn: sqlite3.Connection, auth: RowAuthenticator, macs: set[str]
+    ) -> dict[str, CrlRecord]:
         if not _has_table(conn, "crls"):
             return {}
-        rows = conn.execute(
-            "SELECT authority, number, this_update, next_update, entries, files FROM crls"
-        )
+        rows = self._checked_rows(conn, auth, macs, "crls")
         return {
             r[0]: CrlRecord(
                 r[0],
@@ -342,56 +441,55 @@ class SqliteStateStore(StateStore):
             for r in rows
         }
 
-    def _read_authorities(self, conn: sqlite3.Connection) -> dict[str, AuthorityRecord]:
-        rows = conn.execute(
-            "SELECT name, spec, serial, not_before, not_after, key_id, issuer_key_id, "
-            "prevent_destroy, status FROM authorities WHERE status = 'active'"
-        )
+    def _read_authorities(
+        self, conn: sqlite3.Connection, auth: RowAuthenticator, macs: set[str]
+    ) -> dict[str, AuthorityRecord]:
+        # Columns: row_auth.TABLES["authorities"].
+        rows = self._checked_rows(conn, auth, macs, "authorities", "WHERE status = 'active'")
         return {
             r[0]: AuthorityRecord(
                 name=r[0],
-                spec=json.loads(r[1]),
-                serial=r[2],
-                not_before=datetime.fromisoformat(r[3]),
-                not_after=datetime.fromisoformat(r[4]),
-                key_id=r[5],
-                issuer_key_id=r[6],
-                prevent_destroy=bool(r[7]),
-                status=r[8],
+                spec=json.loads(r[2]),
+                serial=r[3],
+                not_before=datetime.fromisoformat(r[4]),
+                not_after=datetime.fromisoformat(r[5]),
+                key_id=r[6],
+                issuer_key_id=r[7],
+                prevent_destroy=bool(r[8]),
+                status=r[1],
             )
             for r in rows
         }
 
-    def _read_certificates(self, conn: sqlite3.Connection) -> dict[str, CertificateRecord]:
-        rows = conn.execute(
-            "SELECT name, spec, serial, not_before, not_after, issuer_key_id, fingerprint, "
-            "prevent_destroy, tags, sealed_key IS NOT NULL, status, revoked_at, external_id "
-            "FROM certificates WHERE status = 'active'"
-        )
+    def _read_certificates(
+        self, conn: sqlite3.Connection, auth: RowAuthenticator, macs: set[str]
+    ) -> dict[str, CertificateRecord]:
+        # Columns: row_auth.TABLES["certificates"].
+        rows = self._checked_rows(conn, auth, macs, "certificates", "WHERE status = 'active'")
         loads, parse = json.loads, datetime.fromisoformat
         return {
             r[0]: CertificateRecord(
                 name=r[0],
-                spec=loads(r[1]),
-                serial=r[2],
-                not_before=parse(r[3]),
-                not_after=parse(r[4]),
-                issuer_key_id=r[5],
-                fingerprint=r[6],
-                prevent_destroy=bool(r[7]),
-                tags=loads(r[8]),
-                has_key=bool(r[9]),
-                status=r[10],
-                revoked_at=_dt(r[11]),
-                external_id=r[12],
+                spec=loads(r[2]),
+                serial=r[3],
+                not_before=parse(r[4]),
+                not_after=parse(r[5]),
+                issuer_key_id=r[6],
+                fingerprint=r[7],
+                prevent_destroy=bool(r[8]),
+                tags=loads(r[9]),
+                has_key=r[13] is not None,
+                status=r[1],
+                revoked_at=_dt(r[14]),
+                external_id=r[16],
             )
             for r in rows
         }
 
-    def _read_bindings(self, conn: sqlite3.Connection) -> dict[str, BindingRecord]:
-        rows = conn.execute(
-            "SELECT address, certificate, target, serial, facts, deployed_at FROM bindings"
-        )
+    def _read_bindings(
+        self, conn: sqlite3.Connection, auth: RowAuthenticator, macs: set[str]
+    ) -> dict[str, BindingRecord]:
+        rows = self._checked_rows(conn, auth, macs, "bindings")
         loads = json.loads
         return {
             r[0]: BindingRecord(
@@ -415,54 +513,71 @@ class SqliteStateStore(StateStore):
             for r in rows
         )
 
-    def material(self, kind: str, name: str) -> IssuedMaterial:
+    def _checked_row(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The row of ``kind``.``name`` by column name, checked against its MAC."""
         table = _table(kind)
-        row = (
-            self._connect(create=False)
-            .execute(
-                f"SELECT certificate_pem, chain_pem, root_pem FROM {table} WHERE name = ?",
-                (name,),
-            )
-            .fetchone()
-        )
+        conn = self._connect(create=False)
+        auth = self._row_auth()
+        macs = migration.tables_with_mac(conn)
+        rows = self._checked_rows(conn, auth, macs, table, "WHERE name = ?", (name,))
+        if not rows:
+            return None
+        return dict(zip(row_auth.TABLES[table].columns, rows[0], strict=False))
+
+    def material(self, kind: str, name: str) -> IssuedMaterial:
+        row = self._checked_row(kind, name)
         if row is None:
             raise StateError(f"{kind}.{name} is not in the state")
-        return IssuedMaterial(*row)
+        return IssuedMaterial(row["certificate_pem"], row["chain_pem"], row["root_pem"])
 
     def private_key(self, kind: str, name: str) -> bytes:
-        table = _table(kind)
-        row = (
-            self._connect(create=False)
-            .execute(f"SELECT sealed_key FROM {table} WHERE name = ?", (name,))
-            .fetchone()
-        )
-        if row is None or row[0] is None:
-            raise StateError(f"the private key of {kind}.{name} is not in the state")
-        return self._sealer_for().open(row[0], f"{kind}.{name}")
+        """Open the sealed key of a row whose MAC holds, bound (version 2) to the
+        public key of the row's certificate: an older blob restored onto the row
+        fails here even where the row MAC would not say why."""
+        row = self._checked_row(kind, name)
+        address = f"{kind}.{name}"
+        if row is None or row["sealed_key"] is None:
+            raise StateError(f"the private key of {address} is not in the state")
+        sealer = self._sealer_for()
+        if self._data_key_version != DATA_KEY_V2:
+            return sealer.open(row["sealed_key"], address)
+        aad = key_aad(address, row["certificate_pem"])
+        return sealer.open_bound(row["sealed_key"], aad, address)
 
     def journaled_key(self, address: str) -> bytes | None:
         row = (
             self._connect(create=False)
             .execute(
-                "SELECT sealed_key FROM journal WHERE address = ? AND sealed_key IS NOT NULL "
-                "AND status IN ('started', 'interrupted', 'failed') ORDER BY id DESC LIMIT 1",
+                "SELECT id, run_id, sealed_key FROM journal WHERE address = ? "
+                "AND sealed_key IS NOT NULL AND status IN ('started', 'interrupted', 'failed') "
+                "ORDER BY id DESC LIMIT 1",
                 (address,),
             )
             .fetchone()
         )
-        return self._sealer_for().open(row[0], f"journal:{address}") if row else None
+        if row is None:
+            return None
+        sealer = self._sealer_for()
+        if self._data_key_version != DATA_KEY_V2:
+            return sealer.open(row[2], f"journal:{address}")
+        return sealer.open_bound(row[2], journal_aad(address, row[1], row[0]), address)
 
     # -- journal, audit ---------------------------------------------------------
     def journal_start(self, run_id: str, address: str, action: str, key_der: bytes | None) -> int:
-        sealed = self._sealer_for().seal(key_der, f"journal:{address}") if key_der else None
+        self._ensure_migrated()
+        sealer = self._sealer_for()
         conn = self._connect(create=True)
         with self._txn(conn):
             cur = conn.execute(
                 "INSERT INTO journal (run_id, address, action, status, sealed_key, started_at) "
-                "VALUES (?, ?, ?, 'started', ?, ?)",
-                (run_id, address, action, sealed, _now()),
+                "VALUES (?, ?, ?, 'started', NULL, ?)",
+                (run_id, address, action, _now()),
             )
-        return int(cur.lastrowid or 0)
+            entry = int(cur.lastrowid or 0)
+            if key_der:
+                sealed = sealer.seal_bound(key_der, journal_aad(address, run_id, entry))
+                conn.execute("UPDATE journal SET sealed_key = ? WHERE id = ?", (sealed, entry))
+        return entry
 
     def journal_finish(self, entry: int, status: str) -> None:
         conn = self._connect(create=False)
@@ -492,10 +607,10 @@ class SqliteStateStore(StateStore):
 
     def audit(self, actor: str, command: str, address: str, action: str, result: str,
               detail: str = "") -> None:  # fmt: skip
-        sealer = self._sealer_for()  # an initialised state, as for any transaction
+        self._ensure_migrated()  # an initialised, version 2 state, as for any transaction
         conn = self._connect(create=True)
         with self._txn(conn):
-            _SqliteWriter(conn, sealer).audit(actor, command, address, action, result, detail)
+            self._writer(conn).audit(actor, command, address, action, result, detail)
 
     def audit_log(self) -> list[dict[str, Any]]:
         conn = self._connect(create=False)
@@ -509,10 +624,10 @@ class SqliteStateStore(StateStore):
     # -- writing ----------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self, journal_entry: int | None = None) -> Iterator[StateWriter]:
-        sealer = self._sealer_for()
+        self._ensure_migrated()
         conn = self._connect(create=True)
         with self._txn(conn):
-            yield _SqliteWriter(conn, sealer)
+            yield self._writer(conn)
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
             if journal_entry is not None:
                 self._finish(conn, journal_entry, "done")
@@ -556,18 +671,55 @@ def _table(kind: str) -> str:
 
 
 class _SqliteWriter(StateWriter):
-    """Writes inside one open transaction; the store commits or rolls back."""
+    """Writes inside one open transaction of a version 2 state; the store commits or
+    rolls back.
 
-    def __init__(self, conn: sqlite3.Connection, sealer: Sealer) -> None:
+    Every row written gets its MAC recomputed from what the database then holds
+    (``_seal``), and every existing row is checked before it is changed (``_check``),
+    so a write never launders a row that was edited outside certform.  Sealed keys
+    are bound to their row (``sealing.key_aad``)."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        sealer: Sealer,
+        auth: RowAuthenticator,
+        audit_key: bytes,
+    ) -> None:
         self._conn = conn
         self._sealer = sealer
+        self._auth = auth
+        self._audit_key = audit_key
+
+    def _check(self, table: str, key: object) -> None:
+        """Refuse to change a row whose MAC does not hold."""
+        spec = row_auth.TABLES[table]
+        row = self._conn.execute(
+            f"SELECT {row_auth.select_list(table, True)} FROM {table} WHERE {spec.key} = ?",
+            (key,),
+        ).fetchone()
+        if row is not None:
+            self._auth.check(table, row[:-1], row[-1])
+
+    def _seal(self, table: str, key: object) -> None:
+        migration.mac_row(self._conn, self._auth, table, key)
+
+    def _seal_key(
+        self, key_der: bytes | None, address: str, material: IssuedMaterial
+    ) -> bytes | None:
+        if key_der is None:
+            return None
+        return self._sealer.seal_bound(key_der, key_aad(address, material.certificate_pem))
 
     def put_authority(self, record: AuthorityRecord, material: IssuedMaterial,
                       key_der: bytes | None) -> None:  # fmt: skip
+        self._check("authorities", record.name)
         self._supersede("authorities", record.name, "authority")
-        sealed = self._sealer.seal(key_der, record.address) if key_der is not None else None
+        sealed = self._seal_key(key_der, record.address, material)
         self._conn.execute(
-            "INSERT INTO authorities VALUES (?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO authorities (name, status, spec, serial, not_before, not_after, "
+            "key_id, issuer_key_id, prevent_destroy, certificate_pem, chain_pem, root_pem, "
+            "sealed_key, updated_at) VALUES (?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET status = 'active', spec = excluded.spec, "
             "serial = excluded.serial, not_before = excluded.not_before, "
             "not_after = excluded.not_after, key_id = excluded.key_id, "
@@ -592,13 +744,19 @@ class _SqliteWriter(StateWriter):
                 _now(),
             ),
         )
+        # A kept key (renewal, key_der None) stays bound: its public key, and so its
+        # associated data, is that of the renewed certificate too.
+        self._seal("authorities", record.name)
 
     def put_certificate(self, record: CertificateRecord, material: IssuedMaterial,
                         key_der: bytes | None) -> None:  # fmt: skip
+        self._check("certificates", record.name)
         self._supersede("certificates", record.name, "certificate")
-        sealed = self._sealer.seal(key_der, record.address) if key_der is not None else None
+        sealed = self._seal_key(key_der, record.address, material)
         self._conn.execute(
-            "INSERT OR REPLACE INTO certificates VALUES "
+            "INSERT OR REPLACE INTO certificates (name, status, spec, serial, not_before, "
+            "not_after, issuer_key_id, fingerprint, prevent_destroy, tags, certificate_pem, "
+            "chain_pem, root_pem, sealed_key, revoked_at, updated_at, external_id) VALUES "
             "(?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
             (
                 record.name,
@@ -618,10 +776,12 @@ class _SqliteWriter(StateWriter):
                 record.external_id,
             ),
         )
+        self._seal("certificates", record.name)
 
     def set_guard(self, kind: str, name: str, prevent_destroy: bool,
                   tags: dict[str, str] | None) -> None:  # fmt: skip
         table = _table(kind)
+        self._check(table, name)
         self._conn.execute(
             f"UPDATE {table} SET prevent_destroy = ? WHERE name = ?", (int(prevent_destroy), name)
         )
@@ -630,15 +790,18 @@ class _SqliteWriter(StateWriter):
                 "UPDATE certificates SET tags = ? WHERE name = ?",
                 (json.dumps(tags, sort_keys=True), name),
             )
+        self._seal(table, name)
 
     def destroy(self, kind: str, name: str) -> None:
         table = _table(kind)
+        self._check(table, name)
         self._supersede(table, name, kind, reason="destroyed")
         self._conn.execute(
             f"UPDATE {table} SET status = 'destroyed', sealed_key = NULL, updated_at = ? "
             "WHERE name = ?",
             (_now(), name),
         )
+        self._seal(table, name)
 
     def mark_revoked(
         self,
@@ -651,21 +814,28 @@ class _SqliteWriter(StateWriter):
     ) -> None:
         # Created on first use, so states made before revocations existed need no migration.
         self._conn.execute(_REVOCATIONS_TABLE)
-        self._conn.execute(
+        migration.ensure_mac_columns(self._conn)
+        cur = self._conn.execute(
             "INSERT INTO revocations (address, serial, issuer, revoked_at, reason) "
             "VALUES (?, ?, ?, ?, ?)",
             (f"{kind}.{name}", serial, issuer, when.isoformat(), reason),
         )
+        self._seal("revocations", int(cur.lastrowid or 0))
         if kind == "certificate":
+            self._check("certificates", name)
             self._conn.execute(
                 "UPDATE certificates SET revoked_at = ? WHERE name = ? AND serial = ?",
                 (when.isoformat(), name, serial),
             )
+            self._seal("certificates", name)
 
     def put_crl(self, record: CrlRecord) -> None:
         self._conn.execute(_CRLS_TABLE)
+        migration.ensure_mac_columns(self._conn)
+        self._check("crls", record.authority)
         self._conn.execute(
-            "INSERT OR REPLACE INTO crls VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO crls (authority, number, this_update, next_update, "
+            "entries, files) VALUES (?, ?, ?, ?, ?, ?)",
             (
                 record.authority,
                 record.number,
@@ -675,10 +845,13 @@ class _SqliteWriter(StateWriter):
                 json.dumps(record.files, sort_keys=True),
             ),
         )
+        self._seal("crls", record.authority)
 
     def put_binding(self, record: BindingRecord) -> None:
+        self._check("bindings", record.address)
         self._conn.execute(
-            "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO bindings (address, certificate, target, serial, facts, "
+            "deployed_at) VALUES (?, ?, ?, ?, ?, ?)",
             (
                 record.address,
                 record.certificate,
@@ -688,15 +861,15 @@ class _SqliteWriter(StateWriter):
                 record.deployed_at.isoformat(),
             ),
         )
+        self._seal("bindings", record.address)
 
     def delete_binding(self, address: str) -> None:
         self._conn.execute("DELETE FROM bindings WHERE address = ?", (address,))
 
     def audit(self, actor: str, command: str, address: str, action: str, result: str,
               detail: str = "") -> None:  # fmt: skip
-        """Append a hash-chained record and move the chain head (see ``audit_chain``)."""
-        from reconciler.state import audit_chain as chain
-
+        """Append a keyed hash-chained record and move the chain head (see ``audit_chain``)."""
+        chain = audit_chain
         conn, last_row = self._conn, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
         try:
             last = conn.execute(last_row).fetchone()
@@ -712,7 +885,8 @@ class _SqliteWriter(StateWriter):
         head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
         record_id, previous = chain.next_link(last, chain.parse_head(head[0] if head else None))
         values = (record_id, _now(), actor, command, address, action, result, detail)
-        digest = chain.record_hash(previous, dict(zip(chain.FIELDS, values, strict=True)))
+        fields = dict(zip(chain.FIELDS, values, strict=True))
+        digest = chain.record_hash(previous, fields, self._audit_key)
         conn.execute(
             "INSERT INTO audit (id, at, actor, command, address, action, result, detail, "
             "previous, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
