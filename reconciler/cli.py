@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -60,9 +61,23 @@ VarFileOption = Annotated[
     list[Path] | None,
     typer.Option("--var-file", help="YAML file of template variables (repeatable)."),
 ]
+MAX_LOCK_TIMEOUT = 86400.0
+
+
+def _lock_timeout(value: float) -> float:
+    """Bounded, so that ``nan`` or ``inf`` cannot make a job wait forever."""
+    if not math.isfinite(value) or not 0 <= value <= MAX_LOCK_TIMEOUT:
+        raise typer.BadParameter(f"expected seconds between 0 and {MAX_LOCK_TIMEOUT:.0f}")
+    return value
+
+
 LockTimeoutOption = Annotated[
     float,
-    typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default: fail fast)."),
+    typer.Option(
+        "--lock-timeout",
+        help="Seconds to wait for the state lock (default: fail fast).",
+        callback=_lock_timeout,
+    ),
 ]
 DEFAULT_CONFIG = Path("certform.yaml")
 

@@ -237,6 +237,9 @@ def test_parse_duration_keeps_the_bound_itself() -> None:
         (("plan", "--at", "0001-01-01T00:00:00+14:00"), "must be between 1970-01-01 and"),
         (("check", "--within", "99999999999d"), "invalid --within: 99999999999d is longer"),
         (("check", "--at", "-" + "9" * 5000 + "d"), "is longer than the maximum 36500d"),
+        (("plan", "--lock-timeout", "nan"), "expected seconds between 0 and 86400"),
+        (("apply", "--auto-approve", "--lock-timeout", "inf"), "expected seconds between 0"),
+        (("show", "--lock-timeout", "-1"), "expected seconds between 0 and 86400"),
     ],
 )
 def test_absurd_times_on_the_command_line(
