@@ -191,6 +191,11 @@ def plan(
         prepare_state_for_saved_plan(store, lock_timeout)
     recorded = _read_state(store, lock_timeout, "plan")
     change = store.key_store_change if store.exists else None
+    if store.exists and store.upgrade_pending:
+        _err(
+            "Note: this state was written by an earlier certform; its records are "
+            "authenticated (tamper-evident) from the next apply on."
+        )
     the_plan = plan_from(
         validated, recorded, str(store.path.resolve()), when, change, _pem_reader(store)
     )

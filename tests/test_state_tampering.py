@@ -248,7 +248,9 @@ def test_old_format_state_opens_and_is_migrated(applied: Workspace, master_key: 
     ws = applied
     downgrade_to_v1(ws, master_key)
     assert "mac" not in {r[1] for r in query(ws, "PRAGMA table_info(certificates)")}
-    assert ws.run("plan", "--detailed-exitcode").code == 0
+    before = ws.run("plan", "--detailed-exitcode")
+    assert before.code == 0, before.text
+    assert "authenticated (tamper-evident) from the next apply on" in before.err
     ws.ok("show")
     assert "audit chain intact: 6 records" in ws.ok("audit", "--verify").out
     assert "mac" not in {r[1] for r in query(ws, "PRAGMA table_info(certificates)")}  # read only
@@ -259,7 +261,9 @@ def test_old_format_state_opens_and_is_migrated(applied: Workspace, master_key: 
         assert query(ws, f"SELECT COUNT(*) FROM {table} WHERE mac IS NULL") == [(0,)]
     assert query(ws, "SELECT value FROM meta WHERE key = 'audit_keyed_after'")[0][0][:2] == "6:"
     assert "audit chain intact: 8 records" in ws.ok("audit", "--verify").out
-    assert ws.run("plan", "--detailed-exitcode").code == 0
+    after = ws.run("plan", "--detailed-exitcode")
+    assert after.code == 0, after.text
+    assert "earlier certform" not in after.err
     # From now on the rows are authenticated, and the api key (migrated) still opens.
     (ws.root / "out/api/key.pem").unlink()
     ws.ok("apply", "--auto-approve")

@@ -300,6 +300,13 @@ class SqliteStateStore(StateStore):
         self._key_store_change = None
         self._wrapping_store = self.key_store
 
+    @property
+    def upgrade_pending(self) -> bool:
+        """True for a state written before rows were authenticated: its rows are not
+        checked until the next writing command upgrades it (see migration.py)."""
+        self._sealer_for()
+        return self._data_key_version != DATA_KEY_V2
+
     # -- row authentication ------------------------------------------------------
     def _row_auth(self) -> RowAuthenticator:
         """The row MAC checker (one HKDF per store, not per row)."""
