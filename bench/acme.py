@@ -4,6 +4,7 @@
     python bench/acme.py --count 20                 # quick run
     python bench/acme.py --parallelism 1,2,4,10,20  # other parallelism values
     python bench/acme.py --profile                  # plus cProfile of an in-process apply
+    python bench/acme.py --smoke                    # N = 3, P = 1,2: every phase (CI)
 
 One pebble-challtestsrv (Pebble's DNS: every A query answers 127.0.0.1) and one Pebble
 (``PEBBLE_VA_NOSLEEP=1``, 5% of nonces rejected, authorization reuse off) serve the
@@ -32,6 +33,11 @@ whole run.  Then, in this order:
 ``--profile-count`` certificates, the orders run in the main thread so that the
 profiler sees them).  Nothing in certform is changed; the clocks wrap functions for
 the duration of a sample and put them back.
+
+Any phase that fails (an apply's exit code, a missing certificate, an apply whose
+progress lines no longer show every phase, a clock that never ran) ends the script
+with a non-zero exit; ``--smoke`` runs them all at a tiny N in the test suite
+(tests/test_bench_smoke.py).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,6 +74,7 @@ DOMAIN = "example.test"
 AUTHORITY = "pebble"
 BARE_POLL = 0.01
 GOAL_FACTOR = 2.0
+SMOKE_COUNT, SMOKE_PARALLELISM = 3, [1, 2]
 PROGRESS_RE = re.compile(r"^(authority|certificate|binding)\.(\S+?): (\w+)(…| done| FAILED)")
 
 
@@ -163,6 +171,26 @@ def apply_phases(run: TimedRun) -> dict[str, float]:
     return phases
 
 
+APPLY_PHASES = (
+    "start-up, load, plan",
+    "account registration",
+    "keys + journal (main thread)",
+    "ACME orders",
+    "record certificates",
+    "files targets",
+    "finish + exit",
+)
+
+
+def require_phases(what: str, phases: dict[str, float], output: str) -> None:
+    """Every phase must be found in the progress lines: when certform's messages change,
+    the split must fail loudly rather than print a table with holes."""
+    missing = [name for name in APPLY_PHASES if name not in phases]
+    if missing:
+        tail = "\n".join(output.splitlines()[-20:])
+        sys.exit(f"bench: {what}: phases not found in the progress lines: {missing}\n{tail}")
+
+
 @dataclass
 class ApplyRow:
     parallelism: int
@@ -194,6 +222,7 @@ def bench_apply(n: int, parallelism: int, pebble: Any, env: dict[str, str], keep
         if written != n:
             sys.exit(f"bench: P={parallelism}: {written} of {n} cert.pem files written\n{tail}")
         phases = apply_phases(run)
+        require_phases(f"apply --parallelism {parallelism}", phases, run.output)
         print(
             f"[P={parallelism}] apply {run.seconds:.2f} s, {n / run.seconds:.1f} certs/s "
             f"(cli CPU {run.cpu:.2f} s)",
@@ -408,7 +437,11 @@ def client_sample(names: list[str], pebble: Any, root: Path, pin: bool = False) 
     account = acme_client.AcmeAccount(AUTHORITY, spec, root, acme_client.new_account_key_der())
     account.register()
     with pinned_responder(pebble.http_port, pin):  # opened and closed outside the clocks
-        return _timed_orders(account, names)
+        sample = _timed_orders(account, names)
+    # As certform runs, every order starts and stops the responder; pinned, none does.
+    wanted = ("http",) if pin else ("http", "responder start", "responder stop")
+    require_clocks(f"sample{', pinned' if pin else ''}", sample.clocks, wanted)
+    return sample
 
 
 def _timed_orders(account: Any, names: list[str]) -> WaitShare:
@@ -421,6 +454,14 @@ def _timed_orders(account: Any, names: list[str]) -> WaitShare:
             account.issue([name], key_pem, lambda _message: None)
         seconds = time.perf_counter() - start
     return WaitShare(len(names), seconds, clocks)
+
+
+def require_clocks(what: str, clocks: dict[str, _Clock], names: tuple[str, ...]) -> None:
+    """The wrapped functions must have run: a clock that never ran means certform no
+    longer calls what it wraps, and its share would read as a silent 0%."""
+    idle = [name for name in names if not clocks[name].calls]
+    if idle:
+        sys.exit(f"bench: {what}: these clocks never ran (renamed in certform?): {idle}")
 
 
 @contextlib.contextmanager
@@ -542,7 +583,10 @@ def pinned_apply(n: int, pebble: Any) -> PinnedApply:
             seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    phases = apply_phases(TimedRun(seconds, 0, 0.0, lines))
+    timed_run = TimedRun(seconds, 0, 0.0, lines)
+    phases = apply_phases(timed_run)
+    require_phases("in-process apply, pinned", phases, timed_run.output)
+    require_clocks("in-process apply, pinned", clocks, ("http",))
     return PinnedApply(n, seconds, phases, clocks)
 
 
@@ -670,7 +714,17 @@ def main() -> None:
         action="store_true",
         help="Run the CLI with the inherited environment as is (see bench/plan_apply.py).",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"Every phase once, N = {SMOKE_COUNT}, parallelism "
+        f"{','.join(map(str, SMOKE_PARALLELISM))}, profile included (seconds): checks that "
+        "the benchmark still runs, measures nothing worth reading.",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.count, args.parallelism, args.sample = SMOKE_COUNT, SMOKE_PARALLELISM, 2
+        args.profile, args.profile_count, args.top = True, 2, 5
 
     from tests.acme_lab import ChallTestSrv, PebbleLab, challtestsrv_binary, pebble_binary
 
@@ -679,6 +733,9 @@ def main() -> None:
 
     env = dict(os.environ)
     env[MASTER_KEY_ENV] = base64.b64encode(os.urandom(32)).decode()
+    # SIGTERM (e.g. a timeout) unwinds through the finally blocks that stop the servers
+    # and remove the temp directories.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env.pop("NO_COLOR", None)
     os.environ[MASTER_KEY_ENV] = env[MASTER_KEY_ENV]  # for the in-process applies
     cli = certform_command()

@@ -3,6 +3,7 @@
     python bench/aws.py                     # N = 100 and 500
     python bench/aws.py --sizes 50 200      # other sizes
     python bench/aws.py --profile           # also cProfile an in-process no-change plan
+    python bench/aws.py --smoke             # N = 3, every phase once (seconds; CI)
 
 For each N: a fresh moto server (``python -m moto.server``) with one ALB that has
 ceil(N/24) HTTPS listeners on ports 8443, 8444, ... (each with its own placeholder
@@ -24,6 +25,9 @@ processes (start-up and imports count):
   ``renew_before: 89d`` and the plan runs ``--at +1d`` (the 89d window of a 90d
   certificate opens a day after issuance; everything else renews at +60d); it must
   exit 2 with exactly ``1 to renew, 1 to rebind``.
+
+A phase that fails ends the script with a non-zero exit; ``--smoke`` runs every phase
+(profile included) at a tiny N in the test suite (tests/test_bench_smoke.py).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -54,9 +59,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-# Shared with the files benchmark next to this script (``python bench/aws.py`` puts
-# bench/ on sys.path): child runs with peak RSS, the console script, cProfile tables.
-from plan_apply import (
+# ``python bench/aws.py`` puts bench/ first on sys.path, where bench/acme.py would shadow
+# the ``acme`` library certform imports: take bench/ off, put the repository root on.
+_BENCH = Path(__file__).resolve().parent
+for _entry in [p for p in sys.path if Path(p or ".").resolve() == _BENCH]:
+    sys.path.remove(_entry)
+if str(_BENCH.parent) not in sys.path:
+    sys.path.insert(0, str(_BENCH.parent))
+
+# Shared with the files benchmark next to this script: child runs with peak RSS, the
+# console script, cProfile tables.
+from bench.plan_apply import (  # noqa: E402
     PKI_HEADER,
     ChildRun,
     certform_command,
@@ -77,6 +90,7 @@ CREDENTIALS = {
     "AWS_SESSION_TOKEN": "bench-dummy",
 }
 SUMMARY_RE = re.compile(r"^Plan: (.*)\.", re.MULTILINE)
+SMOKE_N = 3  # --smoke: one listener, a few certificates
 
 # ACM's documented default request-rate quotas (requests per second, per account and
 # region; ACM quotas page, "API rate quotas").  Used only to print the time a run
@@ -526,7 +540,12 @@ class Row:
 
 
 def bench_size(
-    n: int, env: dict[str, str], keep: bool, repeat: int, profile_top: int | None
+    n: int,
+    env: dict[str, str],
+    keep: bool,
+    repeat: int,
+    profile_top: int | None,
+    overhead_calls: int = 200,
 ) -> Row:
     listeners = listener_count(n)
     workdir = Path(tempfile.mkdtemp(prefix=f"certform-bench-aws-{n}-"))
@@ -542,7 +561,7 @@ def bench_size(
             f"({time.perf_counter() - start:.2f} s, not counted)",
             flush=True,
         )
-        overhead = proxy_overhead(moto, proxy)
+        overhead = proxy_overhead(moto, proxy, overhead_calls)
         config = write_config(workdir, n, proxy.url)
 
         version = run_child([*cli, "--version"], workdir, env)
@@ -717,7 +736,17 @@ def main() -> None:
         help="Run the CLI with the inherited environment as is (by default children get a "
         "private PYTHONPYCACHEPREFIX so imports use .pyc files like an installed tool).",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"Every phase once at N = {SMOKE_N}, profile included (seconds): checks that "
+        "the benchmark still runs, measures nothing worth reading.",
+    )
     args = parser.parse_args()
+    overhead_calls = 200
+    if args.smoke:
+        args.sizes, args.repeat, args.profile, args.top = [SMOKE_N], 1, True, 5
+        overhead_calls = 10
 
     env = dict(os.environ)
     env.update(CREDENTIALS)
@@ -732,6 +761,9 @@ def main() -> None:
         env.pop(name, None)
     os.environ.clear()
     os.environ.update(env)  # the in-process plan and profile use the same settings
+    # SIGTERM (e.g. a timeout) unwinds through the finally blocks that stop the servers
+    # and remove the temp directories.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     cache = None
     if not args.no_bytecode_cache:
@@ -746,7 +778,12 @@ def main() -> None:
         largest = max(args.sizes)
         rows = [
             bench_size(
-                n, env, args.keep, args.repeat, args.top if args.profile and n == largest else None
+                n,
+                env,
+                args.keep,
+                args.repeat,
+                args.top if args.profile and n == largest else None,
+                overhead_calls,
             )
             for n in args.sizes
         ]

@@ -3,6 +3,7 @@
     python bench/haproxy.py                  # N = 500
     python bench/haproxy.py --count 50       # quick run
     python bench/haproxy.py --direct         # certform talks to HAProxy without the counter
+    python bench/haproxy.py --smoke          # N = 12, every phase once, short windows (CI)
 
 One HAProxy 2.6 (``tests/haproxy_lab.py``: master-worker, one ``bind ... ssl crt-list``
 on a free 127.0.0.1 port) and, in a temp directory, a config with one private root and
@@ -28,6 +29,13 @@ with the empty crt-list before the first apply (what re-reading N certificates c
 Unless ``--direct``, the provider's socket is a counting relay in this process that
 forwards each runtime API connection to HAProxy and records the command, HAProxy's
 answer time and the reply size (its own cost per call is printed).
+
+The renewals replace every certificate, which the change limits (``policy.change_limit``,
+30% of at least 10 certificates) refuse without ``--force``: they are intended here, so
+they run with ``--force``.  Any phase that fails (a run's exit code, a wrong serial, a
+failed or wrong handshake, a load window without handshakes) ends the script with a
+non-zero exit; ``--smoke`` runs them all at a tiny N in the test suite
+(tests/test_bench_smoke.py).
 """
 
 from __future__ import annotations
@@ -57,15 +65,24 @@ from typing import Any
 
 from cryptography import x509
 
-# ``python bench/haproxy.py`` puts bench/ on sys.path (for plan_apply); the lab
-# helper lives in tests/, which needs the repository root.
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+# ``python bench/haproxy.py`` puts bench/ first on sys.path, where bench/acme.py would
+# shadow the ``acme`` library certform imports: take bench/ off, put the repository root
+# on (bench.plan_apply, and the lab helper in tests/).
+_BENCH = Path(__file__).resolve().parent
+for _entry in [p for p in sys.path if Path(p or ".").resolve() == _BENCH]:
+    sys.path.remove(_entry)
+if str(_BENCH.parent) not in sys.path:
+    sys.path.insert(0, str(_BENCH.parent))
 
-from plan_apply import PKI_HEADER, certform_command
+from bench.plan_apply import PKI_HEADER, certform_command  # noqa: E402
 
 MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
 DOMAIN = "example.test"
 SEVERITY_PREFIX = "set severity-output number; "
+
+# --smoke: N at least policy.change_limit's minimum_certificates (10), so that the
+# renewals meet the change limits as they do at full size.
+SMOKE_N = 12
 
 RENEW_FILES = "renew, files target"
 BACK_FILES = "renew back, files target"
@@ -244,13 +261,19 @@ class CountingRelay:
         self.calls.append(call)
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept() (Linux): the join
+        # used to wait out its 5 s timeout; shutdown() makes accept() fail at once.
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            raise BenchError("counting relay did not stop")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
 
-def relay_cost(direct: str, relayed: str, path: str, rounds: int = 200) -> tuple[float, float]:
+def relay_cost(direct: str, relayed: str, path: str, rounds: int) -> tuple[float, float]:
     """Median seconds of ``show ssl cert PATH`` direct and through the relay."""
     from reconciler.providers.haproxy_runtime import HaproxyRuntime
 
@@ -408,7 +431,7 @@ def check_served(port: int, n: int, wanted: list[str], when: str) -> None:
     check(not bad, f"{when}: {len(bad)} of {n} names serve another serial (e.g. c{bad[:3]})")
 
 
-def haproxy_check_seconds(lab: Any, repeat: int = 3) -> float:
+def haproxy_check_seconds(lab: Any, repeat: int) -> float:
     """Median wall time of ``haproxy -c -f CFG`` (parse the config, load every certificate)."""
     times = []
     for _ in range(repeat):
@@ -482,8 +505,11 @@ class Bench:
         self.log(f"{what}: {median.seconds:.2f} s ({median.summary}, exit {median.returncode})")
         return median
 
-    def apply(self, what: str, cwd: Path, lab: Any = None) -> Run:
-        run = self.cli_run(what, cwd, "apply", "--auto-approve", lab=lab)
+    def apply(self, what: str, cwd: Path, lab: Any = None, force: bool = False) -> Run:
+        """``apply --auto-approve``; ``force`` for the renewals of all N, which the change
+        limits refuse without ``--force`` (every certificate replaced)."""
+        argv = ["apply", "--auto-approve", *(["--force"] if force else [])]
+        run = self.cli_run(what, cwd, *argv, lab=lab)
         check(run.returncode == 0, f"{what}: exited {run.returncode}", run)
         check("Apply complete" in run.output, f"{what}: did not complete", run)
         return run
@@ -500,9 +526,9 @@ class Bench:
         write_config(directory, self.n, "ec-p256", None)
         self.apply("apply, files target", directory)
         write_config(directory, self.n, "ec-p384", None)
-        self.apply(RENEW_FILES, directory)
+        self.apply(RENEW_FILES, directory, force=True)
         write_config(directory, self.n, "ec-p256", None)
-        self.apply(BACK_FILES, directory)
+        self.apply(BACK_FILES, directory, force=True)
 
     def run(self) -> Results:
         from tests.haproxy_lab import HaproxyLab
@@ -518,7 +544,7 @@ class Bench:
 
     def with_lab(self, lab: Any, stack: contextlib.ExitStack) -> None:
         r, n, args = self.results, self.n, self.args
-        r.check_empty = haproxy_check_seconds(lab)
+        r.check_empty = haproxy_check_seconds(lab, args.check_repeat)
         r.reloads_empty = timed_reloads(lab, args.reloads, 0.2)
         self.log(f"empty crt-list: reload median {statistics.median(r.reloads_empty):.3f} s")
 
@@ -528,7 +554,8 @@ class Bench:
             self.relay = CountingRelay(lab.socket, relay_path)
             stack.callback(self.relay.close)
             socket_path = relay_path
-            r.relay = relay_cost(lab.socket, relay_path, str(lab.crt_dir / "default.pem"))
+            default_pem = str(lab.crt_dir / "default.pem")
+            r.relay = relay_cost(lab.socket, relay_path, default_pem, args.relay_rounds)
             self.relay.calls.clear()
         provider = {
             "type": "haproxy",
@@ -559,7 +586,7 @@ class Bench:
 
         write_config(cwd, n, "ec-p384", provider)
         start = time.monotonic()
-        self.apply(RENEW_HAPROXY, cwd, lab)
+        self.apply(RENEW_HAPROXY, cwd, lab, force=True)
         end = time.monotonic()
         new = file_serials(lab.crt_dir, n)
         check(all(a != b for a, b in zip(old, new, strict=True)), "not every serial changed")
@@ -572,7 +599,7 @@ class Bench:
         r.verified.append(f"after renewal: {n}/{n} names serve the serial in crt_dir/NAME.pem")
         self.plan("plan after renewal", cwd, lab, 1)
 
-        time.sleep(1.0)
+        time.sleep(args.reload_gap)  # the renewal's window and the reloads' stay apart
         start = time.monotonic()
         r.reloads_full = timed_reloads(lab, args.reloads, args.reload_gap)
         windows.append(
@@ -585,11 +612,11 @@ class Bench:
         self.plan("plan after reloads", cwd, lab, 1)
         # The same renewal once more without the TLS load (back to ec-p256).
         write_config(cwd, n, "ec-p256", provider)
-        self.apply(BACK_HAPROXY, cwd, lab)
+        self.apply(BACK_HAPROXY, cwd, lab, force=True)
         check_served(lab.port, n, file_serials(lab.crt_dir, n), "after the renewal back")
         r.verified.append(f"after the renewal back: {n}/{n} names serve the new serial")
         self.plan("plan after renewal back", cwd, lab, 1)
-        r.check_full = haproxy_check_seconds(lab)
+        r.check_full = haproxy_check_seconds(lab, args.check_repeat)
         if self.relay:
             r.relay_errors = self.relay.errors
 
@@ -701,6 +728,8 @@ def report(r: Results, args: argparse.Namespace, binary: str) -> list[str]:
     for w in r.windows:
         if w["failed"] or w["wrong"]:
             failures.append(f"{w['label']}: {w['failed']} failed, {w['wrong']} wrong handshakes")
+        if not w["count"]:
+            failures.append(f"{w['label']}: no handshakes (the TLS load did not run)")
     if r.relay_errors:
         failures.append(f"relay: {r.relay_errors} connections failed")
     for line in failures:
@@ -778,7 +807,18 @@ def main() -> None:
         action="store_true",
         help="Run the CLI with the inherited environment (see bench/plan_apply.py).",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"Every phase once at N = {SMOKE_N} with short windows (seconds): checks that "
+        "the benchmark still runs, measures nothing worth reading.",
+    )
     args = parser.parse_args()
+    args.relay_rounds, args.check_repeat = 200, 3
+    if args.smoke:
+        args.count, args.clients, args.rate, args.idle = SMOKE_N, 2, 100.0, 0.5
+        args.reloads, args.reload_gap, args.repeat = 1, 0.2, 1
+        args.relay_rounds, args.check_repeat = 10, 1
 
     from tests.haproxy_lab import haproxy_binary
 

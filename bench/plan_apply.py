@@ -3,6 +3,7 @@
     python bench/plan_apply.py                   # N = 1000 and 10000
     python bench/plan_apply.py --sizes 200 2000  # other sizes
     python bench/plan_apply.py --profile         # also cProfile the in-process runs
+    python bench/plan_apply.py --smoke           # N = 12, every phase once (seconds; CI)
 
 For each N a fresh temp directory gets a config with one private root (ec-p384),
 one subordinate issuing CA (path_length 0, permitted [bench.test]) and N
@@ -19,6 +20,11 @@ Peak memory is each child's own ``ru_maxrss`` from ``os.wait4``.  The no-change
 plan is also run in process, phase by phase, and a "crypto floor" (N ec-p256
 keys generated and N leaves signed with ``build_leaf_certificate`` under an
 ec-p384 CA, nothing else) is measured to put the apply time in proportion.
+
+Every phase that fails (a wrong exit code, an unexpected plan, an in-process run
+that did not complete) ends the script with a non-zero exit: ``--smoke`` runs all
+of them at a tiny N in the test suite (tests/test_bench_smoke.py), so a benchmark
+that no longer runs fails CI.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import os
 import pstats
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,12 +49,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+# ``python bench/plan_apply.py`` puts bench/ first on sys.path, where bench/acme.py would
+# shadow the ``acme`` library certform imports: take bench/ off, put the repository root
+# on (``bench.plan_apply`` for the other scripts, the lab helpers in tests/).
+_BENCH = Path(__file__).resolve().parent
+for _entry in [p for p in sys.path if Path(p or ".").resolve() == _BENCH]:
+    sys.path.remove(_entry)
+if str(_BENCH.parent) not in sys.path:
+    sys.path.insert(0, str(_BENCH.parent))
+
 MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
 
 # Targets (seconds / MB); the size each applies to is in the label.
 PLAN_TARGET_N, PLAN_TARGET_S = 10_000, 2.0
 APPLY_TARGET_N, APPLY_TARGET_S = 1_000, 10.0
 MEMORY_TARGET_N, MEMORY_TARGET_MB = 10_000, 500.0
+
+# --smoke: N at least policy.change_limit's default minimum_certificates (10), so that
+# the change limits apply as they would at full size.
+SMOKE_N = 12
 
 SUMMARY_RE = re.compile(r"^Plan: (.*)\.", re.MULTILINE)
 
@@ -266,6 +286,7 @@ def cli_plan(config: Path) -> Any:
     plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
     text = render_plan(plan)
     store.close()
+    require(not plan.has_changes, "in-process no-change plan found changes")
     return plan, text
 
 
@@ -289,6 +310,7 @@ def in_process_apply(config: Path) -> Any:
     finally:
         store.unlock()
         store.close()
+    require(result.ok, f"in-process apply failed: {result.failed or result.skipped}")
     return result
 
 
@@ -517,10 +539,21 @@ def main() -> None:
         help="Run the CLI with the inherited environment as is (by default children get a "
         "private PYTHONPYCACHEPREFIX so imports use .pyc files like an installed tool).",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"Every phase once at N = {SMOKE_N}, profiles included (a few seconds): "
+        "checks that the benchmark still runs, measures nothing worth reading.",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.repeat, args.profile, args.top = [SMOKE_N], 1, True, 5
 
     env = dict(os.environ)
     env[MASTER_KEY_ENV] = base64.b64encode(os.urandom(32)).decode()
+    # SIGTERM (e.g. a timeout) unwinds through the finally blocks that stop the servers
+    # and remove the temp directories.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env.pop("NO_COLOR", None)
     os.environ[MASTER_KEY_ENV] = env[MASTER_KEY_ENV]  # for the in-process phases
 
