@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -114,6 +115,30 @@ def workspace(tmp_path: Path, master_key: str) -> Workspace:
     ws = Workspace(tmp_path, env)
     ws.write(EXAMPLE)
     return ws
+
+
+PKILINT = [sys.executable, "-m", "pkilint.bin.lint_pkix_cert"]
+"""pkilint's RFC 5280 certificate linter, run with this interpreter: pkilint is a test
+dependency (the ``test`` extra, installed by tests/run.sh), so it is required, never
+skipped, and whether its console script is on PATH does not matter."""
+
+
+def pkilint_findings(path: Path) -> list[tuple[str, str, str, str]]:
+    """pkilint's findings for the PEM certificate at ``path``: (validator, severity, code,
+    message), NOTICE and above. Fails when pkilint could not lint it (not installed,
+    unreadable input), so that "no findings" always means it looked."""
+    result = subprocess.run(
+        [*PKILINT, "lint", "-f", "JSON", "-s", "NOTICE", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stdout.strip(), f"pkilint could not lint {path}: {result.stderr}"
+    return [
+        (entry["validator"], finding["severity"], finding["code"], finding["message"])
+        for entry in json.loads(result.stdout)["results"]
+        for finding in entry["finding_descriptions"]
+    ]
 
 
 def openssl_verify(directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -773,6 +773,7 @@ def assert_reports(result: subprocess.CompletedProcess[str], case: BadCase) -> N
     assert "Traceback" not in result.stderr, context
     assert "the configuration is invalid" in result.stderr, context
     issues = reported_issues(result.stderr)
+    assert case.expected, f"[{case.id}] expects no problem, so it would check nothing"
     for expected in case.expected:
         where = f"{Path(expected.file).name}:{case.expected_line(expected)}"
         want = f"{where}: {expected.field or '<no field>'}: {' ... '.join(expected.phrases)}"

@@ -73,7 +73,10 @@ def _race_all(base: Path, argv: list[str], directories: list[Path]) -> list[dict
         check=True,
         timeout=300,
     )
-    return json.loads(result.read_text())
+    races = json.loads(result.read_text())
+    # The callers check each race in a loop: one race per directory, never none.
+    assert [race["directory"] for race in races] == [str(d) for d in directories], races
+    return races
 
 
 def _assert_one_consistent_state(directory: Path) -> None:

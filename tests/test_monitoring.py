@@ -129,8 +129,18 @@ def test_ready_is_zero_for_expired_revoked_and_not_issued() -> None:
 
 def test_not_issued_has_only_the_ready_gauge() -> None:
     families = parse(render_prometheus(FLEET, NOW))
-    for name, family in families.items():
-        assert ("new" in family) == (name == "certform_certificate_ready")
+    # All four gauges are rendered (a loop over nothing would check nothing) ...
+    assert set(families) == {
+        "certform_certificate_expiration_timestamp_seconds",
+        "certform_certificate_not_before_timestamp_seconds",
+        "certform_certificate_ready",
+        "certform_certificate_renewal_timestamp_seconds",
+    }
+    # ... the issued certificate is in each of them, the not-issued one only in ready.
+    assert {name for name, family in families.items() if "web" in family} == set(families)
+    assert {name for name, family in families.items() if "new" in family} == {
+        "certform_certificate_ready"
+    }
 
 
 def test_label_values_are_escaped_and_tag_keys_sanitised() -> None:

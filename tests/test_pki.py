@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from reconciler.pki.keys import (
     signing_hash_for,
 )
 from reconciler.pki.names import constraint_error, dns_name_error, is_ip_address, name_permitted
+from tests.conftest import pkilint_findings
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CA_END = T0 + timedelta(days=3650)
@@ -51,9 +51,6 @@ AT = T0 + timedelta(days=30)
 
 needs_openssl = pytest.mark.skipif(
     shutil.which("openssl") is None, reason="openssl binary not installed"
-)
-needs_pkilint = pytest.mark.skipif(
-    shutil.which("lint_pkix_cert") is None, reason="pkilint (lint_pkix_cert) not installed"
 )
 
 
@@ -364,19 +361,7 @@ def openssl_verify(
 
 def assert_lints_clean(tmp_path: Path, name: str, cert: x509.Certificate) -> None:
     """pkilint's RFC 5280 linter must report nothing at ERROR or FATAL severity."""
-    path = write_pem(tmp_path, name, cert)
-    result = subprocess.run(
-        ["lint_pkix_cert", "lint", "-f", "JSON", "-s", "NOTICE", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.stdout.strip(), f"pkilint could not lint {name}: {result.stderr}"
-    findings = [
-        (entry["validator"], finding["severity"], finding["code"], finding["message"])
-        for entry in json.loads(result.stdout)["results"]
-        for finding in entry["finding_descriptions"]
-    ]
+    findings = pkilint_findings(write_pem(tmp_path, name, cert))
     for finding in findings:
         print(f"pkilint {name}: {finding}")
     assert not [f for f in findings if f[1] in ("ERROR", "FATAL")]
@@ -416,20 +401,17 @@ def test_name_outside_constraints_is_rejected(
     assert "web.other.test" in reason
 
 
-@needs_pkilint
 def test_pkilint_accepts_cas(tmp_path: Path, root: Authority, sub: Authority) -> None:
     assert_lints_clean(tmp_path, "root", root.cert)
     assert_lints_clean(tmp_path, "sub", sub.cert)
 
 
-@needs_pkilint
 @pytest.mark.parametrize("algorithm", KEY_ALGORITHMS)
 def test_pkilint_accepts_leaf(tmp_path: Path, sub: Authority, algorithm: str) -> None:
     leaf = make_leaf(sub, ("www.example.test", "192.0.2.10"), algorithm)
     assert_lints_clean(tmp_path, f"leaf-{algorithm}", leaf)
 
 
-@needs_pkilint
 @pytest.mark.parametrize("algorithm", KEY_ALGORITHMS)
 def test_pkilint_accepts_root_of_every_algorithm(tmp_path: Path, algorithm: str) -> None:
     authority = make_root(algorithm)
@@ -437,7 +419,6 @@ def test_pkilint_accepts_root_of_every_algorithm(tmp_path: Path, algorithm: str)
     assert_lints_clean(tmp_path, f"leaf-of-{algorithm}", make_leaf(authority, client_auth=True))
 
 
-@needs_pkilint
 def test_pkilint_accepts_name_constraints_of_every_kind(tmp_path: Path, root: Authority) -> None:
     key = cached_key("ec-p256", 4)
     cert = build_ca_certificate(
@@ -455,7 +436,6 @@ def test_pkilint_accepts_name_constraints_of_every_kind(tmp_path: Path, root: Au
 
 
 @needs_openssl
-@needs_pkilint
 def test_long_first_name_gives_empty_subject_and_critical_san(
     tmp_path: Path, root: Authority, sub: Authority
 ) -> None:
