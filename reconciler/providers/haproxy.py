@@ -154,6 +154,10 @@ class _Held:
     serial: str | None = None
     entry: CrtListEntry | None = None
     refusal: str | None = None
+    file_problems: tuple[str, ...] = ()
+    """How the PEM file on disk differs from the one deploy wrote."""
+    on_disk: bool = True
+    """Whether the crt-list file on disk lists the path (what a restart serves)."""
 
 
 class HaproxyTarget(Target):
@@ -221,7 +225,14 @@ class HaproxyTarget(Target):
         if info is None or not listed:
             where = "does not hold" if info is None else f"{crt_list} does not list"
             raise Missing(f"HAProxy {where} {path}")
-        return _Held(serial=info.serial, entry=listed[0])
+        stamp: Stamp | None = facts.get("file")
+        file_problems = stamp_problems([(path, path, stamp)], private=(path,))[0] if stamp else []
+        return _Held(
+            serial=info.serial,
+            entry=listed[0],
+            file_problems=tuple(file_problems),
+            on_disk=path in _crt_list_file_paths(crt_list),
+        )
 
     def compare(self, seen: _Held, facts: Facts) -> list[str]:
         if seen.refusal is not None or seen.entry is None:
@@ -234,11 +245,8 @@ class HaproxyTarget(Target):
             )
         if tuple(sorted(seen.entry.sni)) != tuple(sorted(facts.get("sni", ()))):
             problems.append(f"crt-list SNI filters are {' '.join(seen.entry.sni) or '(none)'}")
-        stamp: Stamp | None = facts.get("file")
-        if stamp:
-            file_problems, _ = stamp_problems([(path, path, stamp)], private=(path,))
-            problems.extend(f"{p} (a restart would serve something else)" for p in file_problems)
-        if path not in _crt_list_file_paths(crt_list):
+        problems.extend(f"{p} (a restart would serve something else)" for p in seen.file_problems)
+        if not seen.on_disk:
             problems.append(f"{crt_list} on disk does not list {path} (lost on restart)")
         return problems
 
