@@ -3,6 +3,12 @@
 Every rule returns (path, message) pairs; the caller turns paths into file and
 line through the source map.  All rules run, so a user sees every problem at
 once rather than one per attempt.
+
+Rules about one kind of target (the keys it can serve, its provider entry, the
+files it points at, a per-listener quota, the ACM region it reads) are not
+here: each target states them (``Target.validate``, ``validate_together``,
+``acm_region``, see ``providers/base.py``) and ``_target_problems`` asks every
+binding's target through the registry.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from reconciler.durations import parse_duration, parse_renew_before
 from reconciler.pki.names import constraint_error, name_permitted
 from reconciler.policy.rules import domain_violation, key_violations, validity_violation
 from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
-from reconciler.providers.catalog import build_target, provider_name, target_class
+from reconciler.providers.base import BindingContext, Target
+from reconciler.providers.catalog import build_target
 from reconciler.providers.endpoint import ca_bundle_problem
 
 Path_ = tuple[str | int, ...]
@@ -33,6 +40,7 @@ Finding = tuple[Path_, str]
 
 def check(config: CertformConfig, root: Path) -> list[Finding]:
     findings: list[Finding] = []
+    targets = [build_target(b.target, root, config.providers) for b in config.bindings]
     for rule in (
         _authority_parents,
         _parent_cycles,
@@ -44,17 +52,15 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
         _renewal_windows,
         _validity_within_issuer,
         _binding_references,
-        _acm_issued,
         _acme_issued,
         _policy,
     ):
         findings.extend(rule(config))
+    findings.extend(_acm_issued(config, targets))
     findings.extend(_imported(config, root))
-    findings.extend(_duplicate_targets(config, root))
-    findings.extend(_provider_references(config))
-    findings.extend(_key_compatibility(config, root))
-    findings.extend(_local_files(config, root))
-    findings.extend(_listener_quotas(config))
+    findings.extend(_duplicate_targets(config, targets))
+    findings.extend(_target_problems(config, targets))
+    findings.extend(_endpoint_files(config, root))
     findings.extend(_key_store_provider(config))
     return findings
 
@@ -352,9 +358,10 @@ def _private(config: CertformConfig) -> dict[str, Any]:
     return {name: a for name, a in config.authorities.items() if a.type in PRIVATE_AUTHORITY_TYPES}
 
 
-def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
-    """ACM keeps the key: such certificates go only to AWS targets in their region."""
-    for index, binding in enumerate(config.bindings):
+def _acm_issued(config: CertformConfig, targets: list[Target]) -> Iterator[Finding]:
+    """ACM keeps the key: such certificates go only to AWS targets in their region
+    (which region a target reads ACM from is the target's to say: ``acm_region``)."""
+    for index, (binding, built) in enumerate(zip(config.bindings, targets, strict=True)):
         certificate = config.certificates.get(binding.certificate)
         authority = config.authorities.get(certificate.primary_issuer) if certificate else None
         if not isinstance(authority, AwsAcmAuthority):
@@ -362,7 +369,7 @@ def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
         provider = config.providers.get(authority.provider)
         region = authority.region or getattr(provider, "region", None)
         target = binding.target
-        needed = acm_region_of(target, config)
+        needed = built.acm_region()
         if needed is None:
             yield (
                 ("bindings", index, "target"),
@@ -399,16 +406,6 @@ def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
                 )
 
 
-def acm_region_of(target: Any, config: CertformConfig) -> str | None:
-    """The ACM region a target serves certificates from; None for non-AWS targets."""
-    if not target.type.startswith("aws-"):
-        return None
-    if target.type == "aws-cloudfront" or getattr(target, "endpoint", None) == "edge":
-        return "us-east-1"
-    provider = config.providers.get(target.provider)
-    return getattr(provider, "region", None)
-
-
 def _binding_references(config: CertformConfig) -> Iterator[Finding]:
     for index, binding in enumerate(config.bindings):
         if binding.certificate not in config.certificates:
@@ -419,76 +416,33 @@ def _binding_references(config: CertformConfig) -> Iterator[Finding]:
             )
 
 
-def _provider_references(config: CertformConfig) -> Iterator[Finding]:
-    for index, binding in enumerate(config.bindings):
-        name = provider_name(binding.target)
-        if name is None:
-            continue
-        provider = config.providers.get(name)
-        if provider is None:
-            yield (
-                ("bindings", index, "target", "provider"),
-                f"unknown provider {name!r}; expected one of: " + _choices(config.providers),
-            )
-        else:
-            needed = target_class(binding.target.type).provider_type
-            if needed and provider.type != needed:
-                yield (
-                    ("bindings", index, "target", "provider"),
-                    f"provider {name!r} is of type {provider.type}; "
-                    f"{binding.target.type} needs {needed}",
-                )
-
-
-def _listener_quotas(config: CertformConfig) -> Iterator[Finding]:
-    counts: dict[tuple[str, str, int], int] = {}
-    for index, binding in enumerate(config.bindings):
-        target = binding.target
-        if target.type != "aws-alb-listener":
-            continue
-        provider = config.providers.get(target.provider)
-        if provider is None:
-            continue
-        key = (target.provider, target.load_balancer, target.port)
-        counts[key] = counts.get(key, 0) + 1
-        quota = provider.certificates_per_listener
-        if counts[key] == quota + 1:
-            yield (
-                ("bindings", index, "target"),
-                f"listener {target.load_balancer}:{target.port} would hold more than "
-                f"{quota} certificates (providers.{target.provider}.certificates_per_listener); "
-                "spread the certificates over more listeners or raise the quota",
-            )
-
-
-def _key_compatibility(config: CertformConfig, root: Path) -> Iterator[Finding]:
-    for index, binding in enumerate(config.bindings):
+def _target_problems(config: CertformConfig, targets: list[Target]) -> Iterator[Finding]:
+    """What each target finds wrong with its binding (provider entry, key it cannot
+    serve, files it points at), then what each target type finds across all its
+    bindings (a per-listener quota): the rules live with the targets."""
+    by_type: dict[type[Target], list[tuple[int, Target]]] = {}
+    for index, (binding, target) in enumerate(zip(config.bindings, targets, strict=True)):
         certificate = config.certificates.get(binding.certificate)
-        if certificate is None:
-            continue
-        key = certificate.key or config.defaults.key
-        error = build_target(binding.target, root, config.providers).compatibility_error(key)
-        if error:
-            yield (
-                ("bindings", index, "target"),
-                f"certificate {binding.certificate!r} has a {key} key, but {error}",
-            )
+        key = (certificate.key or config.defaults.key) if certificate is not None else None
+        context = BindingContext(binding.certificate, key, config.providers)
+        for field, message in target.validate(context):
+            yield (("bindings", index, *field), message)
+        by_type.setdefault(type(target), []).append((index, target))
+    for cls, bound in by_type.items():
+        for index, (field, message) in cls.validate_together(bound):
+            yield (("bindings", index, *field), message)
 
 
-def _local_files(config: CertformConfig, root: Path) -> Iterator[Finding]:
-    for index, binding in enumerate(config.bindings):
-        for field, message in build_target(binding.target, root, config.providers).local_problems():
-            yield (("bindings", index, "target", *field), message)
+def _endpoint_files(config: CertformConfig, root: Path) -> Iterator[Finding]:
     for name, endpoint in config.endpoints.items():
         problem = ca_bundle_problem(endpoint.ca_bundle, root)
         if problem:
             yield (("endpoints", name, "ca_bundle"), problem)
 
 
-def _duplicate_targets(config: CertformConfig, root: Path) -> Iterator[Finding]:
+def _duplicate_targets(config: CertformConfig, targets: list[Target]) -> Iterator[Finding]:
     seen: dict[tuple[str, str], int] = {}
-    for index, binding in enumerate(config.bindings):
-        target = build_target(binding.target, root, config.providers)
+    for index, (binding, target) in enumerate(zip(config.bindings, targets, strict=True)):
         identity = target.identity()
         if target.per_certificate:
             identity = f"{identity}/{binding.certificate}"

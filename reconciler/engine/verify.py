@@ -3,7 +3,8 @@
 A deploy is only done when the target itself reads back the new certificate
 and, for bindings with ``verify_endpoint``, when a real TLS handshake sees it.
 If either fails, the target restores what it served before (from a snapshot
-taken just before the deploy) and the step fails with both facts, so that the
+taken just before the deploy and handed to it, so that a target undoing its own
+partial deploy uses the same one) and the step fails with both facts, so that the
 audit log says what was tried, what was seen and what was put back; the
 binding's record is left as it was, so the next apply tries again.
 """
@@ -22,8 +23,8 @@ def deploy_verified(
     """Deploy, verify, and on a failed verification restore and raise.
 
     Returns the facts and a note for the output ("verified by handshake...")."""
-    snapshot = target.take_snapshot(material, previous)
-    facts = target.deploy(material, previous)
+    snapshot = target.snapshot(material, previous)
+    facts = target.deploy(material, previous, snapshot)
     try:
         note = verify(target, material, facts)
     except ProviderError as exc:

@@ -1,43 +1,73 @@
 """The small interface every deployment target implements.
 
-A target is built from its validated config model and the config's root
-directory.  The engine calls, in this order and nothing else:
+Adding a target is adding one module (its config model and its ``Target``
+subclass) and one line in ``catalog.TARGETS``.  The engine only ever talks to
+this interface; targets never see other certificates, the state store or the
+plan.
 
+What a new target implements
+----------------------------
+Required:
+
+* ``type_name`` — the ``type:`` key of its config (and ``provider_type`` when it
+  needs a provider entry, e.g. ``"aws"``).
 * ``identity()`` — a stable key for the place it writes to; two bindings with
   the same identity are a config error, and the binding's address is built
-  from it.
-* ``observe(facts)`` — read-only: what is there now, compared with the facts
-  ``deploy`` returned last time.  Must not change anything; must not raise for
-  a missing or altered deployment (that is drift, reported as an Observation).
-* ``deploy(material, previous)`` — put the certificate in place, all or
-  nothing, and return the facts to remember.  ``previous`` are the facts of the
-  last deploy of this binding (None for a new one), so a target can update in
-  place (e.g. re-import into the same ACM ARN).  Idempotent: deploying the same
-  material twice leaves the same result.  Raises ProviderError on failure.
+  from it (``per_certificate`` when one place serves several certificates).
+* ``read(facts)`` and ``compare(seen, facts)`` — the two halves of observing.
+  ``read`` asks the target what is there now, read-only, given the facts
+  ``deploy`` returned last time; it raises ``Missing`` when the deployment is
+  gone and ``Unreachable`` when the target cannot be asked (network down,
+  credentials missing: that says nothing about the deployment).  ``compare``
+  turns what was read into drift messages (empty: in sync).  The base class's
+  ``observe`` does the rest, once for every target: missing and drifted
+  deployments become changes, unreachable ones a warning, never a change.
+* ``deploy(material, previous, snapshot)`` — put the certificate in place, all
+  or nothing, and return the facts to remember.  ``previous`` are the facts of
+  the last deploy of this binding (None for a new one), so a target can update
+  in place (e.g. re-import into the same ACM ARN); ``snapshot`` is what
+  ``snapshot()`` captured just before (None when the caller took none), so a
+  target that undoes its own partial deploy need not read everything twice.
+  Idempotent; raises ProviderError on failure.
 * ``remove(facts)`` — take the deployment away.  Idempotent: removing what is
   already gone succeeds.  Returns True when the target no longer uses what
   deploy put in place (False when, e.g., a listener must keep its certificate).
+
+Optional (the defaults suit a target that has nothing to say):
+
 * ``retire(facts)`` — after the certificate itself is destroyed, for bindings
   whose ``remove`` returned True: delete copies deploy made (an ACM import)
   when nothing uses them any more.  Returns a note for the output.
+* ``snapshot`` / ``restore`` / ``verify_deployed`` — rollback and read-back,
+  see below.
+* ``key_directories()`` — local directories it writes keys into (checked for
+  safe permissions before apply).
+* Validation, at ``validate``/``plan`` time, without touching the target:
+  ``compatibility_error(key_algorithm)`` (a key it cannot serve),
+  ``local_problems()`` (files the config points at), ``acm_region()`` (for AWS
+  targets: where a certificate ACM holds must live), and for checks beyond
+  those ``validate(context)`` (one binding) and ``validate_together(bound)``
+  (all bindings of this type at once, e.g. a per-listener quota).  Config
+  problems are ``(field path under the binding, message)`` pairs;
+  ``config/semantic.py`` calls these generically through the registry.
 
 Verification (see ``engine/verify.py``): before ``deploy`` the engine takes a
-``snapshot(material, previous)`` of what is served now; after it, ``verify_deployed``
-(the target's own read-back, e.g. HAProxy's ``show ssl cert``) and, when the
-binding has ``verify_endpoint``, a real TLS handshake must both show the new
-serial.  Otherwise ``restore(snapshot)`` puts the previous certificate back
-and the binding fails: a deploy that cannot be confirmed never stays half in.
-
-Targets never see other certificates, the state store or the plan.
+``snapshot(material, previous)`` of what is served now and passes it to
+``deploy``; after it, ``verify_deployed`` (the target's own read-back, e.g.
+HAProxy's ``show ssl cert``) and, when the binding has ``verify_endpoint``, a
+real TLS handshake must both show the new serial.  Otherwise
+``restore(snapshot)`` puts the previous certificate back and the binding fails:
+a deploy that cannot be confirmed never stays half in.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, final
 
 from pydantic import BaseModel
 
@@ -90,6 +120,50 @@ class Observation:
 Facts = dict[str, Any]
 
 
+class Missing(Exception):
+    """Raised by ``read``: the deployment is not there; the message says what is absent."""
+
+
+class Unreachable(Exception):
+    """Raised by ``read``: the target could not be asked (network, credentials).
+
+    That says nothing about the deployment, so it is reported, never repaired."""
+
+
+Seen = TypeVar("Seen")
+
+
+def observation_of(read: Callable[[], Seen], compare: Callable[[Seen], list[str]]) -> Observation:
+    """The observe skeleton: read, then missing / unreachable / drifted / in sync.
+
+    Every target goes through it (``Target.observe``), and so does the
+    handshake with a binding's ``verify_endpoint``."""
+    try:
+        seen = read()
+    except Missing as exc:
+        return Observation("missing", (str(exc),))
+    except Unreachable as exc:
+        return Observation("unreachable", (str(exc),))
+    problems = compare(seen)
+    return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
+
+
+FieldPath = tuple[str | int, ...]
+Problem = tuple[FieldPath, str]
+"""A config problem found by a target: the field path under its binding (e.g.
+``("target", "provider")``) and the message; semantic.py adds file and line."""
+
+
+@dataclass(frozen=True)
+class BindingContext:
+    """What a target may know about its binding when validating it."""
+
+    certificate: str
+    key_algorithm: str | None
+    """The certificate's key algorithm; None when the certificate is not declared."""
+    providers: Mapping[str, BaseModel]
+
+
 class Target(ABC):
     """Base of every deployment target; subclasses register in ``catalog``."""
 
@@ -101,7 +175,6 @@ class Target(ABC):
         self.config = config
         self.root = root
         self.provider = provider
-        self._taken: tuple[str, Any] | None = None
 
     @property
     def per_certificate(self) -> bool:
@@ -113,13 +186,37 @@ class Target(ABC):
     def identity(self) -> str:
         """Stable key of the place this target writes to (e.g. the directory)."""
 
-    @abstractmethod
+    # -- observe: the skeleton is here, targets fill in read and compare ------------
+    @final
     def observe(self, facts: Facts) -> Observation:
-        """Compare what is deployed now with ``facts`` from the last deploy; read-only."""
+        """Compare what is deployed now with ``facts`` from the last deploy; read-only.
+
+        Never raises for a missing or altered deployment (that is drift) nor for
+        an unreachable target (that is a warning); a ProviderError from ``read``
+        (e.g. access denied) goes through."""
+        return observation_of(lambda: self.read(facts), lambda seen: self.compare(seen, facts))
 
     @abstractmethod
-    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
-        """Deploy ``material`` atomically and return facts to record; raise ProviderError."""
+    def read(self, facts: Facts) -> Any:
+        """What the target holds now for the deployment ``facts`` describe.
+
+        Read-only.  Raise ``Missing`` when the deployment is gone, ``Unreachable``
+        when the target cannot be asked."""
+
+    @abstractmethod
+    def compare(self, seen: Any, facts: Facts) -> list[str]:
+        """How ``seen`` (from ``read``) differs from the deployment ``facts``
+        describe: one message per difference, empty when in sync."""
+
+    # -- change -------------------------------------------------------------------
+    @abstractmethod
+    def deploy(
+        self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
+    ) -> Facts:
+        """Deploy ``material`` atomically and return facts to record; raise ProviderError.
+
+        ``snapshot`` is what ``snapshot(material, previous)`` returned just before
+        (None when the caller took none)."""
 
     @abstractmethod
     def remove(self, facts: Facts) -> bool:
@@ -142,20 +239,6 @@ class Target(ABC):
         reported).  May hold private keys: never logged, never stored."""
         return None
 
-    def take_snapshot(self, material: CertificateMaterial, previous: Facts | None) -> Any:
-        """``snapshot``, remembered for the ``deploy`` that follows (the engine calls
-        this just before deploying)."""
-        self._taken = (material.address, self.snapshot(material, previous))
-        return self._taken[1]
-
-    def prior_snapshot(self, material: CertificateMaterial, previous: Facts | None) -> Any:
-        """The snapshot taken just before this deploy, else a fresh one: a target that
-        undoes its own partial deploy uses this rather than reading everything twice."""
-        taken, self._taken = self._taken, None
-        if taken is not None and taken[0] == material.address:
-            return taken[1]
-        return self.snapshot(material, previous)
-
     def restore(self, snapshot: Any) -> str:
         """Put back what ``snapshot`` captured; returns a note for the output."""
         raise ProviderError(f"{self.type_name} targets cannot restore a previous deployment")
@@ -168,10 +251,29 @@ class Target(ABC):
         """Where clients connect, when the binding asks for handshake verification."""
         return getattr(self.config, "verify_endpoint", None)
 
-    def local_problems(self) -> list[tuple[tuple[str, ...], str]]:
-        """Problems with files the config points at, checked at validate time
-        without touching the target (a template that does not compile, a CA
-        bundle that is not PEM): ``(field path under target, message)``."""
+    # -- validation (config time, without touching the target) ----------------------
+    def validate(self, context: BindingContext) -> list[Problem]:
+        """Config problems of this binding: its provider entry, a key the target
+        cannot serve, files it points at.  Subclasses extend (call super)."""
+        problems = self._provider_problems(context.providers)
+        if context.key_algorithm is not None:
+            error = self.compatibility_error(context.key_algorithm)
+            if error:
+                problems.append(
+                    (
+                        ("target",),
+                        f"certificate {context.certificate!r} has a {context.key_algorithm} "
+                        f"key, but {error}",
+                    )
+                )
+        problems += [(("target", *path), message) for path, message in self.local_problems()]
+        return problems
+
+    @classmethod
+    def validate_together(cls, bound: Sequence[tuple[int, Target]]) -> list[tuple[int, Problem]]:
+        """Problems only visible across bindings (a quota per listener): ``bound``
+        are all bindings of this type as (binding index, target); the answer is
+        (binding index, problem) pairs."""
         return []
 
     def compatibility_error(self, key_algorithm: str) -> str | None:
@@ -180,6 +282,38 @@ class Target(ABC):
         Checked at validate time so that an incompatible pair is a config error,
         not an apply that fails halfway."""
         return None
+
+    def local_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Problems with files the config points at, checked at validate time
+        without touching the target (a template that does not compile, a CA
+        bundle that is not PEM): ``(field path under target, message)``."""
+        return []
+
+    def acm_region(self) -> str | None:
+        """The ACM region this target serves certificates from (None: not an AWS
+        target, so it cannot serve a certificate whose key stays in ACM)."""
+        return None
+
+    def _provider_problems(self, providers: Mapping[str, BaseModel]) -> list[Problem]:
+        name: str | None = getattr(self.config, "provider", None)
+        if name is None:
+            return []
+        provider = providers.get(name)
+        if provider is None:
+            choices = ", ".join(sorted(providers)) or "(none declared)"
+            return [
+                (("target", "provider"), f"unknown provider {name!r}; expected one of: {choices}")
+            ]
+        provider_type = getattr(provider, "type", None)
+        if self.provider_type and provider_type != self.provider_type:
+            return [
+                (
+                    ("target", "provider"),
+                    f"provider {name!r} is of type {provider_type}; "
+                    f"{self.type_name} needs {self.provider_type}",
+                )
+            ]
+        return []
 
     def settings(self) -> dict[str, Any]:
         """The target's settings as recorded in plans and state (no secrets).

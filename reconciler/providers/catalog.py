@@ -2,8 +2,9 @@
 
 Adding a target is adding one module and one line here: its config model joins
 the discriminated union the config schema is built from, its class is what the
-engine instantiates.  Providers (connection settings shared by targets) work
-the same way.
+engine instantiates and what validation asks about its bindings (what the
+class implements is listed in ``providers/base.py``).  Providers (connection
+settings shared by targets) work the same way.
 """
 
 from __future__ import annotations

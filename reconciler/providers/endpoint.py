@@ -7,6 +7,7 @@ the observed state) and the read-only ``tls-endpoint`` target.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from pydantic import Field
@@ -14,8 +15,11 @@ from pydantic import Field
 from reconciler.config.types import Duration, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.fsutil import config_path
-from reconciler.providers.base import Observation
+from reconciler.providers.base import Observation, Unreachable, observation_of
 from reconciler.providers.batch import memo
+
+if TYPE_CHECKING:
+    from reconciler.tls_probe import Presented
 
 
 class EndpointSettings(StrictModel):
@@ -92,16 +96,29 @@ def endpoint_observation(endpoint: EndpointSettings, serial: str) -> Observation
 
     Unreachable is its own status, never "in sync" and never drift to fix: a
     plan must not claim it can repair a network problem."""
-    from reconciler.tls_probe import EndpointUnreachable, describe_leaf, probe
+    return observation_of(
+        lambda: presented_by(endpoint), lambda seen: serial_problems(endpoint, seen, serial)
+    )
+
+
+def presented_by(endpoint: EndpointSettings) -> Presented:
+    """The certificate a handshake with ``endpoint`` presents (once per plan);
+    ``Unreachable`` when no handshake completes."""
+    from reconciler.tls_probe import EndpointUnreachable, probe
 
     key = ("tls-probe", endpoint.host, endpoint.port, endpoint.sni)
     timeout = min(PROBE_TIMEOUT, endpoint.timeout_seconds)
     try:
-        presented = memo(key, lambda: probe(endpoint.host, endpoint.port, endpoint.sni, timeout))
+        return memo(key, lambda: probe(endpoint.host, endpoint.port, endpoint.sni, timeout))
     except EndpointUnreachable as exc:
-        return Observation("unreachable", (str(exc),))
+        raise Unreachable(str(exc)) from None
+
+
+def serial_problems(endpoint: EndpointSettings, presented: Presented, serial: str) -> list[str]:
+    """Drift when ``endpoint`` presents another certificate than serial ``serial``."""
+    from reconciler.tls_probe import describe_leaf
+
     if presented.serial != serial:
         served = describe_leaf(presented.leaf)
-        detail = f"{endpoint.describe()} serves {served}, expected serial {serial}"
-        return Observation("drifted", (detail,))
-    return Observation("in_sync")
+        return [f"{endpoint.describe()} serves {served}, expected serial {serial}"]
+    return []

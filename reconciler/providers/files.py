@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,7 +27,7 @@ from reconciler.fsutil import (
     unsafe_key_directory,
     write_atomic,
 )
-from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.base import CertificateMaterial, Facts, Missing, Target
 from reconciler.providers.commands import run_command
 from reconciler.providers.endpoint import EndpointSettings
 from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
@@ -107,21 +107,26 @@ class FilesTarget(Target):
             return resolved[len(root) + 1 :]
         return resolved
 
-    def observe(self, facts: Facts) -> Observation:
+    def read(self, facts: Facts) -> list[str]:
+        """The recorded files' stamps checked against the disk (a few ``stat`` calls):
+        what differs, or Missing when none of them is left."""
         recorded: dict[str, Stamp] = facts.get("files", {})
         directory = self._directory()
         entries = [(name, f"{directory}/{name}", stamp) for name, stamp in recorded.items()]
         problems, missing = stamp_problems(entries, private=(KEY_FILE,))
         if recorded and missing == len(recorded):
-            return Observation("missing", (f"no files in {directory}",))
-        if problems:
-            return Observation("drifted", tuple(problems))
-        return Observation("in_sync")
+            raise Missing(f"no files in {directory}")
+        return problems
+
+    def compare(self, seen: list[str], facts: Facts) -> list[str]:
+        return seen
 
     def key_directories(self) -> tuple[Path, ...]:
         return (self.directory,)
 
-    def deploy(self, material: CertificateMaterial, previous: Facts | None = None) -> Facts:
+    def deploy(
+        self, material: CertificateMaterial, previous: Facts | None = None, snapshot: Any = None
+    ) -> Facts:
         directory = self.directory
         problem = unsafe_key_directory(directory)
         if problem is not None:

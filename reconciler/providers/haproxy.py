@@ -31,8 +31,9 @@ from reconciler.fsutil import config_path, remove_stale_temps, unsafe_key_direct
 from reconciler.providers.base import (
     CertificateMaterial,
     Facts,
-    Observation,
+    Missing,
     Target,
+    Unreachable,
     post_quantum_refusal,
 )
 from reconciler.providers.batch import memo
@@ -146,6 +147,19 @@ class _Snapshot:
     crt_list_file: bytes | None
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What HAProxy's runtime holds for one path (``read``), or why it would not say."""
+
+    serial: str | None = None
+    entry: CrtListEntry | None = None
+    refusal: str | None = None
+    file_problems: tuple[str, ...] = ()
+    """How the PEM file on disk differs from the one deploy wrote."""
+    on_disk: bool = True
+    """Whether the crt-list file on disk lists the path (what a restart serves)."""
+
+
 class HaproxyTarget(Target):
     """Serves one certificate from a crt-list of one HAProxy."""
 
@@ -190,7 +204,11 @@ class HaproxyTarget(Target):
         return (self.config.ssl_options or "").strip().strip("[]").strip()
 
     # -- observe ----------------------------------------------------------------------
-    def observe(self, facts: Facts) -> Observation:
+    def read(self, facts: Facts) -> _Held:
+        """``show ssl cert`` and the crt-list entry HAProxy holds for the recorded path.
+
+        A refusal from HAProxy (not a dead socket) is drift: the runtime no
+        longer holds what certform put there."""
         path, crt_list = str(facts.get("path")), str(facts.get("crt_list"))
         runtime = self._runtime()
         try:
@@ -200,35 +218,48 @@ class HaproxyTarget(Target):
                 lambda: runtime.crt_list_entries(crt_list),
             )
         except HaproxyUnreachable as exc:
-            return Observation("unreachable", (str(exc),))
+            raise Unreachable(str(exc)) from None
         except HaproxyError as exc:
-            return Observation("drifted", (str(exc),))
+            return _Held(refusal=str(exc))
         listed = [entry for entry in entries if entry.path == path]
         if info is None or not listed:
             where = "does not hold" if info is None else f"{crt_list} does not list"
-            return Observation("missing", (f"HAProxy {where} {path}",))
-        problems: list[str] = []
-        if info.serial != facts.get("serial"):
-            problems.append(
-                f"HAProxy serves serial {info.serial} from {path}, expected {facts.get('serial')}"
-            )
-        if tuple(sorted(listed[0].sni)) != tuple(sorted(facts.get("sni", ()))):
-            problems.append(f"crt-list SNI filters are {' '.join(listed[0].sni) or '(none)'}")
+            raise Missing(f"HAProxy {where} {path}")
         stamp: Stamp | None = facts.get("file")
-        if stamp:
-            file_problems, _ = stamp_problems([(path, path, stamp)], private=(path,))
-            problems.extend(f"{p} (a restart would serve something else)" for p in file_problems)
-        if path not in _crt_list_file_paths(crt_list):
+        file_problems = stamp_problems([(path, path, stamp)], private=(path,))[0] if stamp else []
+        return _Held(
+            serial=info.serial,
+            entry=listed[0],
+            file_problems=tuple(file_problems),
+            on_disk=path in _crt_list_file_paths(crt_list),
+        )
+
+    def compare(self, seen: _Held, facts: Facts) -> list[str]:
+        if seen.refusal is not None or seen.entry is None:
+            return [seen.refusal or "HAProxy refused to answer"]
+        path, crt_list = str(facts.get("path")), str(facts.get("crt_list"))
+        problems: list[str] = []
+        if seen.serial != facts.get("serial"):
+            problems.append(
+                f"HAProxy serves serial {seen.serial} from {path}, expected {facts.get('serial')}"
+            )
+        if tuple(sorted(seen.entry.sni)) != tuple(sorted(facts.get("sni", ()))):
+            problems.append(f"crt-list SNI filters are {' '.join(seen.entry.sni) or '(none)'}")
+        problems.extend(f"{p} (a restart would serve something else)" for p in seen.file_problems)
+        if not seen.on_disk:
             problems.append(f"{crt_list} on disk does not list {path} (lost on restart)")
-        if problems:
-            return Observation("drifted", tuple(problems))
-        return Observation("in_sync")
+        return problems
 
     # -- deploy -----------------------------------------------------------------------
-    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+    def deploy(
+        self,
+        material: CertificateMaterial,
+        previous: Facts | None,
+        snapshot: _Snapshot | None = None,
+    ) -> Facts:
         """All or nothing: a refused command or a file that cannot be written puts
         back what was served before (runtime and files) before reporting."""
-        before = self.prior_snapshot(material, previous)
+        before = snapshot if snapshot is not None else self.snapshot(material, previous)
         try:
             return self._deploy(material, previous)
         except HaproxyUnreachable:

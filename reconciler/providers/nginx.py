@@ -32,7 +32,7 @@ from reconciler.fsutil import (
 from reconciler.providers.base import (
     CertificateMaterial,
     Facts,
-    Observation,
+    Missing,
     Target,
     post_quantum_refusal,
 )
@@ -124,7 +124,9 @@ class NginxTarget(Target):
             return [(("snippet", "template"), f"{path}:{exc.lineno}: {exc.message}")]
         return []
 
-    def observe(self, facts: Facts) -> Observation:
+    def read(self, facts: Facts) -> list[str]:
+        """The recorded files' stamps checked against the disk: what differs, or
+        Missing when none of them is left."""
         recorded: dict[str, Stamp] = facts.get("files", {})
         paths = self._files()
         entries = [
@@ -132,14 +134,20 @@ class NginxTarget(Target):
         ]
         problems, missing = stamp_problems(entries, private=("key",))
         if recorded and missing == len(recorded):
-            return Observation("missing", (f"no files at {paths['certificate']}",))
-        if problems:
-            return Observation("drifted", tuple(problems))
-        return Observation("in_sync")
+            raise Missing(f"no files at {paths['certificate']}")
+        return problems
 
-    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+    def compare(self, seen: list[str], facts: Facts) -> list[str]:
+        return seen
+
+    def deploy(
+        self,
+        material: CertificateMaterial,
+        previous: Facts | None,
+        snapshot: dict[str, bytes | None] | None = None,
+    ) -> Facts:
         contents = self._contents(material)
-        before = self.prior_snapshot(material, previous)
+        before = snapshot if snapshot is not None else self.snapshot(material, previous)
         try:
             stamps = self._write(contents)
         except OSError as exc:

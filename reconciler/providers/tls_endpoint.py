@@ -13,16 +13,20 @@ drift that apply could fix.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.errors import ProviderError
-from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.base import CertificateMaterial, Facts, Target
 from reconciler.providers.endpoint import (
     EndpointSettings,
     WatchedEndpoint,
     ca_bundle_problem,
-    endpoint_observation,
+    presented_by,
+    serial_problems,
 )
+
+if TYPE_CHECKING:
+    from reconciler.tls_probe import Presented
 
 
 class TlsEndpointTargetConfig(WatchedEndpoint):
@@ -45,10 +49,15 @@ class TlsEndpointTarget(Target):
     def identity(self) -> str:
         return self.config.describe().replace(" (", "/").rstrip(")")
 
-    def observe(self, facts: Facts) -> Observation:
-        return endpoint_observation(self.config, str(facts.get("serial", "")))
+    def read(self, facts: Facts) -> Presented:
+        return presented_by(self.config)
 
-    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+    def compare(self, seen: Presented, facts: Facts) -> list[str]:
+        return serial_problems(self.config, seen, str(facts.get("serial", "")))
+
+    def deploy(
+        self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
+    ) -> Facts:
         from reconciler.tls_probe import EndpointMismatch, wait_for_serial
 
         endpoint = self.config

@@ -10,6 +10,8 @@ hand, is drift.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -18,14 +20,14 @@ from reconciler.config.types import EntryName, StrictModel
 from reconciler.errors import ProviderError
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
-from reconciler.providers.aws.session import (
-    aws_errors,
-    client,
-    describe_error,
-    error_code,
-    is_unreachable,
+from reconciler.providers.aws.session import aws_errors, client, error_code
+from reconciler.providers.base import (
+    CertificateMaterial,
+    Facts,
+    Missing,
+    Problem,
+    Target,
 )
-from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
 from reconciler.providers.batch import memo
 
 # Elastic Load Balancing serves RSA 2048-4096 and ECDSA certificates; never Ed25519.
@@ -49,8 +51,14 @@ class AlbListenerTargetConfig(StrictModel):
 _LISTENER_ARNS: dict[tuple[object, ...], str] = {}
 
 
-class _ListenerMissing(Exception):
-    """The load balancer or the listener does not exist (any more)."""
+@dataclass(frozen=True)
+class _Served:
+    """What ``read`` found: the listener, what it serves, and the ACM copy's drift."""
+
+    listener: str
+    default: str | None
+    sni: set[str]
+    copy_problems: list[str]
 
 
 class AlbListenerTarget(Target):
@@ -103,15 +111,15 @@ class AlbListenerTarget(Target):
             balancers = elb.describe_load_balancers(**query)["LoadBalancers"]
         except Exception as exc:
             if error_code(exc) == "LoadBalancerNotFound":
-                raise _ListenerMissing(f"load balancer {name} not found") from None
+                raise Missing(f"load balancer {name} not found") from None
             raise
         if not balancers:
-            raise _ListenerMissing(f"load balancer {name} not found")
+            raise Missing(f"load balancer {name} not found")
         listeners = elb.describe_listeners(LoadBalancerArn=balancers[0]["LoadBalancerArn"])
         for listener in listeners["Listeners"]:
             if listener["Port"] == self.config.port:
                 return str(listener["ListenerArn"])
-        raise _ListenerMissing(f"load balancer {name} has no listener on port {self.config.port}")
+        raise Missing(f"load balancer {name} has no listener on port {self.config.port}")
 
     def _served(self, listener_arn: str) -> tuple[str | None, set[str]]:
         """The listener's default certificate ARN and its SNI certificate ARNs."""
@@ -133,34 +141,61 @@ class AlbListenerTarget(Target):
                     sni.add(certificate["CertificateArn"])
         return default, sni
 
+    # -- validation -------------------------------------------------------------
+    def acm_region(self) -> str | None:
+        return getattr(self.provider, "region", None)
+
+    @classmethod
+    def validate_together(cls, bound: Sequence[tuple[int, Target]]) -> list[tuple[int, Problem]]:
+        """A listener holds at most ``certificates_per_listener`` certificates (AWS
+        quota: 25 by default); the binding that would exceed it is the error."""
+        problems: list[tuple[int, Problem]] = []
+        counts: dict[tuple[str, str, int], int] = {}
+        for index, target in bound:
+            config = target.config
+            assert isinstance(config, AlbListenerTargetConfig)
+            quota = getattr(target.provider, "certificates_per_listener", None)
+            if quota is None:
+                continue  # unknown provider, or not an aws one: reported by validate
+            key = (config.provider, config.load_balancer, config.port)
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] == quota + 1:
+                message = (
+                    f"listener {config.load_balancer}:{config.port} would hold more than "
+                    f"{quota} certificates "
+                    f"(providers.{config.provider}.certificates_per_listener); "
+                    "spread the certificates over more listeners or raise the quota"
+                )
+                problems.append((index, (("target",), message)))
+        return problems
+
     # -- contract -----------------------------------------------------------------
-    def observe(self, facts: Facts) -> Observation:
-        arn = facts.get("certificate_arn")
-        try:
+    def read(self, facts: Facts) -> _Served:
+        where = f"{self.config.load_balancer}:{self.config.port}"
+        with aws_errors(f"reading listener {where}", reading=True):
             listener = self._listener_arn()
             default, sni = self._served(listener)
+            arn = facts.get("certificate_arn")
             copy_problems = acm.copy_drift(self._acm, self._endpoint_key(), arn, facts)
-        except _ListenerMissing as exc:
-            return Observation("missing", (str(exc),))
-        except Exception as exc:
-            if is_unreachable(exc):
-                return Observation("unreachable", (str(exc),))
-            where = f"{self.config.load_balancer}:{self.config.port}"
-            raise ProviderError(f"reading listener {where}: {describe_error(exc)}") from None
-        problems = []
-        if self.config.sni and arn not in sni:
-            problems.append(f"{arn} is not in the SNI certificates of listener {listener}")
-        if not self.config.sni and default != arn:
-            problems.append(f"listener serves {default} instead of {arn}")
-        problems += copy_problems
-        return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
+        return _Served(listener, default, sni, copy_problems)
 
-    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+    def compare(self, seen: _Served, facts: Facts) -> list[str]:
+        arn = facts.get("certificate_arn")
+        problems = []
+        if self.config.sni and arn not in seen.sni:
+            problems.append(f"{arn} is not in the SNI certificates of listener {seen.listener}")
+        if not self.config.sni and seen.default != arn:
+            problems.append(f"listener serves {seen.default} instead of {arn}")
+        return problems + seen.copy_problems
+
+    def deploy(
+        self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
+    ) -> Facts:
         # The listener first: a missing one must fail before anything is imported.
         try:
             with aws_errors(f"reading listener {self.config.load_balancer}:{self.config.port}"):
                 listener = self._listener_arn()
-        except _ListenerMissing as exc:
+        except Missing as exc:
             raise ProviderError(str(exc)) from None
         arn = acm.place(self._acm(), material, (previous or {}).get("certificate_arn"))
         with aws_errors(f"updating listener {listener}"):
@@ -190,7 +225,7 @@ class AlbListenerTarget(Target):
         try:
             with aws_errors(f"reading listener {self.config.load_balancer}:{self.config.port}"):
                 listener = self._listener_arn()
-        except _ListenerMissing:
+        except Missing:
             return True
         with aws_errors(f"removing {arn} from listener {listener}"):
             self._elb().remove_listener_certificates(

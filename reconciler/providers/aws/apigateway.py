@@ -30,11 +30,9 @@ either, since the domain still references it.
 
 from __future__ import annotations
 
-import contextlib
-import html
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal, NoReturn
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -42,8 +40,8 @@ from reconciler.config.types import EntryName, StrictModel
 from reconciler.errors import ProviderError
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
-from reconciler.providers.aws.session import aws_errors, client, error_code, is_unreachable
-from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.aws.session import aws_errors, client, error_code
+from reconciler.providers.base import CertificateMaterial, Facts, Missing, Target
 
 EDGE_REGION = "us-east-1"
 """Edge-optimized domains are served by CloudFront, which reads ACM in us-east-1 only."""
@@ -107,10 +105,6 @@ class ApiGatewayTargetConfig(StrictModel):
         return self
 
 
-class _DomainMissing(Exception):
-    """The custom domain name does not exist (any more)."""
-
-
 def endpoint_type(domain: Mapping[str, Any], api: str) -> str:
     """EDGE, REGIONAL or PRIVATE: the endpoint type of a GetDomainName answer."""
     if api == "v2":
@@ -165,39 +159,6 @@ def _arn_region(arn: str) -> str | None:
     return parts[3] if len(parts) > 5 and parts[2] == "acm" else None
 
 
-def _tidy(exc: BaseException) -> None:
-    """Shorten an HTML error page (what a proxy or a test server answers for a
-    5xx) to its title, so the ProviderError built from it stays one line."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return
-    error = response.setdefault("Error", {})
-    message = str(error.get("Message") or "")
-    if message.lstrip().startswith("<"):
-        title = re.search(r"<title>(.*?)</title>", message, re.IGNORECASE | re.DOTALL)
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        text = html.unescape(title.group(1)).strip() if title else "error page"
-        error["Message"] = f"HTTP {status}: {text}" if status and str(status) not in text else text
-
-
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
-    """``aws_errors`` with HTML error bodies reduced to one line."""
-    with aws_errors(what):
-        try:
-            yield
-        except Exception as exc:
-            _tidy(exc)
-            raise
-
-
-def _reraise(what: str, exc: Exception) -> NoReturn:
-    """Raise ``exc`` again, as a ProviderError naming ``what`` when it came from AWS."""
-    with _errors(what):
-        raise exc
-    raise exc  # pragma: no cover - _errors never swallows
-
-
 class ApiGatewayTarget(Target):
     """Keeps the certificate of one API Gateway custom domain name current."""
 
@@ -222,14 +183,17 @@ class ApiGatewayTarget(Target):
             )
         return None
 
+    def acm_region(self) -> str | None:
+        return (
+            EDGE_REGION
+            if self.config.endpoint == "edge"
+            else getattr(self.provider, "region", None)
+        )
+
     # -- AWS calls ----------------------------------------------------------------
     @property
     def _service(self) -> str:
         return "apigateway" if self.config.api == "v1" else "apigatewayv2"
-
-    @property
-    def _acm_region(self) -> str:
-        return EDGE_REGION if self.config.endpoint == "edge" else self.provider.region
 
     @property
     def _where(self) -> str:
@@ -239,13 +203,13 @@ class ApiGatewayTarget(Target):
         return client(self.provider, self._service)
 
     def _acm(self) -> Any:
-        return client(self.provider, "acm", self._acm_region)
+        return client(self.provider, "acm", self.acm_region())
 
     def _endpoint_key(self) -> tuple[str, str | None, str | None]:
         return (self.provider.region, self.provider.endpoint_url, self.provider.profile)
 
     def _domain(self) -> dict[str, Any]:
-        """The GetDomainName answer; _DomainMissing when there is no such domain."""
+        """The GetDomainName answer; Missing when there is no such domain."""
         gateway = self._gateway()
         try:
             if self.config.api == "v1":
@@ -254,7 +218,7 @@ class ApiGatewayTarget(Target):
                 answer = gateway.get_domain_name(DomainName=self.config.domain_name)
         except Exception as exc:
             if error_code(exc) == "NotFoundException":
-                raise _DomainMissing(f"{self._where} not found in {self.provider.region}") from None
+                raise Missing(f"{self._where} not found in {self.provider.region}") from None
             raise
         return dict(answer)
 
@@ -268,17 +232,17 @@ class ApiGatewayTarget(Target):
         return None
 
     # -- contract -----------------------------------------------------------------
-    def observe(self, facts: Facts) -> Observation:
-        arn = facts.get("certificate_arn")
-        try:
+    def read(self, facts: Facts) -> tuple[dict[str, Any], list[str]]:
+        """The domain (GetDomainName), and the drift of the ACM copy it should serve."""
+        with aws_errors(f"reading {self._where}", reading=True):
             domain = self._domain()
+            arn = facts.get("certificate_arn")
             copy_problems = acm.copy_drift(self._acm, self._endpoint_key(), arn, facts)
-        except _DomainMissing as exc:
-            return Observation("missing", (str(exc),))
-        except Exception as exc:
-            if is_unreachable(exc):
-                return Observation("unreachable", (str(exc),))
-            _reraise(f"reading {self._where}", exc)
+        return domain, copy_problems
+
+    def compare(self, seen: tuple[dict[str, Any], list[str]], facts: Facts) -> list[str]:
+        domain, copy_problems = seen
+        arn = facts.get("certificate_arn")
         problems = []
         mismatch = self._endpoint_mismatch(domain)
         if mismatch:
@@ -286,17 +250,18 @@ class ApiGatewayTarget(Target):
         served = referenced_arn(domain, self.config.api, self.config.endpoint)
         if served != arn:
             problems.append(f"{self._where} serves {served} instead of {arn}")
-        problems += copy_problems
-        return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
+        return problems + copy_problems
 
-    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+    def deploy(
+        self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
+    ) -> Facts:
         # Check the domain before importing anything: a missing domain or a wrong
         # endpoint type changes nothing.
         domain = self._existing_domain()
         arn = acm.place(self._acm(), material, (previous or {}).get("certificate_arn"))
         if referenced_arn(domain, self.config.api, self.config.endpoint) != arn:
             request = update_request(self.config, arn, domain)
-            with _errors(f"updating {self._where} to use {arn}"):
+            with aws_errors(f"updating {self._where} to use {arn}"):
                 self._gateway().update_domain_name(**request)
         return {
             "region": self.provider.region,
@@ -307,9 +272,9 @@ class ApiGatewayTarget(Target):
 
     def _existing_domain(self) -> dict[str, Any]:
         try:
-            with _errors(f"reading {self._where}"):
+            with aws_errors(f"reading {self._where}"):
                 domain = self._domain()
-        except _DomainMissing as exc:
+        except Missing as exc:
             raise ProviderError(
                 f"{exc}: certform binds certificates to existing custom domains; "
                 "create the domain first"

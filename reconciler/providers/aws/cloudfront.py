@@ -24,8 +24,8 @@ from reconciler.config.types import EntryName, StrictModel
 from reconciler.errors import ProviderError
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
-from reconciler.providers.aws.session import aws_errors, client, error_code, is_unreachable
-from reconciler.providers.base import CertificateMaterial, Facts, Observation, Target
+from reconciler.providers.aws.session import aws_errors, client, error_code
+from reconciler.providers.base import CertificateMaterial, Facts, Missing, Target
 from reconciler.providers.batch import memo
 
 CLOUDFRONT_REGION = "us-east-1"
@@ -67,10 +67,6 @@ class CloudFrontTargetConfig(StrictModel):
         description="sni-only (every modern client), or vip (dedicated IP addresses, "
         "billed by AWS).",
     )
-
-
-class _DistributionMissing(Exception):
-    """The distribution does not exist (any more)."""
 
 
 def _region_of(arn: str) -> str:
@@ -132,14 +128,12 @@ class CloudFrontTarget(Target):
         return (CLOUDFRONT_REGION, self.provider.endpoint_url, self.provider.profile)
 
     def _distribution_config(self) -> tuple[dict[str, Any], str]:
-        """The distribution's config and its ETag; _DistributionMissing when gone."""
+        """The distribution's config and its ETag; Missing when gone."""
         try:
             response = self._cloudfront().get_distribution_config(Id=self.config.distribution_id)
         except Exception as exc:
             if error_code(exc) == "NoSuchDistribution":
-                raise _DistributionMissing(
-                    f"distribution {self.config.distribution_id} not found"
-                ) from None
+                raise Missing(f"distribution {self.config.distribution_id} not found") from None
             raise
         return response["DistributionConfig"], str(response["ETag"])
 
@@ -213,41 +207,43 @@ class CloudFrontTarget(Target):
                     raise
             config, etag = self._distribution_config()
 
+    def acm_region(self) -> str | None:
+        return CLOUDFRONT_REGION
+
     # -- contract -----------------------------------------------------------------
-    def observe(self, facts: Facts) -> Observation:
+    def read(self, facts: Facts) -> tuple[dict[str, Any], list[str]]:
+        """The distribution's config, and the drift of the ACM copy it should serve."""
         arn = facts.get("certificate_arn")
         distribution = self.config.distribution_id
-        try:
+        with aws_errors(f"observing distribution {distribution}", reading=True):
             config, _ = memo(
                 ("cloudfront-config", self._endpoint_key(), distribution),
                 self._distribution_config,
             )
             in_region = arn if arn and _region_of(arn) == CLOUDFRONT_REGION else None
             copy_problems = acm.copy_drift(self._acm, self._endpoint_key(), in_region, facts)
-        except _DistributionMissing as exc:
-            return Observation("missing", (str(exc),))
-        except Exception as exc:
-            if is_unreachable(exc):
-                return Observation("unreachable", (str(exc),))
-            # An AWS error (access denied, throttled past the retries) becomes a
-            # ProviderError naming the distribution; anything else goes through.
-            with aws_errors(f"observing distribution {distribution}"):
-                raise
+        return config, copy_problems
+
+    def compare(self, seen: tuple[dict[str, Any], list[str]], facts: Facts) -> list[str]:
+        config, copy_problems = seen
+        arn = facts.get("certificate_arn")
         problems = self._differences(config.get("ViewerCertificate") or {}, arn)
         if arn and _region_of(arn) != CLOUDFRONT_REGION:
             problems.append(f"ACM certificate {arn} is not in {CLOUDFRONT_REGION}")
         else:
             problems += copy_problems
-        return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
+        return problems
 
-    def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
+    def deploy(
+        self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
+    ) -> Facts:
         distribution = self.config.distribution_id
         # Read the distribution first: a missing one or an alias the certificate
         # does not cover fails before anything is imported.
         try:
             with aws_errors(f"reading distribution {distribution}"):
                 config, etag = self._distribution_config()
-        except _DistributionMissing as exc:
+        except Missing as exc:
             raise ProviderError(str(exc)) from None
         self._check_aliases(config, material)
 
@@ -256,7 +252,7 @@ class CloudFrontTarget(Target):
         try:
             with aws_errors(f"updating distribution {distribution}"):
                 self._point_at(arn, config, etag)
-        except _DistributionMissing as exc:
+        except Missing as exc:
             raise ProviderError(str(exc)) from None
         return {
             "region": CLOUDFRONT_REGION,

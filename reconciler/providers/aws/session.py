@@ -3,7 +3,8 @@
 boto3 is imported on first use: a plan over file targets never pays for it.
 Throttling and 5xx answers are retried by botocore's standard mode (exponential
 backoff with jitter, up to ``max_attempts``); errors that remain become
-ProviderError with the AWS error code and message, never a traceback.
+ProviderError with the AWS error code and message, never a traceback, through
+``aws_errors`` — the one error mapping every AWS target uses.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from reconciler.errors import ProviderError
 from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.base import Unreachable
 
 
 @lru_cache(maxsize=64)
@@ -52,14 +54,29 @@ def error_code(exc: BaseException) -> str | None:
 
 
 def describe_error(exc: BaseException) -> str:
-    """``Code: Message`` of an AWS error, or its text."""
+    """``Code: Message`` of an AWS error, or its text; always one line."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         error = response["Error"]
-        text = f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+        message = _page_title(str(error.get("Message") or ""), response)
+        text = f"{error.get('Code', 'error')}: {message}".rstrip(": ")
     else:
         text = str(exc)
     return _one_line(text)
+
+
+def _page_title(message: str, response: dict[str, Any]) -> str:
+    """An HTML error page (what a proxy or a test server answers for a 5xx) as its
+    title, with the HTTP status when the title lacks it."""
+    if not message.lstrip().startswith("<"):
+        return message
+    import html
+    import re
+
+    title = re.search(r"<title>(.*?)</title>", message, re.IGNORECASE | re.DOTALL)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    text = html.unescape(title.group(1)).strip() if title else "error page"
+    return f"HTTP {status}: {text}" if status and str(status) not in text else text
 
 
 def _one_line(text: str) -> str:
@@ -73,8 +90,14 @@ def _one_line(text: str) -> str:
 
 
 @contextlib.contextmanager
-def aws_errors(what: str) -> Iterator[None]:
-    """Turn botocore failures into ProviderError naming ``what`` was being done."""
+def aws_errors(what: str, *, reading: bool = False) -> Iterator[None]:
+    """The one mapping of botocore failures, for every AWS target, issuer and store.
+
+    An AWS error (ClientError: access denied, throttled past the retries, a 5xx)
+    or any other botocore failure becomes ProviderError naming ``what`` was
+    being done, in one line.  With ``reading`` (a target's ``read``), failures
+    that say nothing about the target (network, credentials) become
+    ``Unreachable`` instead, which an observation reports as such."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -82,7 +105,9 @@ def aws_errors(what: str) -> Iterator[None]:
     except ClientError as exc:
         raise ProviderError(f"{what}: {describe_error(exc)}") from None
     except BotoCoreError as exc:
-        raise ProviderError(f"{what}: {exc}") from None
+        if reading and is_unreachable(exc):
+            raise Unreachable(str(exc)) from None
+        raise ProviderError(f"{what}: {describe_error(exc)}") from None
 
 
 def is_unreachable(exc: BaseException) -> bool:
