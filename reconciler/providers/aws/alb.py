@@ -155,6 +155,9 @@ class AlbListenerTarget(Target):
         problems += copy_problems
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        return acm.recorded_facts(material, facts)
+
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         # The listener first: a missing one must fail before anything is imported.
         try:

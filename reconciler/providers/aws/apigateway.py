@@ -289,6 +289,9 @@ class ApiGatewayTarget(Target):
         problems += copy_problems
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        return acm.recorded_facts(material, facts)
+
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         # Check the domain before importing anything: a missing domain or a wrong
         # endpoint type changes nothing.

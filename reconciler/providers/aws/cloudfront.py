@@ -240,6 +240,9 @@ class CloudFrontTarget(Target):
             problems += copy_problems
         return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
 
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        return acm.recorded_facts(material, facts)
+
     def deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
         distribution = self.config.distribution_id
         # Read the distribution first: a missing one or an alias the certificate
