@@ -22,7 +22,7 @@ from reconciler.errors import PlanError
 from reconciler.issuers.registry import authority_issuer, authority_spec, certificate_issuer
 from reconciler.plan.crls import crl_changes
 from reconciler.plan.model import Action, Change, StateUpdate
-from reconciler.plan.specs import BindingSpec
+from reconciler.plan.specs import BindingSpec, CertificateSpec
 from reconciler.policy.reissue import IssuedFacts, ReissueInput, evaluate, strongest
 from reconciler.providers.base import Observation
 from reconciler.state.records import (
@@ -175,12 +175,8 @@ def _certificate_change(
     bindings: tuple[str, ...],
     renewal_window: Any = None,
 ) -> Change | None:
-    after = certificate.spec.extended(
-        renew_before=certificate.renew_before,
-        prevent_destroy=certificate.prevent_destroy,
-        tags=certificate.tags,
-    )
     if record is None:
+        after = _certificate_after(certificate)
         return Change(certificate.address, Action.ISSUE, ("not issued yet",), None, after, bindings)
     facts = IssuedFacts(
         record.spec,
@@ -214,8 +210,17 @@ def _certificate_change(
         Action(action),
         tuple(v.reason for v in violations),
         before,
-        after,
+        _certificate_after(certificate),
         bindings,
+    )
+
+
+def _certificate_after(certificate: DesiredCertificate) -> CertificateSpec:
+    """The change's spec: the desired spec plus its schedule, guard and tags."""
+    return certificate.spec.extended(
+        renew_before=certificate.renew_before,
+        prevent_destroy=certificate.prevent_destroy,
+        tags=certificate.tags,
     )
 
 
@@ -230,8 +235,8 @@ def _binding_changes(
     warnings: list[str] = []
     for binding in desired.bindings:
         record = recorded.bindings.get(binding.address)
-        after = BindingSpec.parse({"certificate": binding.certificate, "target": binding.target})
         if record is None:
+            after = _binding_after(binding)
             changes.append(Change(binding.address, Action.BIND, ("new binding",), None, after))
             continue
         observation = observed.get(binding.address)
@@ -244,10 +249,15 @@ def _binding_changes(
                 "target": record.target,
                 "serial": record.serial,
             }
+            after = _binding_after(binding)
             changes.append(
                 Change(binding.address, Action.REBIND, tuple(reasons), before, after, (), drift)
             )
     return changes, tuple(warnings)
+
+
+def _binding_after(binding: DesiredBinding) -> BindingSpec:
+    return BindingSpec.parse({"certificate": binding.certificate, "target": binding.target})
 
 
 def _rebind_reasons(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Self
 
 AFTER_ONLY = ("renew_before", "prevent_destroy", "tags")
@@ -27,6 +28,24 @@ Dependencies = tuple[tuple[str, ...], ...]
 
 def _typed(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
+
+
+_LAYOUTS: dict[type, tuple[tuple[tuple[str, str], ...], dict[str, Any]]] = {}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _layout(cls: type) -> tuple[tuple[tuple[str, str], ...], dict[str, Any]]:
+    """(field name, JSON key) of a spec class's typed fields and their defaults,
+    computed once per class (parsing 10,000 specs must stay cheap)."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        fields = [f for f in dataclasses.fields(cls) if f.name != "raw" and f.init]
+        keys = tuple((f.name, f.metadata.get("key", f.name)) for f in fields)
+        defaults = {
+            f.name: f.default if f.default is not dataclasses.MISSING else _EMPTY for f in fields
+        }
+        layout = _LAYOUTS[cls] = (keys, defaults)
+    return layout
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,14 +62,16 @@ class Spec(Mapping[str, Any]):
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Self:
         raw = dict(data)
-        values = {}
-        for spec_field in dataclasses.fields(cls):
-            if spec_field.name == "raw" or not spec_field.init:
-                continue
-            key = spec_field.metadata.get("key", spec_field.name)
-            if key in raw and raw[key] is not None:
-                values[spec_field.name] = _typed(raw[key])
-        return cls(raw=raw, **values)
+        keys, defaults = _layout(cls)
+        state = dict(defaults)
+        for name, key in keys:
+            value = raw.get(key)
+            if value is not None:
+                state[name] = _typed(value)
+        state["raw"] = raw
+        spec = object.__new__(cls)
+        spec.__dict__.update(state)  # frozen: built once, here, like __init__ would
+        return spec
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form, as plans and state hold it."""
@@ -86,10 +107,6 @@ class Spec(Mapping[str, Any]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _key(name: str) -> dict[str, str]:
-    return {"key": name}
 
 
 @dataclass(frozen=True, eq=False)
