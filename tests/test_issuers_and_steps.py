@@ -95,6 +95,15 @@ def test_typed_specs_carry_the_dependencies_of_their_step() -> None:
     assert BindingSpec.parse({"certificate": "a", "target": {}}).depends_on == (("certificate.a",),)
 
 
+def test_issuers_say_which_keys_they_cannot_issue() -> None:
+    assert issuer_named("private-root").key_error("ml-dsa-65") is None
+    assert issuer_named("acme").key_error("ec-p256") is None
+    assert "not ml-dsa-65" in (issuer_named("acme").key_error("ml-dsa-65") or "")
+    assert issuer_named("aws-acm").key_error("rsa-4096") == (
+        "ACM issues ec-p256, ec-p384, rsa-2048 keys only, not rsa-4096"
+    )
+
+
 # -- each issuer's re-issue checks ----------------------------------------------------------
 def _action(data: dict, issued: dict, now_days: float = 1, window: Any = None) -> str | None:
     facts = IssuedFacts(issued, T0, T0 + timedelta(days=90), "k1", True)

@@ -16,10 +16,11 @@ from reconciler.issuers.base import ApplyAccess, Issuance, Issuer, IssuerAccess,
 from reconciler.plan.model import Change
 from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.reissue import ACM_CERTIFICATE_CHECKS
+from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
 from reconciler.state.records import CertificateRecord, IssuedMaterial
 
-ACM_KEYS = frozenset({"rsa-2048", "ec-p256", "ec-p384"})
-"""What ACM's RequestCertificate issues (``providers/aws/acm.ACM_REQUEST_KEYS``)."""
+ACM_KEYS = frozenset(ACM_REQUEST_KEYS)
+"""What ACM's RequestCertificate issues (no Ed25519, no ML-DSA)."""
 
 
 @dataclass(frozen=True, eq=False)
