@@ -142,8 +142,9 @@ def run_timed(argv: list[str], cwd: Path, env: dict[str, str]) -> TimedRun:
 
 
 def apply_phases(run: TimedRun) -> dict[str, float]:
-    """Phases of an apply from its progress lines (every ACME order runs before the
-    first certificate step is reported, see ``Applier._place_acme_orders``)."""
+    """Phases of an apply from its progress lines (the ACME orders of a run are one
+    batch: every certificate is journaled and announced, then the orders run, then
+    each is recorded, see ``engine/runner.run_batch``)."""
     marks: dict[str, float] = {}
     for stamp, text in run.lines:
         if text.startswith("Placing ") and "ACME order" in text:
@@ -153,6 +154,8 @@ def apply_phases(run: TimedRun) -> dict[str, float]:
         if not match:
             continue
         kind = match.group(1)
+        if kind == "certificate" and match.group(4) == "…":
+            continue  # announced before the orders are placed
         marks.setdefault(f"{kind} first", stamp)
         marks[f"{kind} last"] = stamp
     phases: dict[str, float] = {}
@@ -497,7 +500,7 @@ def in_process_apply(
 ) -> Any:
     """The CLI's ``apply --auto-approve --parallelism P`` in this process."""
     from reconciler.config.validate import load_and_validate
-    from reconciler.engine.apply import Applier
+    from reconciler.engine.apply import run_apply
     from reconciler.engine.planning import plan_from
     from reconciler.engine.workspace import open_store
     from reconciler.plan.render import render_plan
@@ -511,7 +514,7 @@ def in_process_apply(
         plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
         render_plan(plan)
         report = progress or (lambda _message: None)
-        result = Applier(store, plan, recorded, report, parallelism).run()
+        result = run_apply(store, plan, recorded, report, parallelism)
     finally:
         store.unlock()
         store.close()
@@ -539,7 +542,7 @@ class _InlineExecutor:
 
 def run_profile(n: int, pebble: Any, top: int) -> None:
     from bench.plan_apply import profile
-    from reconciler.engine import acme_orders
+    from reconciler.issuers import acme_orders
 
     workdir = Path(tempfile.mkdtemp(prefix="certform-bench-acme-profile-"))
     saved = acme_orders.ThreadPoolExecutor

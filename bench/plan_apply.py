@@ -293,7 +293,7 @@ def cli_plan(config: Path) -> Any:
 def in_process_apply(config: Path) -> Any:
     """The CLI's ``apply --auto-approve`` sequence in this process (for profiling)."""
     from reconciler.config.validate import load_and_validate
-    from reconciler.engine.apply import Applier
+    from reconciler.engine.apply import run_apply
     from reconciler.engine.planning import plan_from
     from reconciler.engine.workspace import open_store
     from reconciler.plan.render import render_plan
@@ -306,7 +306,7 @@ def in_process_apply(config: Path) -> Any:
         recorded = store.read()
         plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
         render_plan(plan)
-        result = Applier(store, plan, recorded, lambda _message: None).run()
+        result = run_apply(store, plan, recorded, lambda _message: None)
     finally:
         store.unlock()
         store.close()

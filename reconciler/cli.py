@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover
 from reconciler import __version__
 from reconciler.config.loader import load_var_file, parse_var_assignments
 from reconciler.config.validate import ValidatedConfig, load_and_validate
-from reconciler.engine.apply import Applier, check_applicable
+from reconciler.engine.apply import check_applicable, run_apply
 from reconciler.engine.planning import plan_from
 from reconciler.engine.saved_plan import prepare_state_for_saved_plan, read_saved_plan, save_plan
 from reconciler.engine.workspace import open_store
@@ -293,9 +293,7 @@ def apply(
             recorded = store.read()
             check_applicable(the_plan, recorded)
         store.open()  # creates a new state, under the lock, exclusively
-        result = Applier(
-            store, the_plan, recorded, _progress, parallelism, root=validated.root
-        ).run()
+        result = run_apply(store, the_plan, recorded, _progress, parallelism, root=validated.root)
     finally:
         store.unlock()
         store.close()

@@ -1,9 +1,11 @@
 """The desired state: what the configuration asks for, as plain frozen data.
 
-Built from the validated config by ``config/resolve.py``; read by the pure diff
-and policy code, which therefore never import pydantic models or providers.
-``spec`` dicts hold exactly the fields whose change requires a new issuance,
-so the same dicts are recorded in state and compared on the next plan.
+Built from the validated config by ``config/resolve.py`` (through the issuers);
+read by the pure diff and policy code, which therefore never import pydantic
+models or providers.  ``spec`` is the typed spec of the authority or
+certificate: exactly the fields whose change requires a new issuance, so its
+JSON form is recorded in state and compared on the next plan.  A JSON mapping
+given as ``spec`` is parsed into the typed spec of its issuer.
 """
 
 from __future__ import annotations
@@ -11,13 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.plan.specs import AuthoritySpec, CertificateSpec
+
 
 @dataclass(frozen=True)
 class DesiredAuthority:
     name: str
-    spec: dict[str, Any]
+    spec: AuthoritySpec
     renew_before: str | None
     prevent_destroy: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, AuthoritySpec):
+            from reconciler.issuers.registry import authority_spec
+
+            object.__setattr__(self, "spec", authority_spec(self.spec))
 
     @property
     def address(self) -> str:
@@ -25,16 +35,22 @@ class DesiredAuthority:
 
     @property
     def parent(self) -> str | None:
-        return self.spec.get("parent")
+        return self.spec.parent
 
 
 @dataclass(frozen=True)
 class DesiredCertificate:
     name: str
-    spec: dict[str, Any]
+    spec: CertificateSpec
     renew_before: str | None
     prevent_destroy: bool
     tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, CertificateSpec):
+            from reconciler.issuers.registry import certificate_spec
+
+            object.__setattr__(self, "spec", certificate_spec(self.spec))
 
     @property
     def address(self) -> str:
@@ -42,7 +58,7 @@ class DesiredCertificate:
 
     @property
     def issuer(self) -> str:
-        return self.spec["issuer"]
+        return self.spec.issuer
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconciler.desired import DesiredState
+from reconciler.issuers.registry import certificate_spec
 from reconciler.state.records import RecordedState
 
 
@@ -23,7 +24,7 @@ def inventory(desired: DesiredState, recorded: RecordedState, now: datetime) -> 
         authorities.append(
             {
                 "address": authority.address,
-                "type": authority.spec["type"],
+                "type": authority.spec.type,
                 "subject": (authority.spec.get("subject") or {}).get("common_name")
                 or authority.spec.get("directory"),
                 "parent": authority.parent,
@@ -37,10 +38,11 @@ def inventory(desired: DesiredState, recorded: RecordedState, now: datetime) -> 
         certificates.append(
             {
                 "address": certificate.address,
-                "names": certificate.spec["names"],
+                "names": list(certificate.spec.names),
                 # With fallback issuers, the one that actually issued it.
-                "issuer": (record.spec.get("issued_by") if record else None) or certificate.issuer,
-                "key": certificate.spec["key"],
+                "issuer": (certificate_spec(record.spec).issued_by if record else None)
+                or certificate.issuer,
+                "key": certificate.spec.key,
                 **_issued(record, now),
                 "bound_to": sorted(bound.get(certificate.name, [])),
                 "tags": certificate.tags,

@@ -27,9 +27,9 @@ from reconciler.config.models import (
     PrivateSubordinateAuthority,
 )
 from reconciler.durations import parse_duration, parse_renew_before
+from reconciler.issuers.registry import issuer_named
 from reconciler.pki.names import constraint_error, name_permitted
 from reconciler.policy.rules import domain_violation, key_violations, validity_violation
-from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
 from reconciler.providers.base import BindingContext, Target
 from reconciler.providers.catalog import build_target
 from reconciler.providers.endpoint import ca_bundle_problem
@@ -309,9 +309,6 @@ def _key_policy(field: Path_, key: str, policy: Any) -> Iterator[Finding]:
         yield (field, problem)
 
 
-ACME_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
-
-
 def _acme_issued(config: CertformConfig) -> Iterator[Finding]:
     """Every name needs a solver at every ACME issuer it may fall back to; public
     ACME CAs sign RSA and ECDSA P-256/P-384 keys only."""
@@ -321,12 +318,9 @@ def _acme_issued(config: CertformConfig) -> Iterator[Finding]:
             if not isinstance(authority, AcmeAuthority):
                 continue
             key = certificate.key or config.defaults.key
-            if key not in ACME_KEYS and issuer == certificate.issuers[0]:
-                yield (
-                    ("certificates", name, "key"),
-                    f"ACME CAs issue certificates for {', '.join(sorted(ACME_KEYS))} keys, "
-                    f"not {key}",
-                )
+            problem = issuer_named(authority.type).key_error(key)
+            if problem and issuer == certificate.issuers[0]:
+                yield (("certificates", name, "key"), problem)
             for index, dns in enumerate(certificate.names):
                 if first_solver(authority.solvers, dns) is None:
                     need = (
@@ -389,12 +383,9 @@ def _acm_issued(config: CertformConfig, targets: list[Target]) -> Iterator[Findi
     for name, certificate in config.certificates.items():
         authority = config.authorities.get(certificate.primary_issuer)
         if isinstance(authority, AwsAcmAuthority):
-            key = certificate.key or config.defaults.key
-            if key not in ACM_REQUEST_KEYS:
-                yield (
-                    ("certificates", name, "key"),
-                    f"ACM issues {', '.join(sorted(ACM_REQUEST_KEYS))} keys only, not {key}",
-                )
+            problem = issuer_named(authority.type).key_error(certificate.key or config.defaults.key)
+            if problem:
+                yield (("certificates", name, "key"), problem)
     for name, authority in config.authorities.items():
         if isinstance(authority, AwsAcmAuthority):
             provider = config.providers.get(authority.provider)

@@ -18,9 +18,11 @@ from typing import Any
 
 from cryptography import x509
 
+from reconciler.issuers.aws_acm import AcmLeafSpec
+from reconciler.issuers.registry import authority_issuer, certificate_issuer
 from reconciler.policy.renewal import describe_window, renewal_time
 from reconciler.providers.endpoint import WatchedEndpoint
-from reconciler.state.records import RecordedState
+from reconciler.state.records import CertificateRecord, RecordedState
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,17 @@ def expiry_findings(
     within 30 days of expiry (certform cannot renew them).  Everything else is
     listed as ``info`` with its days left.  ACM renews its own certificates."""
     findings = []
-    records = [*recorded.authorities.values(), *recorded.certificates.values()]
     windows = renew_before or {}
+    accounts = {
+        name
+        for name, record in recorded.authorities.items()
+        if not authority_issuer(record.spec).authority_has_certificate
+    }  # ACME accounts: no certificate, nothing expires
+    records = [
+        *(r for r in recorded.authorities.values() if r.name not in accounts),
+        *recorded.certificates.values(),
+    ]
     for record in records:
-        spec = getattr(record, "spec", {})
-        if spec.get("type") == "acme":
-            continue  # an ACME account, not a certificate
         message = _expiry_problem(record, now, within, windows)
         if message is not None:
             findings.append(Finding(record.address, "problem", message))
@@ -74,7 +81,7 @@ def _expiry_problem(
     record: Any, now: datetime, within: timedelta | None, windows: Mapping[str, str | None]
 ) -> str | None:
     left = record.not_after - now
-    imported = getattr(record, "spec", {}).get("issuer_type") == "imported"
+    imported = isinstance(record, CertificateRecord) and not certificate_issuer(record.spec).renews
     revoked_at = getattr(record, "revoked_at", None)
     if left <= timedelta(0):
         return f"expired on {record.not_after:%Y-%m-%d}"
@@ -109,7 +116,7 @@ def acm_findings(recorded: RecordedState, read: AcmReader) -> list[Finding]:
     for record in recorded.certificates.values():
         if not record.external_id:
             continue
-        settings = record.spec.get("acm", {})
+        settings = dict(AcmLeafSpec.parse(record.spec).acm)
         try:
             detail = read(settings, record.external_id)
         except Exception as exc:  # reported, not fatal: the other checks still count

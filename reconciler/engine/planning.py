@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from reconciler.config.validate import ValidatedConfig
 from reconciler.engine.refresh import refresh
-from reconciler.engine.renewal_info import CertificatePem, renewal_windows
+from reconciler.engine.renewal_info import CertificatePem, has_renewal_info, renewal_windows
 from reconciler.plan.diff import diff
 from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
 from reconciler.policy.guards import ChangeLimit, force_reasons
@@ -43,9 +43,7 @@ def plan_from(
     observed = refresh(validated.desired, recorded, validated.root)
     windows: dict = {}
     ari_warnings: list[str] = []
-    if certificate_pem is not None and any(
-        c.spec.get("issuer_type") == "acme" for c in validated.desired.certificates
-    ):
+    if certificate_pem is not None and has_renewal_info(validated.desired):
         windows, ari_warnings = renewal_windows(
             validated.desired, recorded, certificate_pem, validated.root
         )

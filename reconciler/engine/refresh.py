@@ -39,7 +39,7 @@ def _published_crls(
     """Are the CRL files certform published still there, unchanged?"""
     observed: dict[str, Observation] = {}
     for authority in desired.authorities:
-        settings = authority.spec.get("crl")
+        settings = authority.spec.crl
         record = recorded.crls.get(authority.name)
         if not settings or record is None:
             continue

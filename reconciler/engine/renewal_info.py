@@ -1,83 +1,46 @@
-"""ACME Renewal Information (RFC 9773) gathered at plan time.
+"""Issuers' own renewal schedules, gathered at plan time (read-only).
 
-For every recorded ACME certificate whose CA's directory offers
-``renewalInfo``, ask the CA when it suggests renewing; the diff then uses that
-window instead of ``renew_before`` and says so in the plan.  Read-only.  A CA
-that cannot be reached is a plan warning and the certificate falls back to
-``renew_before``: ARI refines the schedule, it never blocks a plan.
+Each issuer that publishes one (ACME Renewal Information, RFC 9773) is asked
+for the certificates it signs; the diff then uses those windows instead of
+``renew_before``.  An issuer that cannot be reached is a plan warning, never a
+failed plan.
 """
 
 from __future__ import annotations
 
-import json
-import ssl
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from reconciler.desired import DesiredState
-from reconciler.errors import ProviderError
-from reconciler.fsutil import config_path
+from reconciler.desired import DesiredCertificate, DesiredState
+from reconciler.issuers.base import Issuer
+from reconciler.issuers.registry import certificate_issuer
 from reconciler.state.records import RecordedState
 
 CertificatePem = Callable[[str], str]
-TIMEOUT = 10.0
 
 
 def renewal_windows(
     desired: DesiredState, recorded: RecordedState, certificate_pem: CertificatePem, root: Path
 ) -> tuple[dict[str, Any], list[str]]:
-    """``{certificate address: RenewalWindow}`` and warnings."""
-    from reconciler.acme.ari import fetch_renewal_info
-
+    """``{certificate address: window}`` and warnings, from every issuer that has them."""
     windows: dict[str, Any] = {}
     warnings: list[str] = []
-    directories: dict[str, str | None] = {}
-    for certificate in desired.certificates:
-        spec = certificate.spec
-        record = recorded.certificates.get(certificate.name)
-        if spec.get("issuer_type") != "acme" or record is None or record.revoked_at:
-            continue
-        issuer = record.spec.get("issued_by") or record.spec.get("issuer")
-        settings = (spec.get("acme") or {}).get(issuer)
-        if settings is None:
-            continue  # issuer no longer listed: the diff replaces it anyway
-        bundle = _bundle(settings, root)
-        try:
-            if settings["directory"] not in directories:
-                directories[settings["directory"]] = _renewal_info_url(
-                    settings["directory"], bundle
-                )
-            url = directories[settings["directory"]]
-            if url is None:
-                continue
-            cert = x509.load_pem_x509_certificate(certificate_pem(certificate.name).encode())
-            window = fetch_renewal_info(url, cert, ca_bundle=bundle, timeout=TIMEOUT)
-        except (ProviderError, ValueError) as exc:
-            warnings.append(f"{certificate.address}: no renewal information from {issuer}: {exc}")
-            continue
-        if window is not None:
-            windows[certificate.address] = window
+    for issuer, certificates in _by_issuer(desired).values():
+        found, problems = issuer.renewal_windows(certificates, recorded, certificate_pem, root)
+        windows.update(found)
+        warnings.extend(problems)
     return windows, warnings
 
 
-def _bundle(settings: dict[str, Any], root: Path) -> str | None:
-    bundle = settings.get("ca_bundle")
-    if not bundle:
-        return None
-    return str(config_path(root, bundle))
+def has_renewal_info(desired: DesiredState) -> bool:
+    """True when an issuer of ``desired`` may publish renewal windows (worth asking)."""
+    return any(issuer.publishes_renewal_info for issuer, _ in _by_issuer(desired).values())
 
 
-def _renewal_info_url(directory: str, bundle: str | None) -> str | None:
-    context = ssl.create_default_context(cafile=bundle) if bundle else None
-    request = urllib.request.Request(directory, headers={"User-Agent": "certform"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as reply:
-            document = json.loads(reply.read(1 << 20))
-    except (OSError, ValueError) as exc:
-        raise ProviderError(f"cannot read the directory {directory}: {exc}") from None
-    url = document.get("renewalInfo") if isinstance(document, dict) else None
-    return str(url) if url else None
+def _by_issuer(desired: DesiredState) -> dict[int, tuple[Issuer, list[DesiredCertificate]]]:
+    groups: dict[int, tuple[Issuer, list[DesiredCertificate]]] = {}
+    for certificate in desired.certificates:
+        issuer = certificate_issuer(certificate.spec)
+        groups.setdefault(id(issuer), (issuer, []))[1].append(certificate)
+    return groups

@@ -8,12 +8,20 @@ next plan re-issues the certificate if it is still declared ("revoked on ...").
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from reconciler.acme.client import REVOCATION_REASONS
 from reconciler.engine.apply import actor
 from reconciler.errors import CertformError, PlanError
+from reconciler.issuers.registry import (
+    authority_issuer,
+    authority_spec,
+    certificate_issuer,
+    certificate_spec,
+)
 from reconciler.state.records import RecordedState
 from reconciler.state.store import StateStore
 
@@ -35,21 +43,21 @@ def revoke_certificate(
         raise PlanError(f"certificate.{name} is not in the state (nothing issued to revoke)")
     if record.revoked_at is not None:
         return f"certificate.{name} (serial {record.serial}) is already revoked"
-    issuer_type = record.spec.get("issuer_type")
-    if issuer_type == "aws-acm":
-        raise PlanError(
-            f"certificate.{name} was issued by ACM, which keeps its key: revoke it in ACM"
-        )
-    where = "recorded as revoked (listed in the issuing CA's CRL when it publishes one)"
+    issuer = certificate_issuer(record.spec)
+    refusal = issuer.revoke_refusal(record)
+    if refusal is not None:
+        raise PlanError(refusal)
+    access = _Access(store, recorded, root)
     try:
-        if issuer_type == "acme":
-            where = _revoke_at_acme(store, recorded, name, reason, root)
+        where = issuer.revoke(
+            access, record, store.material("certificate", name).certificate_pem, reason
+        )
     except CertformError as exc:
         store.audit(actor(), "revoke", record.address, "revoke", "failed", str(exc))
         raise
     with store.transaction() as writer:
-        issuer = record.spec.get("issued_by") or record.spec["issuer"]
-        writer.mark_revoked(name, record.serial, datetime.now(UTC), reason, issuer)
+        issued_by = certificate_spec(record.spec).issuing_authority
+        writer.mark_revoked(name, record.serial, datetime.now(UTC), reason, issued_by)
         writer.audit(
             actor(), "revoke", record.address, "revoke", "ok",
             f"serial {record.serial}, reason {reason}, {where}",
@@ -60,31 +68,26 @@ def revoke_certificate(
     )
 
 
-def _revoke_at_acme(
-    store: StateStore, recorded: RecordedState, name: str, reason: str, root: Path
-) -> str:
-    from reconciler.acme.client import AcmeAccount
+@dataclass
+class _Access:
+    """What an issuer may read to revoke (``issuers.base.IssuerAccess``)."""
 
-    record = recorded.certificates[name]
-    issuer = record.spec.get("issued_by") or record.spec["issuer"]
-    account = recorded.authorities.get(issuer)
-    if account is None:
-        raise PlanError(
-            f"authority.{issuer} (the ACME account that ordered it) is not in the state"
-        )
-    spec = (record.spec.get("acme") or {}).get(issuer) or account.spec
-    client = AcmeAccount(issuer, spec, root, store.private_key("authority", issuer), account.key_id)
-    client.revoke(store.material("certificate", name).certificate_pem, reason)
-    return f"revoked at {issuer} ({spec['directory']})"
+    store: StateStore
+    recorded: RecordedState
+    root: Path
+    caches: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def scratch(self, name: str) -> dict[str, Any]:
+        return self.caches.setdefault(name, {})
 
 
 def _revoke_authority(store: StateStore, recorded: RecordedState, name: str, reason: str) -> str:
     """A subordinate CA is listed in its parent's CRL; the next plan gives it a new
     key and re-issues everything below it (which needs apply --force)."""
     record = recorded.authorities.get(name)
-    if record is None or record.spec.get("type") not in ("private-root", "private-subordinate"):
+    if record is None or not authority_issuer(record.spec).signs_authorities:
         raise PlanError(f"authority.{name} is not a private CA in the state")
-    parent = record.spec.get("parent")
+    parent = authority_spec(record.spec).parent
     if not parent:
         raise PlanError(
             f"authority.{name} is a root: no CA above it can list it in a CRL; replace it "

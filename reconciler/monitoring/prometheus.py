@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reconciler.desired import DesiredState
 from reconciler.fsutil import write_atomic
+from reconciler.issuers.registry import certificate_spec
 from reconciler.policy.renewal import renewal_time
 from reconciler.state.records import CertificateRecord, RecordedState
 
@@ -170,7 +171,7 @@ def _from_record(
         renewal_at = record.revoked_at or renewal_time(
             record.not_before, record.not_after, renew_before
         )
-    issuer = record.spec.get("issued_by") or record.spec.get("issuer") or ""
+    issuer = certificate_spec(record.spec).issuing_authority
     return CertificateMetric(
         name=record.name,
         issuer=issuer,

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from reconciler.desired import DesiredState
 from reconciler.plan.model import Action, Change
+from reconciler.plan.specs import CertificateSpec, CrlSpec
 from reconciler.providers.base import Observation
 from reconciler.state.records import RecordedState
 
@@ -31,7 +32,7 @@ def crl_changes(
 ) -> list[Change]:
     changes = []
     for authority in desired.authorities:
-        settings = authority.spec.get("crl")
+        settings = authority.spec.crl
         if not settings:
             continue
         record = recorded.crls.get(authority.name)
@@ -39,8 +40,9 @@ def crl_changes(
         superseded = [
             c.address
             for c in certificate_changes
-            if (c.after or {}).get("revoke_replaced")
-            and (c.after or {}).get("issuer") == authority.name
+            if isinstance(c.after, CertificateSpec)
+            and c.after.revoke_replaced
+            and c.after.issuer == authority.name
             and c.action in (Action.RENEW, Action.REPLACE)
             and c.name in recorded.certificates
         ]
@@ -70,7 +72,7 @@ def crl_changes(
         if not reasons:
             continue
         before = None if record is None else {"number": record.number, "entries": record.entries}
-        after = {"authority": authority.name, "crl": settings, "entries": revoked}
+        after = CrlSpec.parse({"authority": authority.name, "crl": settings, "entries": revoked})
         changes.append(
             Change(crl_address(authority.name), Action.PUBLISH, tuple(reasons), before, after)
         )

@@ -14,25 +14,16 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.desired import (
-    DesiredAuthority,
     DesiredBinding,
     DesiredCertificate,
     DesiredState,
 )
 from reconciler.errors import PlanError
+from reconciler.issuers.registry import authority_issuer, authority_spec, certificate_issuer
 from reconciler.plan.crls import crl_changes
 from reconciler.plan.model import Action, Change, StateUpdate
-from reconciler.policy.reissue import (
-    ACM_CERTIFICATE_CHECKS,
-    ACME_CERTIFICATE_CHECKS,
-    AUTHORITY_CHECKS,
-    CERTIFICATE_CHECKS,
-    IMPORTED_CERTIFICATE_CHECKS,
-    IssuedFacts,
-    ReissueInput,
-    evaluate,
-    strongest,
-)
+from reconciler.plan.specs import BindingSpec, CertificateSpec
+from reconciler.policy.reissue import IssuedFacts, ReissueInput, evaluate, strongest
 from reconciler.providers.base import Observation
 from reconciler.state.records import (
     AuthorityRecord,
@@ -42,12 +33,6 @@ from reconciler.state.records import (
 )
 
 NEW_KEY_ACTIONS = (Action.ISSUE, Action.REPLACE)
-CHECKS_BY_ISSUER_TYPE = {
-    "aws-acm": ACM_CERTIFICATE_CHECKS,
-    "acme": ACME_CERTIFICATE_CHECKS,
-    "imported": IMPORTED_CERTIFICATE_CHECKS,
-}
-PRIVATE_TYPES = ("private-root", "private-subordinate")
 
 
 @dataclass(frozen=True)
@@ -110,16 +95,11 @@ def _refuse_guarded_destroys(desired: DesiredState, recorded: RecordedState) -> 
 def _authority_changes(
     desired: DesiredState, recorded: RecordedState, now: datetime
 ) -> tuple[list[Change], set[str]]:
+    """Each authority's issuer decides whether it needs a step (a private CA its
+    re-issue checks, an ACME account its registration; external issuers none)."""
     changes: list[Change] = []
     rekeyed: set[str] = set()
     for authority in desired.authorities:
-        if authority.spec["type"] == "acme":
-            account = _acme_account_change(authority, recorded.authorities.get(authority.name))
-            if account is not None:
-                changes.append(account)
-            continue
-        if authority.spec["type"] not in PRIVATE_TYPES:
-            continue  # an external issuer (ACM): nothing of ours to issue
         record = recorded.authorities.get(authority.name)
         parent = recorded.authorities.get(authority.parent) if authority.parent else None
         revoked_at = None
@@ -132,7 +112,7 @@ def _authority_changes(
                 ),
                 None,
             )
-        change = _authority_change(
+        change = authority_issuer(authority.spec).authority_change(
             authority, record, parent, authority.parent in rekeyed, now, revoked_at
         )
         if change is None:
@@ -141,71 +121,6 @@ def _authority_changes(
         if change.action in NEW_KEY_ACTIONS:
             rekeyed.add(authority.name)
     return changes, rekeyed
-
-
-def _authority_change(
-    authority: DesiredAuthority,
-    record: AuthorityRecord | None,
-    parent: AuthorityRecord | None,
-    parent_rekeyed: bool,
-    now: datetime,
-    revoked_at: datetime | None = None,
-) -> Change | None:
-    after = _authority_after(authority)
-    if record is None:
-        return Change(authority.address, Action.ISSUE, ("not issued yet",), None, after)
-    facts = IssuedFacts(
-        record.spec, record.not_before, record.not_after, record.issuer_key_id, True, revoked_at
-    )
-    data = ReissueInput(
-        authority.spec,
-        authority.renew_before,
-        facts,
-        parent.key_id if parent else None,
-        parent_rekeyed,
-        now,
-    )
-    violations = evaluate(AUTHORITY_CHECKS, data)
-    action = strongest(violations)
-    if action is None:
-        return None
-    return Change(
-        authority.address,
-        Action(action),
-        tuple(v.reason for v in violations),
-        _authority_before(record),
-        after,
-    )
-
-
-def _acme_account_change(
-    authority: DesiredAuthority, record: AuthorityRecord | None
-) -> Change | None:
-    """An ACME authority is an account: registered once, updated when its contact
-    changes, registered anew at a new directory."""
-    after = _authority_after(authority)
-    directory = authority.spec["directory"]
-    if record is None:
-        return Change(
-            authority.address, Action.REGISTER, (f"no account at {directory} yet",), None, after
-        )
-    before = {**record.spec, "account": record.key_id}
-    if record.spec.get("directory") != directory:
-        reason = f"directory changed: {record.spec.get('directory')} → {directory}"
-        return Change(authority.address, Action.REGISTER, (reason,), before, after)
-    if record.spec.get("contact") != authority.spec["contact"]:
-        old, new = record.spec.get("contact") or [], authority.spec["contact"]
-        reason = f"contact changed: {', '.join(old)} → {', '.join(new)}"
-        return Change(authority.address, Action.UPDATE, (reason,), before, after)
-    return None
-
-
-def _authority_after(authority: DesiredAuthority) -> dict[str, Any]:
-    return {
-        **authority.spec,
-        "renew_before": authority.renew_before,
-        "prevent_destroy": authority.prevent_destroy,
-    }
 
 
 def _authority_before(record: AuthorityRecord) -> dict[str, Any]:
@@ -260,13 +175,8 @@ def _certificate_change(
     bindings: tuple[str, ...],
     renewal_window: Any = None,
 ) -> Change | None:
-    after = {
-        **certificate.spec,
-        "renew_before": certificate.renew_before,
-        "prevent_destroy": certificate.prevent_destroy,
-        "tags": certificate.tags,
-    }
     if record is None:
+        after = _certificate_after(certificate)
         return Change(certificate.address, Action.ISSUE, ("not issued yet",), None, after, bindings)
     facts = IssuedFacts(
         record.spec,
@@ -285,8 +195,7 @@ def _certificate_change(
         now,
         renewal_window,
     )
-    checks = CHECKS_BY_ISSUER_TYPE.get(certificate.spec.get("issuer_type"), CERTIFICATE_CHECKS)
-    violations = evaluate(checks, data)
+    violations = evaluate(certificate_issuer(certificate.spec).certificate_checks, data)
     action = strongest(violations)
     if action is None:
         return None
@@ -301,8 +210,17 @@ def _certificate_change(
         Action(action),
         tuple(v.reason for v in violations),
         before,
-        after,
+        _certificate_after(certificate),
         bindings,
+    )
+
+
+def _certificate_after(certificate: DesiredCertificate) -> CertificateSpec:
+    """The change's spec: the desired spec plus its schedule, guard and tags."""
+    return certificate.spec.extended(
+        renew_before=certificate.renew_before,
+        prevent_destroy=certificate.prevent_destroy,
+        tags=certificate.tags,
     )
 
 
@@ -317,8 +235,8 @@ def _binding_changes(
     warnings: list[str] = []
     for binding in desired.bindings:
         record = recorded.bindings.get(binding.address)
-        after = {"certificate": binding.certificate, "target": binding.target}
         if record is None:
+            after = _binding_after(binding)
             changes.append(Change(binding.address, Action.BIND, ("new binding",), None, after))
             continue
         observation = observed.get(binding.address)
@@ -331,10 +249,15 @@ def _binding_changes(
                 "target": record.target,
                 "serial": record.serial,
             }
+            after = _binding_after(binding)
             changes.append(
                 Change(binding.address, Action.REBIND, tuple(reasons), before, after, (), drift)
             )
     return changes, tuple(warnings)
+
+
+def _binding_after(binding: DesiredBinding) -> BindingSpec:
+    return BindingSpec.parse({"certificate": binding.certificate, "target": binding.target})
 
 
 def _rebind_reasons(
@@ -450,9 +373,12 @@ def _authority_destroys(desired: DesiredState, recorded: RecordedState) -> list[
 def _depth(name: str, recorded: RecordedState) -> int:
     depth, seen = 0, set()
     record = recorded.authorities.get(name)
-    while record is not None and record.spec.get("parent") and name not in seen:
+    while record is not None and name not in seen:
+        parent = authority_spec(record.spec).parent
+        if not parent:
+            break
         seen.add(name)
-        name = record.spec["parent"]
+        name = parent
         record = recorded.authorities.get(name)
         depth += 1
     return depth

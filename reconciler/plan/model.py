@@ -7,11 +7,14 @@ Reasons are for people; apply never parses them.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from reconciler.plan.specs import Dependencies, Spec, spec_for
 
 FORMAT_VERSION = "1"
 KEY_STORE_ADDRESS = "state.key_store"
@@ -66,15 +69,20 @@ SUMMARY_ORDER = (
 
 @dataclass(frozen=True)
 class Change:
-    """One step: ``after`` holds everything apply needs (public data only)."""
+    """One step: ``after`` holds everything apply needs (public data only), as the
+    typed spec of its kind (a JSON mapping given here is parsed into one)."""
 
     address: str
     action: Action
     reasons: tuple[str, ...]
     before: dict[str, Any] | None
-    after: dict[str, Any] | None
+    after: Spec | None
     bindings: tuple[str, ...] = ()
     drift: bool = False
+
+    def __post_init__(self) -> None:
+        if self.after is not None and not isinstance(self.after, Spec):
+            object.__setattr__(self, "after", spec_for(self.kind, self.after))
 
     @property
     def kind(self) -> str:
@@ -84,12 +92,21 @@ class Change:
     def name(self) -> str:
         return self.address.split(".", 1)[1]
 
+    @property
+    def depends_on(self) -> Dependencies:
+        """What this step needs to have succeeded (from its typed spec)."""
+        return self.after.depends_on if self.after is not None else ()
+
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["action"] = self.action.value
-        data["reasons"] = list(self.reasons)
-        data["bindings"] = list(self.bindings)
-        return data
+        return {
+            "address": self.address,
+            "action": self.action.value,
+            "reasons": list(self.reasons),
+            "before": copy.deepcopy(self.before),
+            "after": copy.deepcopy(self.after.to_json()) if self.after is not None else None,
+            "bindings": list(self.bindings),
+            "drift": self.drift,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Change:

@@ -13,16 +13,17 @@ Pure: plan, state and policy in, a plan or an error out.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Protocol
 
 from reconciler.errors import PlanError
+from reconciler.issuers.registry import authority_issuer, certificate_issuer
 from reconciler.plan.model import Action, Change, Plan
+from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.guards import ChangeLimit, force_reasons, guarded_destroys
-from reconciler.policy.rules import Policy, domain_violation, key_violations, validity_violation
+from reconciler.policy.rules import Policy
 from reconciler.state.records import RecordedState
 
 SIGNING_ACTIONS = (Action.ISSUE, Action.RENEW, Action.REPLACE)
-PRIVATE_AUTHORITY_TYPES = ("private-root", "private-subordinate")
 
 
 class _Limit(Protocol):
@@ -77,25 +78,13 @@ def policy_violations(change: Change, policy: Policy) -> list[str]:
     certificate, the key of a private CA.  Imported certificates are not signed
     by certform; ACME and ACM ones are requested with the names and key shown."""
     after = change.after
-    if change.action not in SIGNING_ACTIONS or not isinstance(after, dict):
+    if change.action not in SIGNING_ACTIONS:
         return []
     try:
-        if change.kind == "certificate" and after.get("issuer_type") != "imported":
-            return _certificate_violations(after, policy)
-        if change.kind == "authority" and after.get("type") in PRIVATE_AUTHORITY_TYPES:
-            return key_violations(str(after.get("key")), policy)
+        if isinstance(after, CertificateSpec):
+            return certificate_issuer(after).policy_violations(after, policy)
+        if isinstance(after, AuthoritySpec):
+            return authority_issuer(after).authority_policy_violations(after, policy)
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         return [f"unreadable spec ({type(exc).__name__})"]
     return []
-
-
-def _certificate_violations(after: dict[str, Any], policy: Policy) -> list[str]:
-    problems = [p for name in after.get("names") or () if (p := domain_violation(name, policy))]
-    if "key" in after:
-        problems += key_violations(str(after["key"]), policy)
-    validity = after.get("validity")
-    if validity is not None:
-        problem = validity_violation(str(validity), policy)
-        if problem:
-            problems.append(problem)
-    return problems

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.durations import format_duration, parse_duration
+from reconciler.plan.specs import CertificateSpec
 from reconciler.policy.renewal import describe_window, renewal_time
 
 RENEW = "renew"
@@ -141,7 +142,7 @@ def expiring(i: ReissueInput) -> Violation | None:
 def acme_issuer_changed(i: ReissueInput) -> Violation | None:
     """A fallback list may be reordered or extended without a new certificate;
     only an issuer that is no longer listed calls for one."""
-    issued_by = i.issued.spec.get("issued_by") or i.issued.spec.get("issuer")
+    issued_by = CertificateSpec.parse(i.issued.spec).issuing_authority
     wanted = i.desired_spec.get("issuers") or [i.desired_spec.get("issuer")]
     if issued_by in wanted:
         return None

@@ -223,6 +223,12 @@ class Target(ABC):
         """Remove the deployment described by ``facts``; succeed if already gone.
         True when nothing deploy put in place is used by this target any more."""
 
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        """The facts apply records for a verified deploy of ``material``: ``facts``
+        as ``deploy`` returned them, plus what this target needs to recognise its
+        own deployment later (AWS targets: ACM's validity stamp)."""
+        return facts
+
     def key_directories(self) -> tuple[Path, ...]:
         """Local directories this target writes a private key into; apply refuses to
         start when one of them is writable by others (``fsutil.unsafe_key_directory``)."""

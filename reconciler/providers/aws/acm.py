@@ -16,7 +16,7 @@ from cryptography import x509
 
 from reconciler.errors import ProviderError
 from reconciler.providers.aws.session import aws_errors, describe_error
-from reconciler.providers.base import CertificateMaterial
+from reconciler.providers.base import CertificateMaterial, Facts
 from reconciler.providers.batch import memo
 
 TAG_MANAGED = "managed-by"
@@ -149,6 +149,17 @@ def place(acm_client: Any, material: CertificateMaterial, previous_arn: str | No
                 if served_serial(acm_client, arn) is None:
                     arn = None
     return import_certificate(acm_client, material, arn)
+
+
+def recorded_facts(material: CertificateMaterial, facts: Facts) -> Facts:
+    """The facts an AWS target records after a deploy: no serial to pin for a
+    certificate ACM issued (ACM renews it in place), else the validity window its
+    imported copy is recognised by in ListCertificates."""
+    if material.acm_arn:
+        facts["serial"] = None
+    elif "certificate_arn" in facts and material.not_before is not None:
+        facts["validity"] = validity_stamp(material.not_before, material.not_after)
+    return facts
 
 
 def validity_stamp(not_before: datetime, not_after: datetime) -> list[str]:

@@ -188,6 +188,9 @@ class AlbListenerTarget(Target):
             problems.append(f"listener serves {seen.default} instead of {arn}")
         return problems + seen.copy_problems
 
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        return acm.recorded_facts(material, facts)
+
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
     ) -> Facts:

@@ -252,6 +252,9 @@ class ApiGatewayTarget(Target):
             problems.append(f"{self._where} serves {served} instead of {arn}")
         return problems + copy_problems
 
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        return acm.recorded_facts(material, facts)
+
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
     ) -> Facts:

@@ -234,6 +234,9 @@ class CloudFrontTarget(Target):
             problems += copy_problems
         return problems
 
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        return acm.recorded_facts(material, facts)
+
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
     ) -> Facts:

@@ -1,4 +1,4 @@
-"""The private CA issuer: signs CA and leaf certificates with keys certform keeps.
+"""Private CA signing: CA and leaf certificates with keys certform keeps.
 
 Pure apart from the randomness of keys and serials: the caller passes the
 clock, the issuer's certificate and key, and gets back certificates and the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -23,6 +23,11 @@ from reconciler.pki.builder import (
     fingerprint_sha256,
 )
 from reconciler.pki.keys import PrivateKey
+from reconciler.state.records import IssuedMaterial
+
+if TYPE_CHECKING:
+    from reconciler.issuers.private_ca import PrivateCaSpec
+    from reconciler.plan.specs import CertificateSpec
 
 BACKDATE = timedelta(minutes=1)
 
@@ -63,6 +68,10 @@ class Issued:
     def fingerprint(self) -> str:
         return fingerprint_sha256(self.certificate)
 
+    @property
+    def material(self) -> IssuedMaterial:
+        return IssuedMaterial(self.certificate_pem, self.chain_pem, self.root_pem)
+
 
 def key_id_of(certificate: x509.Certificate) -> str:
     """The subject key identifier: what ties a certificate to the key that signs below it."""
@@ -93,24 +102,24 @@ def crl_url_for(template: str | None, issuer: SigningAuthority | None) -> str | 
 
 
 def issue_authority(
-    spec: dict[str, Any], key: PrivateKey, parent: SigningAuthority | None, now: datetime
+    spec: PrivateCaSpec, key: PrivateKey, parent: SigningAuthority | None, now: datetime
 ) -> Issued:
     """Sign a root (``parent`` None, self-signed) or a subordinate CA certificate."""
-    constraints = spec.get("name_constraints") or {}
+    constraints = spec.name_constraints or {}
     not_before, not_after = _window(
-        spec["validity"], now, parent.certificate.not_valid_after_utc if parent else None
+        spec.validity, now, parent.certificate.not_valid_after_utc if parent else None
     )
     certificate = build_ca_certificate(
         public_key=key.public_key(),
-        subject=Subject(**spec["subject"]),
+        subject=Subject(**spec.subject),
         issuer_cert=parent.certificate if parent else None,
         issuer_key=parent.key if parent else key,
         not_before=not_before,
         not_after=not_after,
-        path_length=spec.get("path_length"),
+        path_length=spec.path_length,
         permitted=constraints.get("permitted", ()),
         excluded=constraints.get("excluded", ()),
-        crl_url=crl_url_for(spec.get("parent_crl_url"), parent),
+        crl_url=crl_url_for(spec.parent_crl_url, parent),
     )
     pem = certificate_to_pem(certificate)
     if parent is None:
@@ -120,21 +129,22 @@ def issue_authority(
 
 
 def issue_leaf(
-    spec: dict[str, Any], key: PrivateKey, issuer: SigningAuthority, now: datetime
+    spec: CertificateSpec, key: PrivateKey, issuer: SigningAuthority, now: datetime
 ) -> Issued:
     """Sign a leaf; its lifetime never outlasts the issuing CA."""
-    not_before, not_after = _window(spec["validity"], now, issuer.certificate.not_valid_after_utc)
-    usages = spec.get("usages", ["server_auth"])
+    assert spec.validity is not None, "a private CA leaf always has a validity"
+    not_before, not_after = _window(spec.validity, now, issuer.certificate.not_valid_after_utc)
+    usages = spec.usages if "usages" in spec else ("server_auth",)
     certificate = build_leaf_certificate(
         public_key=key.public_key(),
-        names=spec["names"],
+        names=list(spec.names),
         issuer_cert=issuer.certificate,
         issuer_key=issuer.key,
         not_before=not_before,
         not_after=not_after,
         server_auth="server_auth" in usages,
         client_auth="client_auth" in usages,
-        crl_url=crl_url_for(spec.get("crl_url"), issuer),
+        crl_url=crl_url_for(spec.crl_url, issuer),
     )
     if issuer.is_root:
         chain = ""

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -26,6 +26,9 @@ from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.route53 import Route53Dns
 from reconciler.providers.aws.session import aws_errors, client
+
+if TYPE_CHECKING:
+    from reconciler.issuers.aws_acm import AcmLeafSpec
 
 Report = Callable[[str], None]
 POLL_SECONDS = 1.0
@@ -42,7 +45,7 @@ class AcmIssued:
     fingerprint: str
 
 
-def _client(settings: dict[str, Any]) -> Any:
+def _client(settings: Mapping[str, Any]) -> Any:
     provider = AwsProviderConfig.model_validate(settings["provider"])
     return client(provider, "acm", settings["region"])
 
@@ -55,14 +58,14 @@ def idempotency_token(address: str, names: list[str], key: str) -> str:
 
 
 def request_certificate(
-    spec: dict[str, Any], address: str, tags: dict[str, str], previous_arn: str | None,
+    spec: AcmLeafSpec, address: str, tags: dict[str, str], previous_arn: str | None,
     report: Report,
 ) -> AcmIssued:  # fmt: skip
     """Request (or resume), validate and wait; raise ProviderError on failure."""
-    settings = spec["acm"]
+    settings = spec.acm
     acm_client = _client(settings)
-    names = list(spec["names"])
-    arn = _request(acm_client, settings, names, spec["key"], address, tags)
+    names = list(spec.names)
+    arn = _request(acm_client, settings, names, spec.key, address, tags)
     report(f"{address}: requested {arn}")
     _validate(acm_client, settings, arn, address, report)
     return _wait_issued(acm_client, arn, parse_duration(settings["timeout"]).total_seconds(),
@@ -70,7 +73,7 @@ def request_certificate(
 
 
 def _request(
-    acm_client: Any, settings: dict[str, Any], names: list[str], key: str, address: str,
+    acm_client: Any, settings: Mapping[str, Any], names: list[str], key: str, address: str,
     tags: dict[str, str],
 ) -> str:  # fmt: skip
     all_tags = {acm.TAG_MANAGED: "certform", acm.TAG_ADDRESS: address, **tags}
@@ -105,7 +108,7 @@ def _validation_records(acm_client: Any, arn: str, deadline: float) -> list[tupl
 
 
 def _validate(
-    acm_client: Any, settings: dict[str, Any], arn: str, address: str, report: Report
+    acm_client: Any, settings: Mapping[str, Any], arn: str, address: str, report: Report
 ) -> None:
     records = _validation_records(acm_client, arn, time.monotonic() + 60)
     validation = settings.get("validation", {})

@@ -1,0 +1,114 @@
+"""Steps of bindings: deploy a certificate to a target (bind, rebind), verified,
+and take it away (unbind).  What a target records about its deployment is the
+target's business (``Target.recorded_facts``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.engine.context import ApplyContext
+from reconciler.engine.step import Done, Phase, Prepared, Step, register
+from reconciler.engine.step_material import deployable
+from reconciler.engine.verify import deploy_verified
+from reconciler.errors import StateError
+from reconciler.pki.keys import private_key_from_der, private_key_to_pem
+from reconciler.plan.model import Action, Change
+from reconciler.plan.specs import BindingSpec
+from reconciler.providers.base import CertificateMaterial, Target
+from reconciler.providers.catalog import target_from_settings
+from reconciler.state.records import BindingRecord
+from reconciler.state.store import StateWriter
+
+
+@dataclass(frozen=True)
+class _Deployment:
+    target: Target
+    material: CertificateMaterial
+
+
+@register("binding", Action.BIND, Action.REBIND)
+class Bind(Step):
+    phase = Phase.BINDINGS
+
+    def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
+        spec = _spec(change.after)
+        target = target_from_settings(dict(spec.target), ctx.root)
+        return Prepared(None, _Deployment(target, certificate_material(ctx, spec.certificate)))
+
+    def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Any:
+        deployment: _Deployment = prepared.data
+        previous = ctx.recorded.bindings.get(change.address)
+        facts, verified = deploy_verified(
+            deployment.target, deployment.material, previous.facts if previous else None
+        )
+        return deployment.target.recorded_facts(deployment.material, facts), verified
+
+    def record(
+        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any,
+        writer: StateWriter,
+    ) -> Done:  # fmt: skip
+        spec = _spec(change.after)
+        material = prepared.data.material
+        facts, verified = outcome
+        writer.put_binding(
+            BindingRecord(
+                address=change.address,
+                certificate=spec.certificate,
+                target=dict(spec.target),
+                serial=material.serial,
+                facts=facts,
+                deployed_at=datetime.now(UTC),
+            )
+        )
+        return Done(
+            f"serial {material.serial}{verified}", f" (serial {material.serial[:16]}…{verified})"
+        )
+
+
+@register("binding", Action.UNBIND)
+class Unbind(Step):
+    phase = Phase.BINDINGS
+
+    def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
+        assert change.before is not None
+        return Prepared(None, target_from_settings(change.before["target"], ctx.root))
+
+    def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> bool:
+        record = ctx.recorded.bindings.get(change.address)
+        return bool(prepared.data.remove(record.facts if record else {}))
+
+    def record(
+        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: bool,
+        writer: StateWriter,
+    ) -> Done:  # fmt: skip
+        writer.delete_binding(change.address)
+        return Done()
+
+    def finish(self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: bool) -> None:
+        record = ctx.recorded.bindings.get(change.address)
+        if outcome and record is not None and change.before is not None:
+            ctx.memory.retirable.setdefault(record.certificate, []).append(
+                (change.before["target"], record.facts)
+            )
+
+
+def certificate_material(ctx: ApplyContext, name: str) -> CertificateMaterial:
+    """What to deploy: just issued in this run (kept in memory), else from state."""
+    fresh = ctx.memory.fresh.get(name)
+    if fresh is not None:
+        return fresh
+    record = ctx.recorded.certificates.get(name)
+    if record is None:
+        raise StateError(f"certificate.{name} is not in the state")
+    material = ctx.store.material("certificate", name)
+    if record.external_id:  # ACM issued it and keeps the key
+        return deployable(record, material, b"")
+    key = private_key_from_der(ctx.store.private_key("certificate", name))
+    return deployable(record, material, private_key_to_pem(key))
+
+
+def _spec(after: Any) -> BindingSpec:
+    assert isinstance(after, BindingSpec)
+    return after

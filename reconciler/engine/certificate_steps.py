@@ -1,0 +1,99 @@
+"""Steps of certificates: issue, renew and replace (through the certificate's
+issuer) and destroy (then retire the copies targets made of it)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from reconciler.engine.context import ApplyContext
+from reconciler.engine.step import Done, Phase, Prepared, Step, register
+from reconciler.engine.step_material import deployable
+from reconciler.errors import CertformError
+from reconciler.issuers.base import Issuance, Issuer
+from reconciler.issuers.registry import certificate_issuer
+from reconciler.plan.model import Action, Change
+from reconciler.providers.catalog import target_from_settings
+from reconciler.state.store import StateWriter
+
+
+def _issuer(change: Change) -> Issuer:
+    assert change.after is not None
+    return certificate_issuer(change.after)
+
+
+@register("certificate", Action.ISSUE, Action.RENEW, Action.REPLACE)
+class IssueCertificate(Step):
+    phase = Phase.CERTIFICATES
+
+    def batch_key(self, ctx: ApplyContext, change: Change) -> Hashable | None:
+        key = _issuer(change).batch_key(change)
+        return None if key is None else (type(_issuer(change)), key)
+
+    def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
+        return _issuer(change).prepare(ctx, change)
+
+    def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Issuance:
+        return _issuer(change).issue(ctx, change, prepared)
+
+    def act_together(
+        self, ctx: ApplyContext, items: Sequence[tuple[Change, Prepared]]
+    ) -> list[Any]:
+        return list(_issuer(items[0][0]).issue_together(ctx, items))
+
+    def record(
+        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Issuance,
+        writer: StateWriter,
+    ) -> Done:  # fmt: skip
+        writer.put_certificate(outcome.record, outcome.material, outcome.key_der)
+        return Done(outcome.audit, outcome.report)
+
+    def finish(
+        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Issuance
+    ) -> None:
+        ctx.memory.fresh[change.name] = deployable(outcome.record, outcome.material,
+                                                   outcome.key_pem)  # fmt: skip
+
+
+@register("certificate", Action.DESTROY)
+class DestroyCertificate(Step):
+    phase = Phase.DESTROYS
+
+    def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Any:
+        return None
+
+    def record(
+        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any,
+        writer: StateWriter,
+    ) -> Done:  # fmt: skip
+        writer.destroy("certificate", change.name)
+        return Done()
+
+    def finish(self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any) -> None:
+        retire_copies(ctx, change)
+
+
+def retire_copies(ctx: ApplyContext, change: Change) -> None:
+    """Delete copies targets made (ACM imports) once every binding is gone; a
+    failure here is reported, the destroy itself is already recorded."""
+    retirable = ctx.memory.retirable.pop(change.name, [])
+    detached = {id(facts) for _, facts in retirable}
+    # A copy another binding still uses (say, a listener's default certificate,
+    # which stays on unbind) is never deleted, whatever AWS's InUseBy says.
+    seen = {
+        str(b.facts.get("certificate_arn"))
+        for b in ctx.recorded.bindings.values()
+        if b.certificate == change.name and id(b.facts) not in detached
+    }
+    for settings, facts in retirable:
+        key = str(facts.get("certificate_arn") or facts)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            note = target_from_settings(dict(settings), ctx.root).retire(facts)
+        except CertformError as exc:
+            note = f"could not clean up after {change.address}: {exc}"
+        if note:
+            ctx.report(f"{change.address}: {note}")
+            ctx.store.audit(ctx.actor, "apply", change.address, "retire", "ok", note)

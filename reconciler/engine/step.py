@@ -1,0 +1,110 @@
+"""The shape of an apply step, and the registry of steps by (kind, action).
+
+A step is split in the parts the runner sequences (``runner.run_batch``):
+
+* ``prepare`` — decide, without side effects: the key to journal (sealed into
+  the journal entry) and the inputs ``act`` needs;
+* ``act`` — change the world (sign, order, deploy, remove, write a CRL);
+  ``act_together`` when a batch of them runs at once (ACME orders in parallel);
+* ``record`` — write the result into the state, inside the transaction that
+  closes the journal entry; returns the audit and output details;
+* ``finish`` — after the commit: in-memory bookkeeping (material to deploy
+  later in the run, copies to retire).
+
+Steps never journal, audit or catch errors themselves: the runner does, in one
+place.  ``batch_key`` groups steps of one phase that may act together; the
+runner journals a batch before any of it acts, so journaling and recording a
+phase in one transaction each is a change to the runner alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar
+
+from reconciler.engine.context import ApplyContext
+from reconciler.errors import PlanError
+from reconciler.issuers.base import Prepared
+from reconciler.plan.model import Action, Change
+from reconciler.state.store import StateWriter
+
+__all__ = ["STEPS", "Done", "Phase", "Prepared", "Step", "register", "step_for"]
+
+
+class Phase(IntEnum):
+    """Apply's phases, in order; a phase starts when the one before it is done."""
+
+    AUTHORITIES = 1
+    ACCOUNTS = 2
+    CERTIFICATES = 3
+    BINDINGS = 4
+    REVOCATIONS = 5
+    DESTROYS = 6
+
+
+@dataclass(frozen=True)
+class Done:
+    """How a recorded step is described: in the audit log and in the output."""
+
+    audit: str = ""
+    report: str = ""
+
+
+class Step(ABC):
+    """One (kind, action) of the plan's closed set."""
+
+    phase: ClassVar[Phase]
+
+    def batch_key(self, ctx: ApplyContext, change: Change) -> Hashable | None:
+        """Changes of one phase with the same key act together; None: alone."""
+        return None
+
+    def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
+        return Prepared()
+
+    @abstractmethod
+    def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Any:
+        """Change the world; what it returns is passed to ``record``."""
+
+    def act_together(
+        self, ctx: ApplyContext, items: Sequence[tuple[Change, Prepared]]
+    ) -> list[Any]:
+        """Act on a batch at once; one outcome (or the exception) per item, in order."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def record(
+        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any,
+        writer: StateWriter,
+    ) -> Done:  # fmt: skip
+        """Write the outcome into the state (the runner's transaction)."""
+
+    def finish(self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any) -> None:
+        """After the commit: in-memory bookkeeping for later steps of the run."""
+        return None
+
+
+STEPS: dict[tuple[str, Action], Step] = {}
+"""Every step by (change kind, action): the plan's closed action set."""
+
+
+def register(kind: str, *actions: Action) -> Any:
+    """Class decorator: one instance of the step serves ``kind`` for ``actions``."""
+
+    def add(cls: type[Step]) -> type[Step]:
+        instance = cls()
+        for action in actions:
+            STEPS[(kind, action)] = instance
+        return cls
+
+    return add
+
+
+def step_for(change: Change) -> Step:
+    step = STEPS.get((change.kind, change.action))
+    if step is None:
+        raise PlanError(f"cannot {change.action.value} a {change.kind}")
+    return step

@@ -1,0 +1,120 @@
+"""The ``aws-acm`` issuer: ACM issues the certificate and keeps its private key
+(it never leaves AWS), renews it in place, and serves it only to AWS targets in
+its region.  certform requests it, writes the DNS validation records and
+records the ARN and the public certificate (``aws_acm_request.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import PlanError
+from reconciler.issuers.base import ApplyAccess, Issuance, Issuer, IssuerAccess, Prepared
+from reconciler.plan.model import Change
+from reconciler.plan.specs import AuthoritySpec, CertificateSpec
+from reconciler.policy.reissue import ACM_CERTIFICATE_CHECKS
+from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
+from reconciler.state.records import CertificateRecord, IssuedMaterial
+
+ACM_KEYS = frozenset(ACM_REQUEST_KEYS)
+"""What ACM's RequestCertificate issues (no Ed25519, no ML-DSA)."""
+
+
+@dataclass(frozen=True, eq=False)
+class AcmAuthoritySpec(AuthoritySpec):
+    provider: Mapping[str, Any] = field(default_factory=dict)
+    region: str | None = None
+    validation: Mapping[str, Any] = field(default_factory=dict)
+    certificate_transparency: bool = True
+    timeout: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class AcmLeafSpec(CertificateSpec):
+    issuer_type = "aws-acm"
+    acm: Mapping[str, Any] = field(default_factory=dict)
+    """The issuer's settings (provider, region, validation, timeout)."""
+
+
+class AwsAcmIssuer(Issuer):
+    types = ("aws-acm",)
+    authority_spec_class = AcmAuthoritySpec
+    certificate_spec_class = AcmLeafSpec
+    certificate_checks = ACM_CERTIFICATE_CHECKS
+
+    # -- config ---------------------------------------------------------------------
+    def authority_spec(self, name: str, authority: Any, config: Any) -> AcmAuthoritySpec:
+        provider = config.providers[authority.provider]
+        return AcmAuthoritySpec.parse(
+            {
+                "type": authority.type,
+                "provider": provider.model_dump(mode="json", exclude_none=True),
+                "region": authority.region or provider.region,
+                "validation": authority.validation.model_dump(mode="json"),
+                "certificate_transparency": authority.certificate_transparency,
+                "timeout": authority.timeout,
+            }
+        )
+
+    def certificate_fields(
+        self, name: str, certificate: Any, authority: Any, config: Any, root: Path
+    ) -> dict[str, Any]:
+        # Apply needs the issuer's settings; the diff knows the key stays in ACM.
+        fields = super().certificate_fields(name, certificate, authority, config, root)
+        acm = self.authority_spec(certificate.primary_issuer, authority, config).to_json()
+        fields["issuer_type"] = AcmLeafSpec.issuer_type
+        fields["acm"] = {k: v for k, v in acm.items() if k != "type"}
+        return fields
+
+    def key_error(self, key: str) -> str | None:
+        if key in ACM_KEYS:
+            return None
+        return f"ACM issues {', '.join(sorted(ACM_KEYS))} keys only, not {key}"
+
+    # -- apply ----------------------------------------------------------------------
+    def prepare(self, ctx: ApplyAccess, change: Change) -> Prepared:
+        return Prepared()  # ACM generates and keeps the key: nothing to journal
+
+    def issue(self, ctx: ApplyAccess, change: Change, prepared: Prepared) -> Issuance:
+        """ACM issues and keeps the key; we record the ARN and the public certificate."""
+        from reconciler.issuers.aws_acm_request import request_certificate
+
+        spec = change.after
+        assert isinstance(spec, AcmLeafSpec)
+        tags = dict(spec.tags)
+        previous = ctx.recorded.certificates.get(change.name)
+        issued = request_certificate(
+            spec, change.address, tags, previous.external_id if previous else None, ctx.report
+        )
+        record = CertificateRecord(
+            name=change.name,
+            spec=spec.recorded(),
+            serial=issued.serial,
+            not_before=issued.not_before,
+            not_after=issued.not_after,
+            issuer_key_id="aws-acm",
+            fingerprint=issued.fingerprint,
+            prevent_destroy=spec.prevent_destroy,
+            tags=tags,
+            has_key=False,
+            external_id=issued.arn,
+        )
+        return Issuance(
+            record,
+            IssuedMaterial(issued.certificate_pem, issued.chain_pem, ""),
+            None,
+            b"",
+            f"{issued.arn} serial {issued.serial}",
+            f" ({issued.arn}, expires {issued.not_after:%Y-%m-%d})",
+        )
+
+    def revoke_refusal(self, record: CertificateRecord) -> str | None:
+        return f"certificate.{record.name} was issued by ACM, which keeps its key: revoke it in ACM"
+
+    def revoke(
+        self, access: IssuerAccess, record: CertificateRecord, certificate_pem: str, reason: str
+    ) -> str:
+        raise PlanError(self.revoke_refusal(record) or "")
