@@ -142,13 +142,13 @@ class DocumentBuilder:
         """Data and index of the single document in ``text`` (``None`` for an empty
         stream); raise ``DocumentRejected`` or the parser's ``yaml.YAMLError``."""
         data: Any = None
-        root: Any = None
+        root_location: Any = None
         parser = event_parser(text)
         try:
             parser.get_event()  # StreamStartEvent
             start = parser.get_event()
             if type(start) is not StreamEndEvent:
-                data, root = self._document(parser.get_event)
+                data, root_location = self._document(parser.get_event)
                 extra = parser.get_event()
                 if type(extra) is not StreamEndEvent:
                     self._refuse(
@@ -163,7 +163,7 @@ class DocumentBuilder:
         findings = self._findings()
         if findings:
             raise DocumentRejected(findings)
-        index = LineIndex(data, root, self.lines, self.merges)
+        index = LineIndex(data, root_location, self.lines, self.merges)
         return ParsedDocument(data, index)
 
     def _findings(self) -> list[Finding]:
