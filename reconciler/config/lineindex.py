@@ -7,12 +7,14 @@ dict) where each of its own entries is, for every sequence where each item
 is, and for every mapping with ``<<`` merge keys the mappings it merged.  The
 index keeps the document alive, so no ``id`` it holds is ever reused.
 
-A location is the parser's start mark of a node (a sequence item, or a
-mapping entry whose value is a collection: located at its key), or for a
-mapping entry with a scalar value the pair (key mark, value mark).  Marks
-rather than line numbers because reading a mark's ``line`` costs more than
-keeping the mark, and locations are read only when something is wrong.  Lines
-are 0-based in marks and returned 1-based.
+A location is the 0-based line where a node starts (a sequence item, or a
+mapping entry: its key's line, which is also its value's unless the value is
+a scalar on a later line), or for a mapping entry whose scalar value starts
+on a later line than its key the pair (key line, value line): error messages
+name a scalar's own line, a duplicate key the line of its first occurrence.
+Plain ints rather than the parser's marks: a mark is three times the size of
+an int and the index lives as long as the configuration.  Lines are returned
+1-based.
 """
 
 from __future__ import annotations
@@ -66,8 +68,7 @@ class LineIndex:
                 break
         if location is None:
             return None
-        mark = location[1] if type(location) is tuple else location
-        return int(mark.line) + 1
+        return int(location[1] if type(location) is tuple else location) + 1
 
     def _entry(self, mapping: dict[Any, Any], key: Any) -> tuple[Any, Any] | None:
         """Location and value of ``key`` in ``mapping``, looking through ``<<`` merges.

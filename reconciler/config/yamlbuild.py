@@ -115,12 +115,12 @@ def _line(event: Any) -> int:
 
 def _value_line(location: Any) -> int:
     """0-based line of an index location (see ``LineIndex``): the value's own line."""
-    return int((location[1] if type(location) is tuple else location).line)
+    return int(location[1] if type(location) is tuple else location)
 
 
 def _key_line(location: Any) -> int:
     """0-based line of the key of a mapping entry's index location."""
-    return int((location[0] if type(location) is tuple else location).line)
+    return int(location[0] if type(location) is tuple else location)
 
 
 class DocumentBuilder:
@@ -231,16 +231,19 @@ class DocumentBuilder:
                     if key is _NO_KEY:
                         key, key_event = value, event
                         continue
-                    # a scalar is located at itself, its key (for a duplicate) at
-                    # the key: both marks are kept (see ``LineIndex``)
-                    location: Any = (key_event.start_mark, event.start_mark)
+                    # a scalar is located at its own line, its key (for a duplicate)
+                    # at the key's: both are kept when they differ (see ``LineIndex``)
+                    location: Any = event.start_mark.line
+                    key_line = key_event.start_mark.line
+                    if location != key_line:  # a scalar below its key
+                        location = (key_line, location)
                     if key is not MERGE_KEY and key not in current:
                         current[key] = value
                         lines[key] = location
                         key = _NO_KEY
                         continue
                 else:
-                    location = event.start_mark
+                    location = event.start_mark.line
                     if current is not None:
                         current.append(value)
                         lines.append(location)
@@ -272,10 +275,10 @@ class DocumentBuilder:
                     self._merge(value, merges)
                 if special is not None:
                     value = self._close_special(value, opened, count - special, sizes)
-                location = opened.start_mark
+                location = opened.start_mark.line
                 current, is_map, key, key_event, lines, merges, special, opened = stack.pop()
                 if is_map and key is not _NO_KEY:
-                    location = key_event.start_mark  # a collection is located at its key
+                    location = key_event.start_mark.line  # a collection is located at its key
             elif kind is AliasEvent:
                 name = event.anchor
                 size = sizes.get(name)
@@ -297,12 +300,13 @@ class DocumentBuilder:
                     value = anchors[name]
                     if value is MERGE_KEY and not (is_map and key is _NO_KEY):
                         value = self._refuse_merge_value(event)
-                location = event.start_mark
+                location = event.start_mark.line
                 if is_map and key is not _NO_KEY:
+                    key_line = key_event.start_mark.line
                     if type(value) is dict or type(value) is list:
-                        location = key_event.start_mark
-                    else:
-                        location = (key_event.start_mark, location)
+                        location = key_line
+                    elif key_line != location:
+                        location = (key_line, location)
             elif kind is DocumentEndEvent:
                 return root, root_location
             else:  # pragma: no cover - the parser sends nothing else inside a document
