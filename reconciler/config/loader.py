@@ -5,18 +5,9 @@ This layer knows nothing of the schema (the pydantic models validate
 parses YAML safely, refuses duplicate keys, merges files, and records enough
 to point any later error back at a file and line (``SourceMap``).
 
-Why a hand-written YAML builder: ``yaml.load(..., Loader=CSafeLoader)`` only
-parses in C; composing nodes and resolving scalars run in Python and take
-seconds on a 10,000-certificate file.  ``_FastBuilder`` turns libyaml's event
-stream straight into dicts and lists, resolving plain scalars with the safe
-loader's own rules (cached per value) and detecting duplicate keys for free.
-Anything unusual (explicit tags, duplicate keys, several documents, odd
-keys...) makes it give up and hand the text to ``yamlcheck.check_document``
-(duplicate keys, resource limits) and then to ``_StrictSafeLoader``, PyYAML's
-safe loader, which either loads it the standard way or produces the precise
-error.  Both builders count what aliases expand to and how deep the document
-nests (``yamlcheck``): a "billion laughs" fails at once, with a clear error,
-before anything walks the expanded data.
+Each file's YAML is read once, by ``yamlbuild.DocumentBuilder``: one pass over
+the parser's events yields the data, the line index, every duplicate key and
+any broken resource limit (``yamllimits``).
 """
 
 from __future__ import annotations
@@ -29,43 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.events import (
-    AliasEvent,
-    DocumentEndEvent,
-    DocumentStartEvent,
-    MappingEndEvent,
-    MappingStartEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-    StreamEndEvent,
-)
 
 from reconciler.config.sourcemap import (
     LIST_SECTIONS,
-    MERGE_KEY,
     MERGED_SECTIONS,
     BindingSlice,
-    PlainScalars,
     SourceFile,
     SourceMap,
-    UnsupportedScalar,
     display_path,
-    event_parser,
     format_field,
 )
-from reconciler.config.yamlcheck import (
-    MAX_CONFIG_BYTES,
-    MAX_DEPTH,
-    MAX_NODES,
-    Finding,
-    LimitExceeded,
-    alias_cycle,
-    check_document,
-    too_deep,
-    too_large,
-    too_many_nodes,
-)
+from reconciler.config.yamlbuild import DocumentBuilder, DocumentRejected, ParsedDocument
+from reconciler.config.yamllimits import MAX_CONFIG_BYTES, too_large
 from reconciler.errors import ConfigError, ConfigIssue
 
 __all__ = [
@@ -73,12 +39,13 @@ __all__ = [
     "SourceMap",
     "load_config",
     "load_var_file",
+    "parse_document",
     "parse_var_assignments",
     "parse_yaml",
 ]
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
-_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TEMPLATE_MARKERS = re.compile(r"\{[{%#]")
 
 
 @dataclass(frozen=True)
@@ -94,225 +61,25 @@ class LoadedConfig:
 # --- YAML -----------------------------------------------------------------------------
 
 
-class _Fallback(Exception):
-    """The fast builder met something it leaves to the full safe loader."""
-
-
-class _StrictSafeLoader(_SAFE_LOADER):  # type: ignore[misc, valid-type]
-    """PyYAML's safe loader whose construction errors are all ``YAMLError``s.
-
-    Duplicate keys and resource limits are checked before it runs
-    (``yamlcheck.check_document``): it only ever sees a bounded document.
-    """
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        """The safe constructor's value, with its non-YAML errors (``!!int abc``,
-        ``2024-13-45``, a 5,000-digit int) turned into a ``ConstructorError`` at the node."""
-        try:
-            return super().construct_object(node, deep=deep)
-        except _CONSTRUCTION_ERRORS as exc:
-            value = node.value if isinstance(node, yaml.ScalarNode) else ""
-            shown = value if len(value) <= 40 else value[:37] + "..."
-            tag = node.tag.removeprefix("tag:yaml.org,2002:")
-            problem = f"invalid {tag} value {shown!r}: {exc}"
-            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
-
-
-#: What the safe constructor raises besides ``YAMLError`` on a malformed scalar.
-_CONSTRUCTION_ERRORS = (ValueError, TypeError, OverflowError, ArithmeticError)
-
-_NO_KEY = object()
-_TEMPLATE_MARKERS = re.compile(r"\{[{%#]")
-
-
-@dataclass
-class _FastBuilder:
-    """Builds plain data from libyaml events; raises ``_Fallback`` on anything unusual,
-    ``LimitExceeded`` on a document over the limits of ``yamlcheck``."""
-
-    scalars: PlainScalars = field(default_factory=PlainScalars)
-    anchors: dict[str, Any] = field(default_factory=dict)
-
-    def build(self, text: str) -> Any:
-        """Data of the single document in ``text`` (``None`` for an empty stream)."""
-        parser = event_parser(text)
-        try:
-            parser.get_event()  # StreamStartEvent
-            start = parser.get_event()
-            if type(start) is StreamEndEvent:
-                return None
-            if type(start) is not DocumentStartEvent or start.tags:
-                raise _Fallback
-            data = self._document(parser.get_event)
-            if type(parser.get_event()) is not StreamEndEvent:
-                raise _Fallback  # several documents: let the full loader say so
-            return data
-        finally:
-            parser.dispose()
-
-    def _document(self, get_event: Any) -> Any:
-        """Consume one document's events up to and including its end event.
-
-        One flat loop with locals rather than small methods: this runs once per
-        YAML event (300,000 of them for 10,000 certificates).
-        """
-        cache, resolve, anchors = self.scalars.cache, self.scalars.resolve, self.anchors
-        stack: list[tuple[Any, bool, Any, list[Any] | None, int, str | None]] = []
-        current: Any = None
-        is_map = False
-        key: Any = _NO_KEY
-        merges: list[Any] | None = None
-        root: Any = None
-        # Resource limits (see ``yamlcheck``): ``count`` is the number of values the
-        # document denotes so far with every alias expanded; ``sizes`` the expanded
-        # size of each anchored node, known once the node is complete.
-        count = 0
-        sizes: dict[str, int] = {}
-        started, anchor = 0, None  # count when ``current`` started, and its anchor
-        while True:
-            event = get_event()
-            kind = type(event)
-            if kind is ScalarEvent:
-                if event.tag is not None:
-                    raise _Fallback
-                count += 1
-                value = event.value
-                if event.implicit[0]:
-                    resolved = cache.get(value, cache)
-                    if resolved is cache:
-                        try:
-                            resolved = resolve(value)
-                        except UnsupportedScalar:
-                            raise _Fallback from None
-                    value = resolved
-                if event.anchor is not None:
-                    if event.anchor in anchors:
-                        raise _Fallback  # duplicate anchor: the full loader reports it
-                    anchors[event.anchor] = value
-                    sizes[event.anchor] = 1
-                if is_map and key is _NO_KEY:  # the common case, short-cut
-                    key = value
-                    continue
-            elif kind is MappingStartEvent or kind is SequenceStartEvent:
-                if event.tag is not None or event.anchor in anchors:
-                    raise _Fallback
-                if len(stack) >= MAX_DEPTH:
-                    raise too_deep(event)
-                stack.append((current, is_map, key, merges, started, anchor))
-                is_map = kind is MappingStartEvent
-                current = {} if is_map else []
-                key, merges = _NO_KEY, None
-                started, anchor = count, event.anchor
-                count += 1
-                if anchor is not None:
-                    anchors[anchor] = current
-                continue
-            elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                if count > MAX_NODES:
-                    raise too_many_nodes(event)
-                if anchor is not None:
-                    sizes[anchor] = count - started
-                value = current
-                if merges is not None:
-                    _apply_merges(value, merges)
-                current, is_map, key, merges, started, anchor = stack.pop()
-            elif kind is AliasEvent:
-                if event.anchor not in anchors:
-                    raise _Fallback
-                size = sizes.get(event.anchor)
-                if size is None:
-                    raise alias_cycle(event)  # its node is still open: it contains the alias
-                count += size
-                if count > MAX_NODES:
-                    raise too_many_nodes(event)
-                value = anchors[event.anchor]
-            elif kind is DocumentEndEvent:
-                return root
-            else:
-                raise _Fallback
-            if is_map:
-                if key is _NO_KEY:
-                    if type(value) is dict or type(value) is list:
-                        raise _Fallback  # complex key: the full loader reports it
-                    key = value
-                    continue
-                if key is MERGE_KEY:
-                    merges = [*(merges or ()), value]
-                elif key in current:
-                    raise _Fallback  # duplicate key: the full loader reports all of them
-                else:
-                    current[key] = value
-                key = _NO_KEY
-            elif current is not None:
-                current.append(value)
-            else:
-                root = value
-
-
-def _apply_merges(mapping: dict[Any, Any], merges: list[Any]) -> None:
-    """Apply ``<<`` merge keys the way ``SafeConstructor.flatten_mapping`` does.
-
-    Explicit keys win over merged ones; of several merged mappings the later
-    ``<<`` key wins, and within one ``<<: [a, b]`` list the earlier mapping
-    wins.  The dict is updated in place because anchors may already refer to it.
-    """
-    merged: dict[Any, Any] = {}
-    for source in merges:
-        parts = reversed(source) if type(source) is list else (source,)
-        for part in parts:
-            if type(part) is not dict:
-                raise _Fallback  # not a mapping: the full loader reports it
-            merged.update(part)
-    merged.update(mapping)
-    mapping.clear()
-    mapping.update(merged)
+def parse_document(text: str, display: str) -> ParsedDocument:
+    """Safely parse one YAML document into its data and line index; duplicate keys,
+    syntax errors, refused nodes and documents over the resource limits
+    (``yamllimits``) -> ``ConfigError``."""
+    if len(text) > MAX_CONFIG_BYTES:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        raise ConfigError([ConfigIssue(display, None, "", too_large(size, after_templating=True))])
+    try:
+        return DocumentBuilder().build(text)
+    except DocumentRejected as exc:
+        issues = [ConfigIssue(display, f.line, f.field, f.message) for f in exc.findings]
+        raise ConfigError(issues) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_issue(exc, display)]) from None
 
 
 def parse_yaml(text: str, display: str) -> Any:
-    """Safely parse one YAML document; duplicate keys, syntax errors and documents
-    over the resource limits (``yamlcheck``) -> ``ConfigError``."""
-    if len(text) > MAX_CONFIG_BYTES:
-        size = len(text.encode("utf-8", "surrogatepass"))
-        raise ConfigError([_limit_issue(too_large(size, after_templating=True), display)])
-    fast_limit: LimitExceeded | None = None
-    try:
-        try:
-            return _FastBuilder().build(text)
-        except _Fallback:
-            pass
-        except LimitExceeded as exc:
-            fast_limit = exc  # the check below finds it again, with every duplicate key
-        check = check_document(text)
-        if check.limit is None and fast_limit is not None:  # never expected; never go on
-            check.limit = Finding(fast_limit.line, "", fast_limit.message)
-        if check.limit is not None:
-            raise ConfigError(_issues(display, [check.limit, *check.duplicates]))
-        data = _strict_load(text, display)
-    except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_issue(exc, display)]) from None
-    if check.duplicates:
-        raise ConfigError(_issues(display, check.duplicates))
-    return data
-
-
-def _issues(display: str, findings: list[Finding]) -> list[ConfigIssue]:
-    ordered = sorted(findings, key=lambda finding: finding.line or 0)
-    return [ConfigIssue(display, f.line, f.field, f.message) for f in ordered]
-
-
-def _limit_issue(exc: LimitExceeded, display: str) -> ConfigIssue:
-    return ConfigIssue(display, exc.line, "", exc.message)
-
-
-def _strict_load(text: str, display: str) -> Any:
-    """Load with the full safe loader (the document is known to be within the limits)."""
-    loader = _StrictSafeLoader(text)
-    try:
-        return loader.get_single_data()
-    except _CONSTRUCTION_ERRORS as exc:  # not through construct_object: no node to name
-        raise ConfigError([ConfigIssue(display, None, "", f"invalid YAML value: {exc}")]) from None
-    finally:
-        loader.dispose()
+    """The data of one YAML document (see ``parse_document``)."""
+    return parse_document(text, display).data
 
 
 def _yaml_issue(exc: yaml.YAMLError, display: str) -> ConfigIssue:
@@ -372,7 +139,7 @@ def _read_text(path: Path, display: str) -> str:
             data = stream.read(MAX_CONFIG_BYTES + 1)
             if len(data) > MAX_CONFIG_BYTES:
                 size = max(os.fstat(stream.fileno()).st_size, len(data))
-                raise ConfigError([_limit_issue(too_large(size), display)])
+                raise ConfigError([ConfigIssue(display, None, "", too_large(size))])
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigIssue(display, None, "", f"not UTF-8 text: {exc}")]) from None
@@ -389,7 +156,8 @@ def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, An
         from reconciler.config.templating import render_config_text
 
         text = render_config_text(text, str(path), display, variables)
-    return SourceFile(path, display, text), parse_yaml(text, display)
+    parsed = parse_document(text, display)
+    return SourceFile(path, display, parsed.index), parsed.data
 
 
 # --- merging --------------------------------------------------------------------------
@@ -461,8 +229,12 @@ class _Merger:
             slices.append(BindingSlice(len(merged), index, len(value)))
             merged.extend(value)
             return
-        merged = self.data.setdefault(key, {})
-        owners = self.entry_files.setdefault(key, {})
+        if key not in self.data:  # the first file with this section: no entry can clash
+            self.data[key] = dict(value)
+            self.entry_files[key] = dict.fromkeys(value, index)
+            return
+        merged = self.data[key]
+        owners = self.entry_files[key]
         for name, entry in value.items():
             owner = owners.setdefault(name, index)
             if owner == index:
@@ -540,11 +312,11 @@ def load_var_file(path: Path) -> dict[str, Any]:
     display = display_path(path)
     if not path.is_file():
         raise ConfigError([ConfigIssue(display, None, "", "variable file not found")])
-    text = _read_text(path, display)
-    data = parse_yaml(text, display)
+    parsed = parse_document(_read_text(path, display), display)
+    data = parsed.data
     if data is None:
         return {}
-    source = SourceFile(Path(os.path.abspath(path)), display, text)
+    source = SourceFile(Path(os.path.abspath(path)), display, parsed.index)
     if not isinstance(data, dict):
         message = f"a variable file must be a mapping of names to values, got {_kind(data)}"
         raise ConfigError([ConfigIssue(display, source.line_of(()), "", message)])

@@ -104,11 +104,13 @@ def _partial_findings(loaded: LoadedConfig) -> list[semantic.Finding]:
         if isinstance(data.get(section), dict)
         for name in data[section]
     }
+    kept = {*config.authorities, *config.certificates}
+    malformed = declared - kept
     findings = semantic.check(config, loaded.root)
     return [
         (path, message)
         for path, message in findings
-        if not _refers_to_malformed(path, message, declared, config)
+        if not _refers_to_malformed(path, partial, malformed)
     ]
 
 
@@ -128,13 +130,30 @@ def _salvage(section: str, name: str | int, value: Any) -> Any:
     return None
 
 
+#: The fields that name another entry, as (section, field) of a finding's path
+#: ``(section, entry, field[, index])``.
+_REFERENCE_FIELDS = frozenset(
+    {("authorities", "parent"), ("certificates", "issuer"), ("bindings", "certificate")}
+)
+
+
 def _refers_to_malformed(
-    path: tuple[str | int, ...], message: str, declared: set[str], config: CertformConfig
+    path: tuple[str | int, ...], partial: Mapping[str, Any], malformed: set[str]
 ) -> bool:
-    if not message.startswith(("unknown authority", "unknown certificate")):
+    """Whether a finding is about a reference field whose value names an entry that
+    was declared but left out for its shape errors (decided on the finding's path
+    and the data, never on its message)."""
+    if len(path) not in (3, 4) or (path[0], path[2]) not in _REFERENCE_FIELDS:
         return False
-    name = message.split("'")[1] if "'" in message else ""
-    return name in declared and name not in config.authorities and name not in config.certificates
+    value: Any = partial
+    for step in path:
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
+            value = value[step]
+        else:
+            return False
+    return isinstance(value, str) and value in malformed
 
 
 def _pydantic_issues(exc: ValidationError, loaded: LoadedConfig) -> list[ConfigIssue]:
@@ -175,8 +194,9 @@ def _message(error: Mapping[str, Any], path: tuple[str | int, ...], data: Any) -
     if kind == "missing":
         return f"missing required field {path[-1]!r}"
     message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
+    cause = error.get("ctx", {}).get("error")
+    if kind in ("value_error", "assertion_error") and cause is not None:
+        message = str(cause)  # the validator's own words, without pydantic's prefix
     if kind in ("string_type", "int_type", "bool_type", "list_type", "dict_type", "model_type"):
         message += f" (got {_describe(error.get('input'))})"
     return message
