@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.errors import CertformError, ProviderError
-from reconciler.providers.base import CertificateMaterial, Facts, Target
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts
+from reconciler.providers.base import Target
 
 
 def deploy_verified(

@@ -13,11 +13,17 @@ from typing import Any
 
 from reconciler.errors import PlanError
 from reconciler.issuers.base import ApplyAccess, Issuance, Issuer, IssuerAccess, Prepared
+from reconciler.model.material import IssuedMaterial
+from reconciler.model.records import CertificateRecord
 from reconciler.plan.model import Change
 from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.reissue import ACM_CERTIFICATE_CHECKS
-from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
-from reconciler.state.records import CertificateRecord, IssuedMaterial
+
+ACM_REQUEST_KEYS = {"rsa-2048": "RSA_2048", "ec-p256": "EC_prime256v1", "ec-p384": "EC_secp384r1"}
+"""Key algorithms ACM issues itself: certform's name -> RequestCertificate's KeyAlgorithm.
+
+Kept here, not with the ACM client, so that the pure diff (which looks issuers
+up) never imports a provider."""
 
 ACM_KEYS = frozenset(ACM_REQUEST_KEYS)
 """What ACM's RequestCertificate issues (no Ed25519, no ML-DSA)."""

@@ -37,15 +37,15 @@ from reconciler.policy.rules import Policy, domain_violation, key_violations, va
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from reconciler.desired import DesiredAuthority, DesiredCertificate
-    from reconciler.plan.model import Change
-    from reconciler.state.records import (
+    from reconciler.model.desired import DesiredAuthority, DesiredCertificate
+    from reconciler.model.material import IssuedMaterial
+    from reconciler.model.records import (
         AuthorityRecord,
         CertificateRecord,
-        IssuedMaterial,
         RecordedState,
         RevocationRecord,
     )
+    from reconciler.plan.model import Change
     from reconciler.state.store import StateStore
 
 Reporter = Callable[[str], None]
@@ -275,8 +275,8 @@ def leaf_record(
     """The state record of a leaf certform holds the key of, whoever signed it
     (private CA, ACME, import): dates, serial and fingerprint from the certificate,
     guard and tags from the change's spec."""
+    from reconciler.model.records import CertificateRecord
     from reconciler.pki.builder import fingerprint_sha256
-    from reconciler.state.records import CertificateRecord
 
     after = change.after
     assert isinstance(after, CertificateSpec)

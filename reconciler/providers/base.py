@@ -64,71 +64,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, final
 
 from pydantic import BaseModel
 
 from reconciler.errors import ProviderError
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing, Observation, Unreachable
 
 if TYPE_CHECKING:
     from reconciler.providers.endpoint import EndpointSettings
-
-ObservationStatus = Literal["in_sync", "drifted", "missing", "unreachable"]
-
-
-@dataclass(frozen=True)
-class CertificateMaterial:
-    """Everything a target may need to serve one certificate.
-
-    ``private_key_pem`` is secret: it is excluded from ``repr`` so that it can
-    never reach a log line or a traceback through this object.
-    """
-
-    address: str
-    name: str
-    serial: str
-    not_after: datetime
-    certificate_pem: str
-    chain_pem: str
-    root_pem: str
-    private_key_pem: bytes = field(repr=False)
-    tags: dict[str, str] = field(default_factory=dict)
-    acm_arn: str | None = None
-    """Set for certificates ACM issued: the key stays in ACM, targets use this ARN."""
-    not_before: datetime | None = None
-
-    @property
-    def fullchain_pem(self) -> str:
-        return self.certificate_pem + self.chain_pem
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What a target saw: in sync, drifted (with the reasons), missing, or unreachable."""
-
-    status: ObservationStatus
-    details: tuple[str, ...] = ()
-
-    @property
-    def needs_redeploy(self) -> bool:
-        return self.status in ("drifted", "missing")
-
-
-Facts = dict[str, Any]
-
-
-class Missing(Exception):
-    """Raised by ``read``: the deployment is not there; the message says what is absent."""
-
-
-class Unreachable(Exception):
-    """Raised by ``read``: the target could not be asked (network, credentials).
-
-    That says nothing about the deployment, so it is reported, never repaired."""
-
 
 Seen = TypeVar("Seen")
 

@@ -15,7 +15,8 @@ from pydantic import Field
 from reconciler.config.types import Duration, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.fsutil import config_path
-from reconciler.providers.base import Observation, Unreachable, observation_of
+from reconciler.model.observed import Observation, Unreachable
+from reconciler.providers.base import observation_of
 from reconciler.providers.batch import memo
 
 if TYPE_CHECKING:

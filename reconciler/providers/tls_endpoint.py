@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.errors import ProviderError
-from reconciler.providers.base import CertificateMaterial, Facts, Target
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts
+from reconciler.providers.base import Target
 from reconciler.providers.endpoint import (
     EndpointSettings,
     WatchedEndpoint,
