@@ -178,7 +178,8 @@ def endpoint_findings(
 
 
 def _watch_findings(watch: EndpointWatch, now: datetime, window: timedelta) -> list[Finding]:
-    from reconciler.tls_probe import EndpointUnreachable, assess, describe_leaf, probe
+    from reconciler.pki.inspect import assess, describe_leaf
+    from reconciler.providers.tls_probe import EndpointUnreachable, probe
 
     endpoint = watch.endpoint
     try:

@@ -39,7 +39,7 @@ def verify(target: Target, material: CertificateMaterial, facts: Facts) -> str:
     endpoint = target.verify_endpoint()
     if endpoint is None or material.acm_arn:
         return ""
-    from reconciler.tls_probe import wait_for_serial
+    from reconciler.providers.tls_probe import wait_for_serial
 
     wait_for_serial(
         endpoint.host,

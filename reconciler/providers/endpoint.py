@@ -20,7 +20,7 @@ from reconciler.providers.base import observation_of
 from reconciler.providers.batch import memo
 
 if TYPE_CHECKING:
-    from reconciler.tls_probe import Presented
+    from reconciler.pki.inspect import Presented
 
 
 class EndpointSettings(StrictModel):
@@ -105,7 +105,7 @@ def endpoint_observation(endpoint: EndpointSettings, serial: str) -> Observation
 def presented_by(endpoint: EndpointSettings) -> Presented:
     """The certificate a handshake with ``endpoint`` presents (once per plan);
     ``Unreachable`` when no handshake completes."""
-    from reconciler.tls_probe import EndpointUnreachable, probe
+    from reconciler.providers.tls_probe import EndpointUnreachable, probe
 
     key = ("tls-probe", endpoint.host, endpoint.port, endpoint.sni)
     timeout = min(PROBE_TIMEOUT, endpoint.timeout_seconds)
@@ -117,7 +117,7 @@ def presented_by(endpoint: EndpointSettings) -> Presented:
 
 def serial_problems(endpoint: EndpointSettings, presented: Presented, serial: str) -> list[str]:
     """Drift when ``endpoint`` presents another certificate than serial ``serial``."""
-    from reconciler.tls_probe import describe_leaf
+    from reconciler.pki.inspect import describe_leaf
 
     if presented.serial != serial:
         served = describe_leaf(presented.leaf)

@@ -28,7 +28,7 @@ from reconciler.providers.endpoint import (
 )
 
 if TYPE_CHECKING:
-    from reconciler.tls_probe import Presented
+    from reconciler.pki.inspect import Presented
 
 
 class TlsEndpointTargetConfig(WatchedEndpoint):
@@ -60,7 +60,7 @@ class TlsEndpointTarget(Target):
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
     ) -> Facts:
-        from reconciler.tls_probe import EndpointMismatch, wait_for_serial
+        from reconciler.providers.tls_probe import EndpointMismatch, wait_for_serial
 
         endpoint = self.config
         try:
