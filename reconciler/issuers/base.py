@@ -5,7 +5,8 @@ in this order and nothing else:
 
 * at config time: ``authority_spec`` / ``certificate_spec`` build the typed,
   frozen specs from the validated config (once), ``key_error`` says
-  which keys it cannot issue;
+  which keys it cannot issue and ``binding_error`` which targets cannot serve
+  its certificates;
 * at plan time: ``authority_change`` (does the authority itself need a step?),
   ``certificate_checks`` (why a certificate needs a new issuance),
   ``renewal_windows`` (the CA's own schedule, when it publishes one) and
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         RevocationRecord,
     )
     from reconciler.plan.model import Change
+    from reconciler.providers.base import Target
     from reconciler.state.store import StateStore
 
 Reporter = Callable[[str], None]
@@ -191,6 +193,16 @@ class Issuer(ABC):
 
     def key_error(self, key: str) -> str | None:
         """Why this issuer cannot issue a certificate with ``key`` (None: it can)."""
+        return None
+
+    def binding_error(
+        self, certificate: str, issuer: str, authority: Any, config: Any, target: Target
+    ) -> str | None:
+        """Why ``target`` cannot serve ``certificate``, which this issuer issues as
+        authority ``issuer`` (its validated entry ``authority``); None: it can.
+
+        Checked at validate time, so that an impossible binding is a config error
+        at the binding's ``target``, not an apply that fails halfway."""
         return None
 
     # -- plan -----------------------------------------------------------------------

@@ -35,9 +35,16 @@ Required:
 
 Optional (the defaults suit a target that has nothing to say):
 
-* ``retire(facts)`` — after the certificate itself is destroyed, for bindings
-  whose ``remove`` returned True: delete copies deploy made (an ACM import)
-  when nothing uses them any more.  Returns a note for the output.
+* ``recorded_facts(material, facts)`` — what apply records for a verified
+  deploy: ``deploy``'s facts plus what the target needs to recognise its own
+  deployment on the next refresh (AWS targets: the validity window ACM lists
+  an imported copy with, no serial for a certificate ACM renews itself).
+  Default: the facts unchanged.
+* ``copy_id(facts)`` and ``retire(facts)`` — for targets whose deploy makes a
+  copy besides the deployment (an ACM import): ``copy_id`` names it (None: no
+  copy, the default), and after the certificate itself is destroyed,
+  ``retire`` deletes each copy that only bindings whose ``remove`` returned
+  True used, returning a note for the output.
 * ``snapshot`` / ``restore`` / ``verify_deployed`` — rollback and read-back,
   see below.
 * ``key_directories()`` — local directories it writes keys into (checked for
@@ -181,8 +188,18 @@ class Target(ABC):
         start when one of them is writable by others (``fsutil.unsafe_key_directory``)."""
         return ()
 
+    @classmethod
+    def copy_id(cls, facts: Facts) -> str | None:
+        """The copy a deploy with these ``facts`` made besides the deployment itself
+        (an imported ACM certificate's ARN), None when it made none.
+
+        Bindings whose facts name the same copy share it: destroying a
+        certificate retires a copy only when no remaining binding names it."""
+        return None
+
     def retire(self, facts: Facts) -> str | None:
-        """Delete what deploy created besides the deployment itself, if unused."""
+        """Delete the copy ``copy_id(facts)`` names, unless still in use; a note for
+        the output.  Only called when ``copy_id`` names one."""
         return None
 
     def snapshot(self, material: CertificateMaterial, previous: Facts | None) -> Any:

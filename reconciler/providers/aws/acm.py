@@ -149,6 +149,13 @@ def place(acm_client: Any, material: CertificateMaterial, previous_arn: str | No
     return import_certificate(acm_client, material, arn)
 
 
+def copy_id(facts: Facts) -> str | None:
+    """The ACM certificate an AWS target's deploy imported or pointed at: every
+    binding whose facts name the same ARN shares that one copy."""
+    arn = facts.get("certificate_arn")
+    return str(arn) if arn else None
+
+
 def recorded_facts(material: CertificateMaterial, facts: Facts) -> Facts:
     """The facts an AWS target records after a deploy: no serial to pin for a
     certificate ACM issued (ACM renews it in place), else the validity window its

@@ -187,6 +187,10 @@ class AlbListenerTarget(Target):
     def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
         return acm.recorded_facts(material, facts)
 
+    @classmethod
+    def copy_id(cls, facts: Facts) -> str | None:
+        return acm.copy_id(facts)
+
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
     ) -> Facts:
