@@ -34,10 +34,10 @@ from reconciler.engine.saved_plan import prepare_state_for_saved_plan, read_save
 from reconciler.engine.workspace import open_store
 from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
+from reconciler.model.records import RecordedState
 from reconciler.plan.render import render_plan
 from reconciler.policy.recheck import recheck_plan, require_force
 from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
-from reconciler.state.records import RecordedState
 from reconciler.state.sqlite import SqliteStateStore
 from reconciler.timeparse import parse_at, parse_within
 

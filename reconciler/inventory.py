@@ -8,9 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from reconciler.desired import DesiredState
 from reconciler.issuers.registry import certificate_spec
-from reconciler.state.records import RecordedState
+from reconciler.model.desired import DesiredState
+from reconciler.model.records import RecordedState
 
 
 def inventory(desired: DesiredState, recorded: RecordedState, now: datetime) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from reconciler.acme.ari import RenewalWindow, certificate_id
-from reconciler.desired import DesiredCertificate, DesiredState
 from reconciler.engine.renewal_info import renewal_windows
+from reconciler.model.desired import DesiredCertificate, DesiredState
+from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.pki.builder import (
     Subject,
     build_ca_certificate,
@@ -25,7 +26,6 @@ from reconciler.pki.builder import (
 )
 from reconciler.pki.keys import generate_private_key
 from reconciler.plan.diff import diff
-from reconciler.state.records import CertificateRecord, RecordedState
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ISSUED = NOW - timedelta(days=10)

@@ -24,6 +24,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from reconciler.model.material import CertificateMaterial
 from reconciler.pki.builder import Subject, build_ca_certificate, certificate_to_pem
 from reconciler.pki.keys import generate_private_key, private_key_to_pem
 from reconciler.providers.aws import apigateway
@@ -34,7 +35,6 @@ from reconciler.providers.aws.apigateway import (
 )
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import client as real_client
-from reconciler.providers.base import CertificateMaterial
 from tests.aws_lab import REGION, AwsLab, free_port
 from tests.conftest import Workspace
 

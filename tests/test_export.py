@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from reconciler.config.models import Certificate
 from reconciler.engine.export import ExportError, read_passphrase, refusal
-from reconciler.state.records import CertificateRecord
+from reconciler.model.records import CertificateRecord
 from tests.conftest import EXAMPLE, Workspace
 
 PASSPHRASE = "Tr0ub4dor-export-passphrase"

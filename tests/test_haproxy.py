@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from reconciler.tls_probe import probe
+from reconciler.providers.tls_probe import probe
 from tests.conftest import EXAMPLE, Workspace
 from tests.haproxy_lab import HaproxyLab, haproxy_binary, served_serial
 from tests.nginx_lab import write_self_signed

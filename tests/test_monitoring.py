@@ -23,7 +23,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import TypeAdapter, ValidationError
 
-from reconciler.desired import DesiredCertificate, DesiredState
+from reconciler.model.desired import DesiredCertificate, DesiredState
+from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.monitoring.notifications import (
     APPROACHING,
     EXPIRED,
@@ -47,7 +48,6 @@ from reconciler.monitoring.prometheus import (
     write_textfile,
 )
 from reconciler.policy.renewal import renewal_time
-from reconciler.state.records import CertificateRecord, RecordedState
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

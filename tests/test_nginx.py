@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from reconciler.tls_probe import probe
+from reconciler.providers.tls_probe import probe
 from tests.conftest import EXAMPLE, Workspace
 from tests.nginx_lab import NginxLab, ServerSpec, nginx_binary, write_self_signed
 

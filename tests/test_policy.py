@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.desired import DesiredBinding, DesiredCertificate, DesiredState
 from reconciler.errors import PlanError
+from reconciler.model.desired import DesiredBinding, DesiredCertificate, DesiredState
+from reconciler.model.observed import Observation
+from reconciler.model.records import BindingRecord, CertificateRecord, RecordedState
 from reconciler.plan.diff import diff
 from reconciler.plan.model import Action, Plan
 from reconciler.policy.reissue import (
@@ -19,8 +21,6 @@ from reconciler.policy.reissue import (
     strongest,
 )
 from reconciler.policy.renewal import renewal_time
-from reconciler.providers.base import Observation
-from reconciler.state.records import BindingRecord, CertificateRecord, RecordedState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = {

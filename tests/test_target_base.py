@@ -16,18 +16,14 @@ from typing import Any, Literal
 import pytest
 
 from reconciler.config.types import StrictModel
-from reconciler.desired import DesiredBinding, DesiredState
 from reconciler.engine.verify import deploy_verified
 from reconciler.errors import ProviderError
+from reconciler.model.desired import DesiredBinding, DesiredState
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing, Unreachable
+from reconciler.model.records import BindingRecord, RecordedState
 from reconciler.plan.diff import Action, diff
-from reconciler.providers.base import (
-    CertificateMaterial,
-    Facts,
-    Missing,
-    Target,
-    Unreachable,
-)
-from reconciler.state.records import BindingRecord, RecordedState
+from reconciler.providers.base import Target
 from tests.conftest import Workspace
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

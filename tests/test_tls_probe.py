@@ -1,4 +1,4 @@
-"""Tests for reconciler.tls_probe: handshakes against a real nginx, and the pure assessment.
+"""Tests for providers/tls_probe.py (handshakes against a real nginx) and pki/inspect.py.
 
 The network tests start nginx (``tests.nginx_lab``) with certificates built by
 certform's own pki helpers; the assessment and hostname tests need no server and
@@ -22,16 +22,12 @@ from cryptography.hazmat.primitives import hashes
 
 from reconciler.errors import ProviderError
 from reconciler.pki.builder import Subject, build_ca_certificate, build_leaf_certificate
+from reconciler.pki.inspect import Presented, assess, days_left, matches_hostname, system_roots
 from reconciler.pki.keys import PrivateKey, generate_private_key
-from reconciler.tls_probe import (
+from reconciler.providers.tls_probe import (
     EndpointMismatch,
     EndpointUnreachable,
-    Presented,
-    assess,
-    days_left,
-    matches_hostname,
     probe,
-    system_roots,
     wait_for_serial,
 )
 from tests.aws_lab import free_port

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 
 from reconciler.fsutil import config_path
 from reconciler.pki.builder import certificate_to_pem, fingerprint_sha256, verify_chain
+from reconciler.pki.inspect import is_self_signed
 from reconciler.pki.keys import PrivateKey, key_algorithm_of, public_key_matches
-from reconciler.tls_probe import is_self_signed
 
 
 class ImportError_(ValueError):

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.config.models import CertformConfig, PrivateSubordinateAuthority
-from reconciler.desired import (
+from reconciler.issuers.registry import issuer_named
+from reconciler.model.desired import (
     DesiredAuthority,
     DesiredBinding,
     DesiredCertificate,
     DesiredState,
     binding_address,
 )
-from reconciler.issuers.registry import issuer_named
 from reconciler.providers.catalog import build_target
 
 

@@ -8,7 +8,9 @@ Rules about one kind of target (the keys it can serve, its provider entry, the
 files it points at, a per-listener quota, the ACM region it reads) are not
 here: each target states them (``Target.validate``, ``validate_together``,
 ``acm_region``, see ``providers/base.py``) and ``_target_problems`` asks every
-binding's target through the registry.
+binding's target through the registry.  Likewise an issuer states which keys it
+issues and which targets can serve its certificates (``Issuer.key_error``,
+``Issuer.binding_error``, see ``issuers/base.py``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def check(config: CertformConfig, root: Path) -> list[Finding]:
         _policy,
     ):
         findings.extend(rule(config))
-    findings.extend(_acm_issued(config, targets))
+    findings.extend(_issuer_bindings(config, targets))
+    findings.extend(_acm_issued(config))
     findings.extend(_imported(config, root))
     findings.extend(_duplicate_targets(config, targets))
     findings.extend(_target_problems(config, targets))
@@ -352,34 +355,23 @@ def _private(config: CertformConfig) -> dict[str, Any]:
     return {name: a for name, a in config.authorities.items() if a.type in PRIVATE_AUTHORITY_TYPES}
 
 
-def _acm_issued(config: CertformConfig, targets: list[Target]) -> Iterator[Finding]:
-    """ACM keeps the key: such certificates go only to AWS targets in their region
-    (which region a target reads ACM from is the target's to say: ``acm_region``)."""
-    for index, (binding, built) in enumerate(zip(config.bindings, targets, strict=True)):
+def _issuer_bindings(config: CertformConfig, targets: list[Target]) -> Iterator[Finding]:
+    """Targets a certificate's issuer cannot serve (ACM keeps the key: AWS targets in
+    its region only); the rule lives with the issuer (``Issuer.binding_error``)."""
+    for index, (binding, target) in enumerate(zip(config.bindings, targets, strict=True)):
         certificate = config.certificates.get(binding.certificate)
         authority = config.authorities.get(certificate.primary_issuer) if certificate else None
-        if not isinstance(authority, AwsAcmAuthority):
+        if certificate is None or authority is None:
             continue
-        provider = config.providers.get(authority.provider)
-        region = authority.region or getattr(provider, "region", None)
-        target = binding.target
-        needed = built.acm_region()
-        if needed is None:
-            yield (
-                ("bindings", index, "target"),
-                f"certificate {binding.certificate!r} is issued by ACM "
-                f"({certificate.primary_issuer}), "
-                f"which never releases its private key: it can only be bound to AWS targets, "
-                f"not {target.type}",
-            )
-        elif region != needed:
-            yield (
-                ("bindings", index, "target"),
-                f"certificate {binding.certificate!r} is issued by ACM in {region}, but "
-                f"{target.type} needs its certificate in {needed}"
-                + (" (CloudFront and edge API Gateway use us-east-1)" if needed == "us-east-1"
-                   else ""),
-            )  # fmt: skip
+        problem = issuer_named(authority.type).binding_error(
+            binding.certificate, certificate.primary_issuer, authority, config, target
+        )
+        if problem:
+            yield (("bindings", index, "target"), problem)
+
+
+def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
+    """ACM issues a few key types only, through an ``aws`` provider entry."""
     for name, certificate in config.certificates.items():
         authority = config.authorities.get(certificate.primary_issuer)
         if isinstance(authority, AwsAcmAuthority):

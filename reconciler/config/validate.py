@@ -22,8 +22,8 @@ from reconciler.config.loader import LoadedConfig, load_config
 from reconciler.config.models import CertformConfig
 from reconciler.config.resolve import resolve
 from reconciler.config.template_env import recording_env_reads, refusing_env_names
-from reconciler.desired import DesiredState
 from reconciler.errors import ConfigError, ConfigIssue
+from reconciler.model.desired import DesiredState
 
 
 @dataclass(frozen=True)

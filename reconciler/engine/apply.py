@@ -10,8 +10,8 @@ from __future__ import annotations
 from reconciler.engine.context import ApplyResult, actor
 from reconciler.engine.runner import run_apply
 from reconciler.errors import PlanError
+from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
-from reconciler.state.records import RecordedState
 
 __all__ = ["ApplyResult", "actor", "check_applicable", "run_apply"]
 

@@ -13,12 +13,13 @@ from reconciler.engine.step import Done, Phase, Prepared, Step, register
 from reconciler.engine.step_material import deployable
 from reconciler.engine.verify import deploy_verified
 from reconciler.errors import StateError
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.records import BindingRecord
 from reconciler.pki.keys import private_key_from_der, private_key_to_pem
 from reconciler.plan.model import Action, Change
 from reconciler.plan.specs import BindingSpec
-from reconciler.providers.base import CertificateMaterial, Target
+from reconciler.providers.base import Target
 from reconciler.providers.catalog import target_from_settings
-from reconciler.state.records import BindingRecord
 from reconciler.state.store import StateWriter
 
 

@@ -3,7 +3,7 @@ issuer) and destroy (then retire the copies targets made of it)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from reconciler.engine.context import ApplyContext
@@ -12,8 +12,9 @@ from reconciler.engine.step_material import deployable
 from reconciler.errors import CertformError
 from reconciler.issuers.base import Issuance, Issuer
 from reconciler.issuers.registry import certificate_issuer
+from reconciler.model.observed import Facts
 from reconciler.plan.model import Action, Change
-from reconciler.providers.catalog import target_from_settings
+from reconciler.providers.catalog import TARGETS, target_from_settings
 from reconciler.state.store import StateWriter
 
 
@@ -74,22 +75,23 @@ class DestroyCertificate(Step):
 
 
 def retire_copies(ctx: ApplyContext, change: Change) -> None:
-    """Delete copies targets made (ACM imports) once every binding is gone; a
-    failure here is reported, the destroy itself is already recorded."""
+    """Delete copies targets made (``Target.copy_id``: ACM imports) once every
+    binding is gone; a failure here is reported, the destroy itself is already
+    recorded."""
     retirable = ctx.memory.retirable.pop(change.name, [])
     detached = {id(facts) for _, facts in retirable}
     # A copy another binding still uses (say, a listener's default certificate,
-    # which stays on unbind) is never deleted, whatever AWS's InUseBy says.
-    seen = {
-        str(b.facts.get("certificate_arn"))
+    # which stays on unbind) is never deleted, whatever the target says about it.
+    in_use = {
+        _copy_id(b.target, b.facts)
         for b in ctx.recorded.bindings.values()
         if b.certificate == change.name and id(b.facts) not in detached
     }
     for settings, facts in retirable:
-        key = str(facts.get("certificate_arn") or facts)
-        if key in seen:
+        copy = _copy_id(settings, facts)
+        if copy is None or copy in in_use:
             continue
-        seen.add(key)
+        in_use.add(copy)
         try:
             note = target_from_settings(dict(settings), ctx.root).retire(facts)
         except CertformError as exc:
@@ -97,3 +99,9 @@ def retire_copies(ctx: ApplyContext, change: Change) -> None:
         if note:
             ctx.report(f"{change.address}: {note}")
             ctx.store.audit(ctx.actor, "apply", change.address, "retire", "ok", note)
+
+
+def _copy_id(settings: Mapping[str, Any], facts: Facts) -> str | None:
+    """The copy a binding's deploy made, asked of its target type (no target built)."""
+    entry = TARGETS.get(str(settings.get("type")))
+    return entry[1].copy_id(facts) if entry else None

@@ -20,9 +20,9 @@ from cryptography import x509
 
 from reconciler.issuers.aws_acm import AcmLeafSpec
 from reconciler.issuers.registry import authority_issuer, certificate_issuer
+from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.policy.renewal import describe_window, renewal_time
 from reconciler.providers.endpoint import WatchedEndpoint
-from reconciler.state.records import CertificateRecord, RecordedState
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,8 @@ def endpoint_findings(
 
 
 def _watch_findings(watch: EndpointWatch, now: datetime, window: timedelta) -> list[Finding]:
-    from reconciler.tls_probe import EndpointUnreachable, assess, describe_leaf, probe
+    from reconciler.pki.inspect import assess, describe_leaf
+    from reconciler.providers.tls_probe import EndpointUnreachable, probe
 
     endpoint = watch.endpoint
     try:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.records import CertificateRecord, RecordedState, RevocationRecord
 from reconciler.pki.keys import generate_private_key, private_key_to_der
 from reconciler.plan.model import Action, Change, Plan
 from reconciler.plan.specs import CertificateSpec
-from reconciler.providers.base import CertificateMaterial
-from reconciler.state.records import CertificateRecord, RecordedState, RevocationRecord
 from reconciler.state.store import StateStore
 
 Reporter = Callable[[str], None]

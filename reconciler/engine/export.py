@@ -40,8 +40,9 @@ from reconciler.config.models import Certificate
 from reconciler.engine.apply import actor
 from reconciler.errors import CertformError
 from reconciler.fsutil import make_dirs, write_atomic
+from reconciler.model.material import IssuedMaterial
+from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.pki.keys import PrivateKey, private_key_from_der, public_key_matches
-from reconciler.state.records import CertificateRecord, IssuedMaterial, RecordedState
 from reconciler.state.store import StateStore
 
 FORMATS: tuple[str, ...] = ("pem", "pkcs12")

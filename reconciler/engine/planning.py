@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from reconciler.config.validate import ValidatedConfig
 from reconciler.engine.refresh import refresh
 from reconciler.engine.renewal_info import CertificatePem, has_renewal_info, renewal_windows
+from reconciler.model.records import RecordedState
 from reconciler.plan.diff import diff
 from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
 from reconciler.policy.guards import ChangeLimit, force_reasons
-from reconciler.state.records import RecordedState
 from reconciler.state.sqlite import SqliteStateStore
 
 

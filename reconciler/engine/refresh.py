@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.desired import DesiredState
+from reconciler.filestamp import stamp_problems
 from reconciler.fsutil import config_path
-from reconciler.providers.base import Observation
+from reconciler.model.desired import DesiredState
+from reconciler.model.observed import Observation
+from reconciler.model.records import RecordedState
 from reconciler.providers.batch import observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.endpoint import endpoint_observation
-from reconciler.providers.filestamp import stamp_problems
-from reconciler.state.records import RecordedState
 
 
 def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[str, Observation]:

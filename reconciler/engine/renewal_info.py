@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reconciler.desired import DesiredCertificate, DesiredState
 from reconciler.issuers.base import Issuer
 from reconciler.issuers.registry import certificate_issuer
-from reconciler.state.records import RecordedState
+from reconciler.model.desired import DesiredCertificate, DesiredState
+from reconciler.model.records import RecordedState
 
 CertificatePem = Callable[[str], str]
 

@@ -11,9 +11,9 @@ from reconciler.engine.step import Done, Phase, Prepared, Step, register
 from reconciler.errors import CertformError
 from reconciler.issuers.private_ca import publish_crl
 from reconciler.issuers.registry import certificate_issuer, certificate_spec
+from reconciler.model.records import CrlRecord, RevocationRecord
 from reconciler.plan.model import Action, Change
 from reconciler.plan.specs import BindingSpec, CrlSpec
-from reconciler.state.records import CrlRecord, RevocationRecord
 from reconciler.state.store import StateWriter
 
 

@@ -22,7 +22,7 @@ from reconciler.issuers.registry import (
     certificate_issuer,
     certificate_spec,
 )
-from reconciler.state.records import RecordedState
+from reconciler.model.records import RecordedState
 from reconciler.state.store import StateStore
 
 

@@ -30,10 +30,10 @@ from reconciler.engine.revocation_steps import revoke_replaced
 from reconciler.engine.step import Phase, Prepared, Step, step_for
 from reconciler.errors import CertformError, ProviderError
 from reconciler.fsutil import unsafe_key_directory
+from reconciler.model.records import RecordedState
 from reconciler.plan.model import KEY_STORE_ADDRESS, Change, Plan
 from reconciler.plan.specs import BindingSpec
 from reconciler.providers.catalog import target_from_settings
-from reconciler.state.records import RecordedState
 from reconciler.state.store import StateStore
 
 STEP_ERRORS = (CertformError, OSError, ValueError)

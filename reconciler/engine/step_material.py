@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.providers.base import CertificateMaterial
-from reconciler.state.records import CertificateRecord, IssuedMaterial
+from reconciler.model.material import CertificateMaterial, IssuedMaterial
+from reconciler.model.records import CertificateRecord
 
 
 def deployable(

@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.errors import CertformError, ProviderError
-from reconciler.providers.base import CertificateMaterial, Facts, Target
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts
+from reconciler.providers.base import Target
 
 
 def deploy_verified(
@@ -37,7 +39,7 @@ def verify(target: Target, material: CertificateMaterial, facts: Facts) -> str:
     endpoint = target.verify_endpoint()
     if endpoint is None or material.acm_arn:
         return ""
-    from reconciler.tls_probe import wait_for_serial
+    from reconciler.providers.tls_probe import wait_for_serial
 
     wait_for_serial(
         endpoint.host,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from cryptography import x509
 
-from reconciler.desired import DesiredState
 from reconciler.engine.check import EndpointWatch
 from reconciler.errors import ConfigError, ConfigIssue
+from reconciler.model.desired import DesiredState
+from reconciler.model.records import RecordedState
 from reconciler.providers.endpoint import WatchedEndpoint, load_ca_bundle
 from reconciler.providers.tls_endpoint import TlsEndpointTargetConfig
-from reconciler.state.records import RecordedState
 from reconciler.state.store import StateStore
 
 

@@ -26,16 +26,17 @@ from reconciler.issuers.base import (
     Prepared,
     leaf_record,
 )
+from reconciler.model.material import IssuedMaterial
+from reconciler.model.records import AuthorityRecord, CertificateRecord
 from reconciler.pki.keys import private_key_from_der, private_key_to_pem
 from reconciler.plan.model import Action, Change
 from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.reissue import ACME_CERTIFICATE_CHECKS
-from reconciler.state.records import AuthorityRecord, CertificateRecord, IssuedMaterial
 
 if TYPE_CHECKING:
     from reconciler.acme.client import AcmeAccount
-    from reconciler.desired import DesiredAuthority, DesiredCertificate
-    from reconciler.state.records import RecordedState
+    from reconciler.model.desired import DesiredAuthority, DesiredCertificate
+    from reconciler.model.records import RecordedState
 
 ACCOUNT_NOT_AFTER = datetime(9999, 12, 31, tzinfo=UTC)
 """ACME accounts do not expire; their records carry this date so expiry checks pass."""

@@ -21,10 +21,10 @@ from cryptography import x509
 from reconciler.errors import ProviderError
 from reconciler.fsutil import config_path
 from reconciler.issuers.registry import certificate_spec
-from reconciler.state.records import RecordedState
+from reconciler.model.records import RecordedState
 
 if TYPE_CHECKING:
-    from reconciler.desired import DesiredCertificate
+    from reconciler.model.desired import DesiredCertificate
 
 CertificatePem = Callable[[str], str]
 TIMEOUT = 10.0

@@ -9,15 +9,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PlanError
 from reconciler.issuers.base import ApplyAccess, Issuance, Issuer, IssuerAccess, Prepared
+from reconciler.model.material import IssuedMaterial
+from reconciler.model.records import CertificateRecord
 from reconciler.plan.model import Change
 from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.reissue import ACM_CERTIFICATE_CHECKS
-from reconciler.providers.aws.acm import ACM_REQUEST_KEYS
-from reconciler.state.records import CertificateRecord, IssuedMaterial
+
+if TYPE_CHECKING:
+    from reconciler.providers.base import Target
+
+ACM_REQUEST_KEYS = {"rsa-2048": "RSA_2048", "ec-p256": "EC_prime256v1", "ec-p384": "EC_secp384r1"}
+"""Key algorithms ACM issues itself: certform's name -> RequestCertificate's KeyAlgorithm.
+
+Kept here, not with the ACM client, so that the pure diff (which looks issuers
+up) never imports a provider."""
 
 ACM_KEYS = frozenset(ACM_REQUEST_KEYS)
 """What ACM's RequestCertificate issues (no Ed25519, no ML-DSA)."""
@@ -73,6 +82,30 @@ class AwsAcmIssuer(Issuer):
         if key in ACM_KEYS:
             return None
         return f"ACM issues {', '.join(sorted(ACM_KEYS))} keys only, not {key}"
+
+    def binding_error(
+        self, certificate: str, issuer: str, authority: Any, config: Any, target: Target
+    ) -> str | None:
+        """ACM keeps the key: its certificates go only to AWS targets in its region
+        (which region a target reads ACM from is the target's to say: ``acm_region``)."""
+        provider = config.providers.get(authority.provider)
+        region = authority.region or getattr(provider, "region", None)
+        needed = target.acm_region()
+        if needed is None:
+            return (
+                f"certificate {certificate!r} is issued by ACM ({issuer}), "
+                f"which never releases its private key: it can only be bound to AWS targets, "
+                f"not {target.type_name}"
+            )
+        if region != needed:
+            hint = (
+                " (CloudFront and edge API Gateway use us-east-1)" if needed == "us-east-1" else ""
+            )
+            return (
+                f"certificate {certificate!r} is issued by ACM in {region}, but "
+                f"{target.type_name} needs its certificate in {needed}{hint}"
+            )
+        return None
 
     # -- apply ----------------------------------------------------------------------
     def prepare(self, ctx: ApplyAccess, change: Change) -> Prepared:

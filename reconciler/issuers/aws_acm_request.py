@@ -15,20 +15,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
+from reconciler.issuers.aws_acm import ACM_REQUEST_KEYS, AcmLeafSpec
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.route53 import Route53Dns
 from reconciler.providers.aws.session import aws_errors, client
-
-if TYPE_CHECKING:
-    from reconciler.issuers.aws_acm import AcmLeafSpec
 
 Report = Callable[[str], None]
 POLL_SECONDS = 1.0
@@ -81,7 +79,7 @@ def _request(
         "DomainName": names[0],
         "SubjectAlternativeNames": names,
         "ValidationMethod": "DNS",
-        "KeyAlgorithm": acm.ACM_REQUEST_KEYS[key],
+        "KeyAlgorithm": ACM_REQUEST_KEYS[key],
         "IdempotencyToken": idempotency_token(address, names, key),
         "Tags": [{"Key": k[:128], "Value": v[:256]} for k, v in all_tags.items()],
     }

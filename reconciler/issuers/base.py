@@ -5,7 +5,8 @@ in this order and nothing else:
 
 * at config time: ``authority_spec`` / ``certificate_spec`` build the typed,
   frozen specs from the validated config (once), ``key_error`` says
-  which keys it cannot issue;
+  which keys it cannot issue and ``binding_error`` which targets cannot serve
+  its certificates;
 * at plan time: ``authority_change`` (does the authority itself need a step?),
   ``certificate_checks`` (why a certificate needs a new issuance),
   ``renewal_windows`` (the CA's own schedule, when it publishes one) and
@@ -37,15 +38,16 @@ from reconciler.policy.rules import Policy, domain_violation, key_violations, va
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from reconciler.desired import DesiredAuthority, DesiredCertificate
-    from reconciler.plan.model import Change
-    from reconciler.state.records import (
+    from reconciler.model.desired import DesiredAuthority, DesiredCertificate
+    from reconciler.model.material import IssuedMaterial
+    from reconciler.model.records import (
         AuthorityRecord,
         CertificateRecord,
-        IssuedMaterial,
         RecordedState,
         RevocationRecord,
     )
+    from reconciler.plan.model import Change
+    from reconciler.providers.base import Target
     from reconciler.state.store import StateStore
 
 Reporter = Callable[[str], None]
@@ -193,6 +195,16 @@ class Issuer(ABC):
         """Why this issuer cannot issue a certificate with ``key`` (None: it can)."""
         return None
 
+    def binding_error(
+        self, certificate: str, issuer: str, authority: Any, config: Any, target: Target
+    ) -> str | None:
+        """Why ``target`` cannot serve ``certificate``, which this issuer issues as
+        authority ``issuer`` (its validated entry ``authority``); None: it can.
+
+        Checked at validate time, so that an impossible binding is a config error
+        at the binding's ``target``, not an apply that fails halfway."""
+        return None
+
     # -- plan -----------------------------------------------------------------------
     def authority_change(
         self,
@@ -275,8 +287,8 @@ def leaf_record(
     """The state record of a leaf certform holds the key of, whoever signed it
     (private CA, ACME, import): dates, serial and fingerprint from the certificate,
     guard and tags from the change's spec."""
+    from reconciler.model.records import CertificateRecord
     from reconciler.pki.builder import fingerprint_sha256
-    from reconciler.state.records import CertificateRecord
 
     after = change.after
     assert isinstance(after, CertificateSpec)

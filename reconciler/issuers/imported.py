@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives import serialization
 
 from reconciler.errors import PlanError
 from reconciler.issuers.base import ApplyAccess, Issuance, Issuer, Prepared, leaf_record
+from reconciler.model.material import IssuedMaterial
 from reconciler.pki.keys import private_key_to_der
 from reconciler.plan.model import Change
 from reconciler.plan.specs import CertificateSpec
 from reconciler.policy.reissue import IMPORTED_CERTIFICATE_CHECKS
 from reconciler.policy.rules import Policy
-from reconciler.state.records import IssuedMaterial
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from reconciler.durations import parse_duration
+from reconciler.filestamp import stamp_of
 from reconciler.fsutil import PUBLIC_DIR_MODE, config_path, make_dirs, write_atomic
 from reconciler.issuers.base import (
     ApplyAccess,
@@ -34,6 +35,7 @@ from reconciler.issuers.private_ca_signing import (
     issue_leaf,
     key_id_of,
 )
+from reconciler.model.records import AuthorityRecord
 from reconciler.pki.builder import certificate_from_pem
 from reconciler.pki.crl import Revoked, build_crl, crl_files
 from reconciler.pki.keys import private_key_from_der, private_key_to_pem
@@ -48,11 +50,9 @@ from reconciler.policy.reissue import (
     strongest,
 )
 from reconciler.policy.rules import Policy, key_violations
-from reconciler.providers.filestamp import stamp_of
-from reconciler.state.records import AuthorityRecord
 
 if TYPE_CHECKING:
-    from reconciler.desired import DesiredAuthority
+    from reconciler.model.desired import DesiredAuthority
 
 _CACHE = "private-ca"
 """``scratch`` name of the signing authorities loaded in this run."""

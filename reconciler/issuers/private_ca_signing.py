@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from reconciler.durations import parse_duration
+from reconciler.model.material import IssuedMaterial
 from reconciler.pki.builder import (
     Subject,
     build_ca_certificate,
@@ -23,7 +24,6 @@ from reconciler.pki.builder import (
     fingerprint_sha256,
 )
 from reconciler.pki.keys import PrivateKey
-from reconciler.state.records import IssuedMaterial
 
 if TYPE_CHECKING:
     from reconciler.issuers.private_ca import PrivateCaSpec

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.desired import DesiredState
 from reconciler.fsutil import write_atomic
 from reconciler.issuers.registry import certificate_spec
+from reconciler.model.desired import DesiredState
+from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.policy.renewal import renewal_time
-from reconciler.state.records import CertificateRecord, RecordedState
 
 
 @dataclass(frozen=True)

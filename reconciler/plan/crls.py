@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Set
 from datetime import datetime
 
-from reconciler.desired import DesiredState
+from reconciler.model.desired import DesiredState
+from reconciler.model.observed import Observation
+from reconciler.model.records import RecordedState
 from reconciler.plan.model import Action, Change
 from reconciler.plan.specs import CertificateSpec, CrlSpec
-from reconciler.providers.base import Observation
-from reconciler.state.records import RecordedState
 
 
 def crl_address(authority: str) -> str:

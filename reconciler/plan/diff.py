@@ -13,24 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.desired import (
-    DesiredBinding,
-    DesiredCertificate,
-    DesiredState,
-)
 from reconciler.errors import PlanError
 from reconciler.issuers.registry import authority_issuer, authority_spec, certificate_issuer
-from reconciler.plan.crls import crl_changes
-from reconciler.plan.model import Action, Change, StateUpdate
-from reconciler.plan.specs import BindingSpec, CertificateSpec
-from reconciler.policy.reissue import IssuedFacts, ReissueInput, evaluate, strongest
-from reconciler.providers.base import Observation
-from reconciler.state.records import (
+from reconciler.model.desired import DesiredBinding, DesiredCertificate, DesiredState
+from reconciler.model.observed import Observation
+from reconciler.model.records import (
     AuthorityRecord,
     BindingRecord,
     CertificateRecord,
     RecordedState,
 )
+from reconciler.plan.crls import crl_changes
+from reconciler.plan.model import Action, Change, StateUpdate
+from reconciler.plan.specs import BindingSpec, CertificateSpec
+from reconciler.policy.reissue import IssuedFacts, ReissueInput, evaluate, strongest
 
 NEW_KEY_ACTIONS = (Action.ISSUE, Action.REPLACE)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.model.records import RecordedState
 from reconciler.plan.model import Action, Change
-from reconciler.state.records import RecordedState
 
 DEFAULT_PERCENT = 30
 DEFAULT_MINIMUM = 10

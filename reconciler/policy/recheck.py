@@ -17,11 +17,11 @@ from typing import Protocol
 
 from reconciler.errors import PlanError
 from reconciler.issuers.registry import authority_issuer, certificate_issuer
+from reconciler.model.records import RecordedState
 from reconciler.plan.model import Action, Change, Plan
 from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.guards import ChangeLimit, force_reasons, guarded_destroys
 from reconciler.policy.rules import Policy
-from reconciler.state.records import RecordedState
 
 SIGNING_ACTIONS = (Action.ISSUE, Action.RENEW, Action.REPLACE)
 

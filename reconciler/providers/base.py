@@ -35,9 +35,16 @@ Required:
 
 Optional (the defaults suit a target that has nothing to say):
 
-* ``retire(facts)`` — after the certificate itself is destroyed, for bindings
-  whose ``remove`` returned True: delete copies deploy made (an ACM import)
-  when nothing uses them any more.  Returns a note for the output.
+* ``recorded_facts(material, facts)`` — what apply records for a verified
+  deploy: ``deploy``'s facts plus what the target needs to recognise its own
+  deployment on the next refresh (AWS targets: the validity window ACM lists
+  an imported copy with, no serial for a certificate ACM renews itself).
+  Default: the facts unchanged.
+* ``copy_id(facts)`` and ``retire(facts)`` — for targets whose deploy makes a
+  copy besides the deployment (an ACM import): ``copy_id`` names it (None: no
+  copy, the default), and after the certificate itself is destroyed,
+  ``retire`` deletes each copy that only bindings whose ``remove`` returned
+  True used, returning a note for the output.
 * ``snapshot`` / ``restore`` / ``verify_deployed`` — rollback and read-back,
   see below.
 * ``key_directories()`` — local directories it writes keys into (checked for
@@ -64,71 +71,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, final
 
 from pydantic import BaseModel
 
 from reconciler.errors import ProviderError
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing, Observation, Unreachable
 
 if TYPE_CHECKING:
     from reconciler.providers.endpoint import EndpointSettings
-
-ObservationStatus = Literal["in_sync", "drifted", "missing", "unreachable"]
-
-
-@dataclass(frozen=True)
-class CertificateMaterial:
-    """Everything a target may need to serve one certificate.
-
-    ``private_key_pem`` is secret: it is excluded from ``repr`` so that it can
-    never reach a log line or a traceback through this object.
-    """
-
-    address: str
-    name: str
-    serial: str
-    not_after: datetime
-    certificate_pem: str
-    chain_pem: str
-    root_pem: str
-    private_key_pem: bytes = field(repr=False)
-    tags: dict[str, str] = field(default_factory=dict)
-    acm_arn: str | None = None
-    """Set for certificates ACM issued: the key stays in ACM, targets use this ARN."""
-    not_before: datetime | None = None
-
-    @property
-    def fullchain_pem(self) -> str:
-        return self.certificate_pem + self.chain_pem
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What a target saw: in sync, drifted (with the reasons), missing, or unreachable."""
-
-    status: ObservationStatus
-    details: tuple[str, ...] = ()
-
-    @property
-    def needs_redeploy(self) -> bool:
-        return self.status in ("drifted", "missing")
-
-
-Facts = dict[str, Any]
-
-
-class Missing(Exception):
-    """Raised by ``read``: the deployment is not there; the message says what is absent."""
-
-
-class Unreachable(Exception):
-    """Raised by ``read``: the target could not be asked (network, credentials).
-
-    That says nothing about the deployment, so it is reported, never repaired."""
-
 
 Seen = TypeVar("Seen")
 
@@ -234,8 +188,18 @@ class Target(ABC):
         start when one of them is writable by others (``fsutil.unsafe_key_directory``)."""
         return ()
 
+    @classmethod
+    def copy_id(cls, facts: Facts) -> str | None:
+        """The copy a deploy with these ``facts`` made besides the deployment itself
+        (an imported ACM certificate's ARN), None when it made none.
+
+        Bindings whose facts name the same copy share it: destroying a
+        certificate retires a copy only when no remaining binding names it."""
+        return None
+
     def retire(self, facts: Facts) -> str | None:
-        """Delete what deploy created besides the deployment itself, if unused."""
+        """Delete the copy ``copy_id(facts)`` names, unless still in use; a note for
+        the output.  Only called when ``copy_id`` names one."""
         return None
 
     def snapshot(self, material: CertificateMaterial, previous: Facts | None) -> Any:

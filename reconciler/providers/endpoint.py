@@ -15,11 +15,12 @@ from pydantic import Field
 from reconciler.config.types import Duration, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.fsutil import config_path
-from reconciler.providers.base import Observation, Unreachable, observation_of
+from reconciler.model.observed import Observation, Unreachable
+from reconciler.providers.base import observation_of
 from reconciler.providers.batch import memo
 
 if TYPE_CHECKING:
-    from reconciler.tls_probe import Presented
+    from reconciler.pki.inspect import Presented
 
 
 class EndpointSettings(StrictModel):
@@ -104,7 +105,7 @@ def endpoint_observation(endpoint: EndpointSettings, serial: str) -> Observation
 def presented_by(endpoint: EndpointSettings) -> Presented:
     """The certificate a handshake with ``endpoint`` presents (once per plan);
     ``Unreachable`` when no handshake completes."""
-    from reconciler.tls_probe import EndpointUnreachable, probe
+    from reconciler.providers.tls_probe import EndpointUnreachable, probe
 
     key = ("tls-probe", endpoint.host, endpoint.port, endpoint.sni)
     timeout = min(PROBE_TIMEOUT, endpoint.timeout_seconds)
@@ -116,7 +117,7 @@ def presented_by(endpoint: EndpointSettings) -> Presented:
 
 def serial_problems(endpoint: EndpointSettings, presented: Presented, serial: str) -> list[str]:
     """Drift when ``endpoint`` presents another certificate than serial ``serial``."""
-    from reconciler.tls_probe import describe_leaf
+    from reconciler.pki.inspect import describe_leaf
 
     if presented.serial != serial:
         served = describe_leaf(presented.leaf)

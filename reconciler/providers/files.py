@@ -19,6 +19,7 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
+from reconciler.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
 from reconciler.fsutil import (
     TARGET_DIR_MODE,
     fsync_directory,
@@ -27,10 +28,11 @@ from reconciler.fsutil import (
     unsafe_key_directory,
     write_atomic,
 )
-from reconciler.providers.base import CertificateMaterial, Facts, Missing, Target
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing
+from reconciler.providers.base import Target
 from reconciler.providers.commands import run_command
 from reconciler.providers.endpoint import EndpointSettings
-from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
 
 KEY_FILE = "key.pem"
 KEY_MODE = 0o600

@@ -27,18 +27,13 @@ from pydantic import AfterValidator, Field
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
+from reconciler.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
 from reconciler.fsutil import config_path, remove_stale_temps, unsafe_key_directory, write_atomic
-from reconciler.providers.base import (
-    CertificateMaterial,
-    Facts,
-    Missing,
-    Target,
-    Unreachable,
-    post_quantum_refusal,
-)
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing, Unreachable
+from reconciler.providers.base import Target, post_quantum_refusal
 from reconciler.providers.batch import memo
 from reconciler.providers.endpoint import EndpointSettings
-from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
 from reconciler.providers.haproxy_runtime import (
     CrtListEntry,
     HaproxyError,

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, EntryName, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
+from reconciler.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
 from reconciler.fsutil import (
     TARGET_DIR_MODE,
     config_path,
@@ -29,16 +30,11 @@ from reconciler.fsutil import (
     unsafe_key_directory,
     write_atomic,
 )
-from reconciler.providers.base import (
-    CertificateMaterial,
-    Facts,
-    Missing,
-    Target,
-    post_quantum_refusal,
-)
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing
+from reconciler.providers.base import Target, post_quantum_refusal
 from reconciler.providers.commands import run_command
 from reconciler.providers.endpoint import EndpointSettings
-from reconciler.providers.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
 
 KEY_MODE = 0o600
 PUBLIC_MODE = 0o644

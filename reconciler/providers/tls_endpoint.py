@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.errors import ProviderError
-from reconciler.providers.base import CertificateMaterial, Facts, Target
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts
+from reconciler.providers.base import Target
 from reconciler.providers.endpoint import (
     EndpointSettings,
     WatchedEndpoint,
@@ -26,7 +28,7 @@ from reconciler.providers.endpoint import (
 )
 
 if TYPE_CHECKING:
-    from reconciler.tls_probe import Presented
+    from reconciler.pki.inspect import Presented
 
 
 class TlsEndpointTargetConfig(WatchedEndpoint):
@@ -58,7 +60,7 @@ class TlsEndpointTarget(Target):
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
     ) -> Facts:
-        from reconciler.tls_probe import EndpointMismatch, wait_for_serial
+        from reconciler.providers.tls_probe import EndpointMismatch, wait_for_serial
 
         endpoint = self.config
         try:

@@ -27,19 +27,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reconciler.errors import StateError
 from reconciler.fsutil import STATE_DIR_MODE, fsync_directory, make_dirs, too_open
-from reconciler.state import audit_chain, keystores, migration, row_auth
-from reconciler.state.keystores import KeyStore, LocalKeyStore
-from reconciler.state.lockfile import LockFile
-from reconciler.state.records import (
+from reconciler.model.material import IssuedMaterial
+from reconciler.model.records import (
     AuthorityRecord,
     BindingRecord,
     CertificateRecord,
     CrlRecord,
     InterruptedStep,
-    IssuedMaterial,
     RecordedState,
     RevocationRecord,
 )
+from reconciler.state import audit_chain, keystores, migration, row_auth
+from reconciler.state.keystores import KeyStore, LocalKeyStore
+from reconciler.state.lockfile import LockFile
 from reconciler.state.row_auth import RowAuthenticator
 from reconciler.state.sealing import (
     DATA_KEY_V2,

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.state.records import (
+from reconciler.model.material import IssuedMaterial
+from reconciler.model.records import (
     AuthorityRecord,
     BindingRecord,
     CertificateRecord,
     CrlRecord,
-    IssuedMaterial,
     RecordedState,
 )
 

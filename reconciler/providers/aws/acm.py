@@ -15,8 +15,9 @@ from typing import Any
 from cryptography import x509
 
 from reconciler.errors import ProviderError
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts
 from reconciler.providers.aws.session import aws_errors, describe_error
-from reconciler.providers.base import CertificateMaterial, Facts
 from reconciler.providers.batch import memo
 
 TAG_MANAGED = "managed-by"
@@ -30,9 +31,6 @@ ALL_KEY_TYPES = [
     "EC_secp384r1",
     "EC_secp521r1",
 ]
-
-# Key algorithms ACM issues itself (RequestCertificate KeyAlgorithm).
-ACM_REQUEST_KEYS = {"rsa-2048": "RSA_2048", "ec-p256": "EC_prime256v1", "ec-p384": "EC_secp384r1"}
 
 # Key algorithms ACM accepts for import (it refuses Ed25519).
 ACM_IMPORT_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"})
@@ -149,6 +147,13 @@ def place(acm_client: Any, material: CertificateMaterial, previous_arn: str | No
                 if served_serial(acm_client, arn) is None:
                     arn = None
     return import_certificate(acm_client, material, arn)
+
+
+def copy_id(facts: Facts) -> str | None:
+    """The ACM certificate an AWS target's deploy imported or pointed at: every
+    binding whose facts name the same ARN shares that one copy."""
+    arn = facts.get("certificate_arn")
+    return str(arn) if arn else None
 
 
 def recorded_facts(material: CertificateMaterial, facts: Facts) -> Facts:

@@ -18,16 +18,12 @@ from pydantic import Field
 
 from reconciler.config.types import EntryName, StrictModel
 from reconciler.errors import ProviderError
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import aws_errors, client, error_code
-from reconciler.providers.base import (
-    CertificateMaterial,
-    Facts,
-    Missing,
-    Problem,
-    Target,
-)
+from reconciler.providers.base import Problem, Target
 from reconciler.providers.batch import memo
 
 # Elastic Load Balancing serves RSA 2048-4096 and ECDSA certificates; never Ed25519.
@@ -190,6 +186,10 @@ class AlbListenerTarget(Target):
 
     def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
         return acm.recorded_facts(material, facts)
+
+    @classmethod
+    def copy_id(cls, facts: Facts) -> str | None:
+        return acm.copy_id(facts)
 
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None

@@ -38,10 +38,12 @@ from pydantic import Field, field_validator, model_validator
 
 from reconciler.config.types import EntryName, StrictModel
 from reconciler.errors import ProviderError
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import aws_errors, client, error_code
-from reconciler.providers.base import CertificateMaterial, Facts, Missing, Target
+from reconciler.providers.base import Target
 
 EDGE_REGION = "us-east-1"
 """Edge-optimized domains are served by CloudFront, which reads ACM in us-east-1 only."""
@@ -254,6 +256,10 @@ class ApiGatewayTarget(Target):
 
     def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
         return acm.recorded_facts(material, facts)
+
+    @classmethod
+    def copy_id(cls, facts: Facts) -> str | None:
+        return acm.copy_id(facts)
 
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None

@@ -22,10 +22,12 @@ from pydantic import Field
 
 from reconciler.config.types import EntryName, StrictModel
 from reconciler.errors import ProviderError
+from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import aws_errors, client, error_code
-from reconciler.providers.base import CertificateMaterial, Facts, Missing, Target
+from reconciler.providers.base import Target
 from reconciler.providers.batch import memo
 
 CLOUDFRONT_REGION = "us-east-1"
@@ -236,6 +238,10 @@ class CloudFrontTarget(Target):
 
     def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
         return acm.recorded_facts(material, facts)
+
+    @classmethod
+    def copy_id(cls, facts: Facts) -> str | None:
+        return acm.copy_id(facts)
 
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None

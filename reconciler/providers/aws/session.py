@@ -15,8 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from reconciler.errors import ProviderError
+from reconciler.model.observed import Unreachable
 from reconciler.providers.aws.config import AwsProviderConfig
-from reconciler.providers.base import Unreachable
 
 
 @lru_cache(maxsize=64)

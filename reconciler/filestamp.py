@@ -2,7 +2,8 @@
 
 A no-change plan must cost a few ``stat`` calls per binding, so the hash is
 only recomputed when size or mtime moved (a ``touch`` is not drift; an edit
-is).  Shared by every target that writes certificate files.
+is).  Shared by every target that writes certificate files and by the
+private CA's CRL publishing, so it lives outside ``providers/``.
 """
 
 from __future__ import annotations

@@ -118,12 +118,3 @@ class RecordedState:
     @property
     def is_empty(self) -> bool:
         return not (self.authorities or self.certificates or self.bindings)
-
-
-@dataclass(frozen=True)
-class IssuedMaterial:
-    """Public PEMs of an issued certificate, fetched on demand."""
-
-    certificate_pem: str
-    chain_pem: str
-    root_pem: str
