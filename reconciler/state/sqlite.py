@@ -628,6 +628,14 @@ class SqliteStateStore(StateStore):
         rows = conn.execute(f"SELECT {select} FROM audit ORDER BY id")
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
+    def audit_head(self) -> str | None:
+        found = (
+            self._connect(create=False)
+            .execute("SELECT value FROM meta WHERE key = 'audit_head'")
+            .fetchone()
+        )
+        return found[0] if found else None
+
     # -- writing ----------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self, journal_entry: int | None = None) -> Iterator[StateWriter]:

@@ -8,7 +8,7 @@ raises StateLockedError naming the holder.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +22,7 @@ from reconciler.model.records import (
     CrlRecord,
     RecordedState,
 )
+from reconciler.state import audit_chain
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,36 @@ class LockInfo:
     host: str
     operation: str
     acquired_at: str
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """The result of checking the audit log's hash chain (``audit --verify``)."""
+
+    records: int
+    unverifiable: int  # records written before the chain began
+    head: str | None  # the stored chain head, "id:hash"
+    problems: tuple[str, ...]  # one line per edited or deleted record
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def verify_audit_rows(
+    rows: Sequence[Mapping[str, Any]],
+    head: str | None,
+    key: bytes | None,
+    keyed_after: int | None,
+) -> AuditVerification:
+    """Check ``rows`` against the chain ``head`` (see ``audit_chain``); ``keyed_after``
+    None means the stored switch point was edited: every chained record is then
+    checked as keyed, and the edit itself is reported."""
+    problems = []
+    if keyed_after is None:
+        problems.append("the stored start of the keyed chain was edited")
+    problems += audit_chain.verify_chain(rows, head, key, keyed_after or 0)
+    return AuditVerification(len(rows), audit_chain.unverifiable_count(rows), head, tuple(problems))
 
 
 class StateWriter(ABC):
@@ -145,7 +176,25 @@ class StateStore(ABC):
     ) -> None: ...
 
     @abstractmethod
-    def audit_log(self) -> list[dict[str, Any]]: ...
+    def audit_log(self) -> list[dict[str, Any]]:
+        """Every audit record, oldest first, with its ``previous`` and ``hash``."""
+
+    @abstractmethod
+    def audit_head(self) -> str | None:
+        """The stored head of the audit chain ("id:hash"); None before the first
+        chained record."""
+
+    @abstractmethod
+    def audit_chain_key(self) -> tuple[bytes | None, int | None]:
+        """The audit chain key (needs the master key) and the id of the last record
+        hashed without it; see ``SqliteStateStore.audit_chain_key``."""
+
+    def verify_audit(self) -> AuditVerification:
+        """Check the audit log's keyed hash chain; the caller holds the lock.  The key
+        comes first, so that a wrong master key fails before anything is read."""
+        key, keyed_after = self.audit_chain_key()
+        rows = self.audit_log()
+        return verify_audit_rows(rows, self.audit_head(), key, keyed_after)
 
     @abstractmethod
     def transaction(self, journal_entry: int | None = None) -> AbstractContextManager[StateWriter]:
@@ -159,4 +208,11 @@ class StateStore(ABC):
     def unlock(self) -> None: ...
 
 
-__all__ = ["Iterator", "LockInfo", "StateStore", "StateWriter"]
+__all__ = [
+    "AuditVerification",
+    "Iterator",
+    "LockInfo",
+    "StateStore",
+    "StateWriter",
+    "verify_audit_rows",
+]

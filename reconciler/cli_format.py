@@ -1,0 +1,105 @@
+"""Text the ``certform`` commands print, made from session results.
+
+Pure functions from results to strings (each ending in a newline where the
+command prints whole lines), so that what a user reads is one place to look
+at and ``cli.py`` stays wiring.  The inventory table (``inventory.py``) and
+the plan (``plan/render.py``) have their own renderers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from reconciler.session import ApplyOutcome, CheckResult, ImportResult, ValidateResult
+from reconciler.state.store import AuditVerification
+
+if TYPE_CHECKING:
+    from reconciler.monitoring.notifications import DeliveryReport
+
+AUDIT_COLUMNS = ("at", "actor", "command", "address", "action", "result", "detail")
+
+
+def validate_text(result: ValidateResult) -> str:
+    return (
+        f"Configuration is valid: {result.authorities} authorities, "
+        f"{result.certificates} certificates, {result.bindings} bindings."
+    )
+
+
+def apply_summary(outcome: ApplyOutcome) -> str:
+    """The last line of an apply that ran (for stderr when it is incomplete)."""
+    result = outcome.result
+    assert result is not None
+    if not result.ok:
+        return (
+            f"\nApply incomplete: {len(result.done)} done, {len(result.failed)} failed, "
+            f"{len(result.skipped)} skipped. Fix the errors above and run apply again."
+        )
+    return f"\nApply complete: {len(result.done)} change(s) made."
+
+
+def check_text(result: CheckResult) -> str:
+    """One line per finding and a count of what was checked."""
+    lines = [f"{f.severity.upper():8} {f.address}: {f.message}" for f in result.findings]
+    lines.append(f"Checked {result.checked} resources: {len(result.problems)} need attention.")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def check_json(result: CheckResult, reports: Sequence[DeliveryReport] | None) -> str:
+    document: dict[str, Any] = {"findings": [f.to_json() for f in result.findings]}
+    if reports is not None:
+        document["notifications"] = [r.to_json() for r in reports]
+    return json.dumps(document, indent=2)
+
+
+def notification_lines(reports: Sequence[DeliveryReport] | None, text: bool) -> list[str]:
+    """For stderr: failed deliveries always, sent ones only beside text output."""
+    return [
+        f"Notifications: {report.summary()}"
+        for report in reports or ()
+        if not report.ok or (text and report.sent)
+    ]
+
+
+def import_header(result: ImportResult) -> str:
+    material = result.material
+    return (
+        f"# {result.cert}: serial {material.serial}, {material.key_algorithm}, expires "
+        f"{material.certificate.not_valid_after_utc:%Y-%m-%d}. Add to your config "
+        "(keep the key file out of git, or use private_key_env):"
+    )
+
+
+def render_audit(rows: list[dict[str, Any]]) -> str:
+    """A plain text table, one record a line, oldest first."""
+    if not rows:
+        return "No audit records.\n"
+    cells = [list(AUDIT_COLUMNS)] + [[str(row[c] or "") for c in AUDIT_COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(AUDIT_COLUMNS) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(line, widths, strict=False)), line[-1]])
+        for line in cells
+    ]
+    return "".join(line.rstrip() + "\n" for line in lines)
+
+
+def audit_verification_text(verification: AuditVerification) -> str:
+    lines = [f"audit chain broken: {problem}" for problem in verification.problems]
+    if verification.unverifiable:
+        lines.append(f"{verification.unverifiable} records before the chain began (not verifiable)")
+    if verification.intact:
+        lines.append(f"audit chain intact: {verification.records} records")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def audit_verification_json(verification: AuditVerification) -> str:
+    report = {
+        "intact": verification.intact,
+        "records": verification.records,
+        "unverifiable": verification.unverifiable,
+        "head": verification.head,
+        "problems": list(verification.problems),
+    }
+    return json.dumps(report, indent=2)

@@ -1,0 +1,158 @@
+"""The options and arguments of the ``certform`` commands (typer annotations).
+
+Declared here, apart from ``cli.py``, so that each command reads as a list of
+its options and what it does with them, and an option several commands share
+has its help text written once.  Names follow the flags: ``Var`` is ``--var``.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+MAX_LOCK_TIMEOUT = 86400.0
+
+
+class CheckFormat(StrEnum):
+    """What ``certform check`` prints on stdout."""
+
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+def _lock_timeout(value: float) -> float:
+    """Bounded, so that ``nan`` or ``inf`` cannot make a job wait forever."""
+    if not math.isfinite(value) or not 0 <= value <= MAX_LOCK_TIMEOUT:
+        raise typer.BadParameter(f"expected seconds between 0 and {MAX_LOCK_TIMEOUT:.0f}")
+    return value
+
+
+# -- shared by the commands that load a configuration -----------------------------
+Config = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="Config file or directory of *.yaml files."),
+]
+Var = Annotated[
+    list[str] | None,
+    typer.Option("--var", help="Template variable key=value (repeatable)."),
+]
+VarFile = Annotated[
+    list[Path] | None,
+    typer.Option("--var-file", help="YAML file of template variables (repeatable)."),
+]
+LockTimeout = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        help="Seconds to wait for the state lock (default: fail fast).",
+        callback=_lock_timeout,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Tag = Annotated[
+    list[str] | None,
+    typer.Option("--tag", help="Only certificates with this tag (key=value; repeatable)."),
+]
+
+# -- plan ---------------------------------------------------------------------------
+PlanOut = Annotated[Path | None, typer.Option("--out", help="Save the plan for apply.")]
+PlanJson = Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")]
+DetailedExitcode = Annotated[
+    bool,
+    typer.Option("--detailed-exitcode", help="Exit 0 no changes, 1 error, 2 changes/drift."),
+]
+PlanAt = Annotated[
+    str | None,
+    typer.Option("--at", help="Plan as if the clock said this (ISO-8601 or +61d)."),
+]
+
+# -- apply --------------------------------------------------------------------------
+PlanFile = Annotated[
+    Path | None, typer.Argument(help="A plan saved by 'plan --out'; applied exactly.")
+]
+AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
+Parallelism = Annotated[
+    int,
+    typer.Option("--parallelism", min=1, max=100, help="ACME orders placed at the same time."),
+]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Apply a plan that exceeds policy.change_limit or rotates a CA."),
+]
+
+# -- check --------------------------------------------------------------------------
+Within = Annotated[
+    str | None,
+    typer.Option(
+        "--within",
+        help="Report what expires within this duration (default: what is past its "
+        "own renewal time).",
+    ),
+]
+CheckAt = Annotated[
+    str | None,
+    typer.Option("--at", help="Check as if the clock said this (ISO-8601 or +61d)."),
+]
+CheckJson = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+Format = Annotated[
+    CheckFormat,
+    typer.Option(
+        "--format",
+        help="text, json, or prometheus (node_exporter textfile format) on stdout.",
+    ),
+]
+Textfile = Annotated[
+    Path | None,
+    typer.Option(
+        "--textfile",
+        help="Also write the Prometheus gauges to this file, atomically (for "
+        "node_exporter's textfile collector: name it *.prom).",
+    ),
+]
+
+# -- import -------------------------------------------------------------------------
+ImportName = Annotated[str, typer.Argument(help="Name for the certificate in the config.")]
+Cert = Annotated[Path, typer.Option("--cert", help="PEM certificate (may include chain).")]
+Key = Annotated[Path, typer.Option("--key", help="PEM private key (unencrypted).")]
+Chain = Annotated[Path | None, typer.Option("--chain", help="PEM chain.")]
+Issuer = Annotated[str, typer.Option("--issuer", help="Name of the `imported` authority to use.")]
+
+# -- revoke -------------------------------------------------------------------------
+RevokeName = Annotated[
+    str, typer.Argument(help="A certificate, or authority.NAME for a subordinate CA.")
+]
+Reason = Annotated[
+    str,
+    typer.Option(
+        "--reason",
+        help="RFC 5280 reason: unspecified, keyCompromise, superseded, "
+        "cessationOfOperation, affiliationChanged, ...",
+    ),
+]
+
+# -- schema, audit, export ----------------------------------------------------------
+SchemaOut = Annotated[
+    Path, typer.Option("--out", help="Where to write the JSON Schema ('-' for stdout).")
+]
+Verify = Annotated[
+    bool, typer.Option("--verify", help="Check the hash chain: exit 1 if edited or deleted.")
+]
+ExportName = Annotated[str, typer.Argument(help="The certificate to export.")]
+PassphraseFile = Annotated[
+    Path,
+    typer.Option(
+        "--passphrase-file",
+        help="File holding the passphrase that encrypts the key (one line, 8+ characters).",
+    ),
+]
+ExportFormat = Annotated[
+    str, typer.Option("--format", help="pem (NAME.crt, .chain.pem, .root.pem, .key) or pkcs12.")
+]
+ExportOut = Annotated[
+    Path, typer.Option("--out", help="Directory to write into (existing files are kept).")
+]

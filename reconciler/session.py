@@ -1,0 +1,499 @@
+"""A certform session: one configuration, its state, and every operation on them.
+
+Why a session: the commands share one way to load the configuration, to open
+the state and to take its lock (before the state is created or read), and that
+logic must not live in the CLI, where only a subprocess could test it.  A
+``Session`` does the work and returns results (dataclasses, plans, rows); it
+never prints, prompts or exits.  What a user must be told comes back as a
+``CertformError`` (the CLI prints it and exits 1), and the few moments where a
+person is involved mid-operation (show the plan, ask for "yes", report
+progress, a note on stderr) are callbacks the caller passes in.
+
+Heavy modules (checks, exports, notifications) are imported by the operation
+that needs them, so that ``certform plan`` starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from reconciler.config.loader import load_var_file, parse_var_assignments
+from reconciler.config.validate import ValidatedConfig, load_and_validate
+from reconciler.engine.apply import ApplyResult, check_applicable, run_apply
+from reconciler.engine.planning import pem_reader, plan_from
+from reconciler.engine.saved_plan import prepare_state_for_saved_plan, read_saved_plan, save_plan
+from reconciler.engine.workspace import open_store
+from reconciler.errors import CertformError, StateError
+from reconciler.plan.model import Plan
+from reconciler.policy.recheck import recheck_plan, require_force
+from reconciler.model.records import RecordedState
+from reconciler.state.sqlite import SqliteStateStore
+from reconciler.state.store import AuditVerification, verify_audit_rows
+from reconciler.timeparse import parse_at, parse_within
+
+if TYPE_CHECKING:
+    from reconciler.config.imported import ImportedMaterial
+    from reconciler.engine.check import Finding
+    from reconciler.engine.export import ExportFile
+    from reconciler.monitoring.notifications import DeliveryReport
+    from reconciler.monitoring.prometheus import CertificateMetric
+
+DEFAULT_CONFIG = Path("certform.yaml")
+UPGRADE_NOTE = (
+    "Note: this state was written by an earlier certform; its records are "
+    "authenticated (tamper-evident) from the next apply on."
+)
+
+
+class UsageError(CertformError):
+    """An option or argument the session cannot act on; nothing was changed."""
+
+
+def _ignore(_: Any) -> None:
+    """The default for callbacks nobody listens to."""
+
+
+def variables_from(pairs: Sequence[str] = (), files: Sequence[Path] = ()) -> dict[str, Any]:
+    """Template variables: the files in order, then ``key=value`` pairs on top."""
+    variables: dict[str, Any] = {}
+    for path in files:
+        variables.update(load_var_file(path))
+    variables.update(parse_var_assignments(list(pairs)))
+    return variables
+
+
+def tag_filter(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``key=value`` tag filters as a mapping; raises UsageError on anything else."""
+    wanted: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag takes key=value, got {pair!r}")
+        wanted[key] = value
+    return wanted
+
+
+def tagged(tags: Mapping[str, str] | None, wanted: Mapping[str, str]) -> bool:
+    """Whether a resource's tags carry every wanted key with the wanted value."""
+    return all((tags or {}).get(key) == value for key, value in wanted.items())
+
+
+def _moment(text: str | None, now: datetime) -> datetime:
+    """``--at`` as a time; a bad value is a usage error, not a traceback."""
+    try:
+        return parse_at(text, now) if text else now
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    """What a valid configuration declares."""
+
+    authorities: int
+    certificates: int
+    bindings: int
+
+
+@dataclass(frozen=True)
+class ApplyHooks:
+    """Where apply involves a person.  ``confirm`` None means nobody can be asked
+    (no terminal): apply then refuses unless approved up front."""
+
+    show_plan: Callable[[Plan], None] = _ignore
+    progress: Callable[[str], None] = _ignore
+    confirm: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """The plan that was applied (re-checked under the lock) and what the run did;
+    ``result`` is None when there was nothing to do."""
+
+    plan: Plan
+    result: ApplyResult | None
+    from_saved_plan: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.result is None or self.result.ok
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``check`` found, and the gauges for monitoring."""
+
+    findings: list[Finding]
+    metrics: list[CertificateMetric]
+    checked: int
+    now: datetime
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "problem"]
+
+    def exit_status(self, reports: Sequence[DeliveryReport] | None = None) -> int:
+        """1 when a notification was not delivered, 2 when something needs
+        attention, 0 when all is well."""
+        if any(not report.ok for report in reports or ()):
+            return 1
+        return 2 if self.problems else 0
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """A checked certificate that runs somewhere, and the config that adopts it."""
+
+    cert: Path
+    material: ImportedMaterial
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RevokeResult:
+    message: str
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    files: list[ExportFile] = field(default_factory=list)
+
+
+class Session:
+    """One configuration (loaded on first use) and its state.
+
+    Every operation opens the state afresh and holds its lock only as long as it
+    needs; the validated configuration is loaded once and kept.
+    """
+
+    def __init__(
+        self,
+        config: Path = DEFAULT_CONFIG,
+        *,
+        var: Sequence[str] = (),
+        var_files: Sequence[Path] = (),
+        variables: Mapping[str, Any] | None = None,
+        lock_timeout: float = 0.0,
+        note: Callable[[str], None] = _ignore,
+    ) -> None:
+        self.config = config
+        self.lock_timeout = lock_timeout
+        self._var = list(var)
+        self._var_files = list(var_files)
+        self._variables = dict(variables or {})
+        self._note = note
+
+    @cached_property
+    def validated(self) -> ValidatedConfig:
+        """The configuration, loaded and validated (raises ConfigError)."""
+        variables = variables_from(self._var, self._var_files) | self._variables
+        return load_and_validate(self.config, variables)
+
+    def open_store(self) -> SqliteStateStore:
+        """The configuration's state store (not created until written)."""
+        validated = self.validated
+        return open_store(validated.config.state, validated.root, validated.config.providers)
+
+    # -- state access -----------------------------------------------------------
+    def _read_state(self, store: SqliteStateStore, operation: str) -> RecordedState:
+        """Read the state under its lock; a state that does not exist yet is empty."""
+        if not store.exists:
+            return RecordedState(lineage="", serial=0)
+        store.lock(operation, self.lock_timeout)
+        try:
+            store.open()
+            return store.read()
+        finally:
+            store.unlock()
+
+    @contextlib.contextmanager
+    def _existing_state(self, operation: str) -> Iterator[tuple[SqliteStateStore, RecordedState]]:
+        """The state, opened and locked for ``operation``, for operations that act on
+        what was issued (revoke, export); no state yet is an error, never a new state."""
+        store = self.open_store()
+        if not store.exists:
+            raise StateError(f"there is no state yet: nothing was issued, nothing to {operation}")
+        store.lock(operation, self.lock_timeout)
+        try:
+            store.open()
+            yield store, store.read()
+        finally:
+            store.unlock()
+            store.close()
+
+    def _plan_against(
+        self,
+        store: SqliteStateStore,
+        recorded: RecordedState,
+        when: datetime,
+        change: tuple[str, str] | None = None,
+    ) -> Plan:
+        return plan_from(
+            self.validated, recorded, str(store.path.resolve()), when, change, pem_reader(store)
+        )
+
+    # -- operations -------------------------------------------------------------
+    def validate(self) -> ValidateResult:
+        desired = self.validated.desired
+        return ValidateResult(
+            len(desired.authorities), len(desired.certificates), len(desired.bindings)
+        )
+
+    def plan(
+        self,
+        at: str | None = None,
+        *,
+        out: Path | None = None,
+        show: Callable[[Plan], None] = _ignore,
+    ) -> Plan:
+        """The plan as of ``at`` (default: now); changes nothing.  With ``out`` the
+        plan is saved with its MAC, after ``show`` has seen it (a plan for a new
+        state creates the state first, under the lock: the MAC needs its key)."""
+        when = _moment(at, datetime.now(UTC))
+        store = self.open_store()
+        if out is not None:
+            prepare_state_for_saved_plan(store, self.lock_timeout)
+        recorded = self._read_state(store, "plan")
+        change = store.key_store_change if store.exists else None
+        if store.exists and store.upgrade_pending:
+            self._note(UPGRADE_NOTE)
+        the_plan = self._plan_against(store, recorded, when, change)
+        show(the_plan)
+        if out is not None:
+            save_plan(the_plan, store, out)
+        return the_plan
+
+    def apply(
+        self,
+        plan_file: Path | None = None,
+        *,
+        auto_approve: bool = False,
+        force: bool = False,
+        parallelism: int = 10,
+        hooks: ApplyHooks | None = None,
+    ) -> ApplyOutcome:
+        """Issue, renew, deploy and remove until the world matches the configuration
+        (or apply the saved plan in ``plan_file`` exactly)."""
+        hooks = hooks or ApplyHooks()
+        validated = self.validated
+        store = self.open_store()
+        # A saved plan is verified (MAC, state, config root, serial, guards, policy,
+        # force) before the lock is taken: a refused one changes nothing at all.
+        saved = read_saved_plan(plan_file, store, validated, force) if plan_file else None
+        asked = saved is None and not auto_approve
+        if asked and hooks.confirm is None:
+            # Decide before touching the state: a CI job without approval changes nothing.
+            recorded = self._read_state(store, "plan")
+            hooks.show_plan(self._plan_against(store, recorded, datetime.now(UTC)))
+            raise UsageError(
+                "refusing to apply without confirmation: no terminal to ask; pass --auto-approve"
+            )
+        # The lock comes before the state is read or created, so that of two applies
+        # racing on a new directory only one creates the state (the other fails naming
+        # the holder, or waits and then plans against what the first one made).  Only
+        # an interactive apply of a new state waits for the "yes" before it creates
+        # anything at all (the lock file included).
+        locked_early = store.exists or auto_approve or saved is not None
+        if locked_early:
+            store.lock("apply", self.lock_timeout)
+        existed = store.exists
+        try:
+            if existed:
+                store.open()
+            recorded = store.read()
+            if saved is not None:
+                check_applicable(saved, recorded)
+                the_plan = saved
+            else:
+                change = store.key_store_change if existed else None
+                the_plan = self._plan_against(store, recorded, datetime.now(UTC), change)
+                hooks.show_plan(the_plan)
+            # Guards, policy and --force reasons once more, under the lock.
+            the_plan = recheck_plan(the_plan, recorded, validated.config.policy)
+            if not the_plan.has_changes and not recorded.interrupted:
+                return ApplyOutcome(the_plan, None, saved is not None)
+            require_force(the_plan, force)
+            if asked and not (hooks.confirm is not None and hooks.confirm()):
+                raise UsageError("apply cancelled; nothing was changed")
+            if not locked_early:  # another apply may have created the state meanwhile
+                store.lock("apply", self.lock_timeout)
+                recorded = store.read()
+                check_applicable(the_plan, recorded)
+            store.open()  # creates a new state, under the lock, exclusively
+            result = run_apply(
+                store, the_plan, recorded, hooks.progress, parallelism, root=validated.root
+            )
+        finally:
+            store.unlock()
+            store.close()
+        return ApplyOutcome(the_plan, result, saved is not None)
+
+    def show(self, tags: Sequence[str] | None = None) -> dict[str, Any]:
+        """Inventory rows (``authorities``, ``certificates``), certificates filtered
+        by ``key=value`` tags."""
+        from reconciler.inventory import inventory
+
+        validated = self.validated
+        recorded = self._read_state(self.open_store(), "show")
+        rows = inventory(validated.desired, recorded, datetime.now(UTC))
+        wanted = tag_filter(tags)
+        rows["certificates"] = [c for c in rows["certificates"] if tagged(c["tags"], wanted)]
+        return rows
+
+    def check(
+        self,
+        within: str | None = None,
+        at: str | None = None,
+        tags: Sequence[str] | None = None,
+        textfile: Path | None = None,
+    ) -> CheckResult:
+        """Expiring certificates, ACM renewal health and what TLS endpoints really
+        serve; with ``textfile``, the Prometheus gauges are written there atomically.
+        Notifications are sent separately (``notify``), after the caller has shown
+        the findings."""
+        from reconciler.engine.check import acm_findings, endpoint_findings, expiry_findings
+        from reconciler.engine.watches import endpoint_watches
+        from reconciler.monitoring.prometheus import (
+            certificate_metrics,
+            render_prometheus,
+            write_textfile,
+        )
+
+        wanted = tag_filter(tags)
+        try:
+            window = parse_within(within) if within else None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        now = _moment(at, datetime.now(UTC))
+        validated = self.validated
+        store = self.open_store()
+        recorded = self._read_state(store, "check")
+        desired = validated.desired
+        renew_before = {c.address: c.renew_before for c in desired.certificates} | {
+            a.address: a.renew_before for a in desired.authorities
+        }
+        findings = expiry_findings(recorded, now, window, renew_before)
+        if any(r.external_id for r in recorded.certificates.values()):
+            from reconciler.providers.aws.acm import describe_for_check
+
+            findings += acm_findings(recorded, describe_for_check)
+        endpoints = validated.config.endpoints
+        watches = endpoint_watches(desired, recorded, store, endpoints, validated.root)
+        findings += endpoint_findings(watches, now, window)
+        if wanted:  # only certificates carry tags: the filter keeps theirs
+            chosen = {c.address for c in desired.certificates if tagged(c.tags, wanted)}
+            findings = [f for f in findings if f.address in chosen]
+        metrics = [m for m in certificate_metrics(recorded, desired) if tagged(m.tags, wanted)]
+        if textfile is not None:
+            try:
+                write_textfile(textfile, render_prometheus(metrics, now))
+            except OSError as exc:
+                raise UsageError(f"cannot write {textfile}: {exc.strerror or exc}") from None
+        checked = len(recorded.certificates) + len(recorded.authorities) + len(watches)
+        return CheckResult(findings, metrics, checked, now)
+
+    def notify(self, result: CheckResult, out: TextIO | None = None) -> list[DeliveryReport] | None:
+        """Deliver the expiry notifications due for ``result`` (the ``stdout`` sink
+        writes to ``out``); None when the configuration has no notifications."""
+        from reconciler.monitoring.notifications import notify
+
+        notifications = self.validated.config.notifications
+        if notifications is None:
+            return None
+        return notify(
+            notifications,
+            result.metrics,
+            result.now,
+            root=self.validated.root,
+            out=out or sys.stdout,
+        )
+
+    @staticmethod
+    def import_certificate(
+        name: str, cert: Path, key: Path, chain: Path | None = None, issuer: str = "imported"
+    ) -> ImportResult:
+        """Check a certificate that already runs somewhere (paths relative to the
+        working directory) and build the config that adopts it as ``name``."""
+        from reconciler.config.imported import ImportError_, load_imported
+
+        try:
+            material = load_imported(
+                Path.cwd(), str(cert), str(chain) if chain else None, str(key), None
+            )
+        except ImportError_ as exc:
+            raise UsageError(str(exc)) from None
+        entry: dict[str, Any] = {
+            "issuer": issuer,
+            "names": material.names,
+            "certificate": str(cert),
+        }
+        if chain:
+            entry["chain"] = str(chain)
+        entry["private_key"] = str(key)
+        document = {"authorities": {issuer: {"type": "imported"}}, "certificates": {name: entry}}
+        return ImportResult(cert, material, document)
+
+    def revoke(self, name: str, reason: str = "unspecified") -> RevokeResult:
+        """Revoke a certificate (or ``authority.NAME``); the next apply re-issues it."""
+        from reconciler.acme.client import REVOCATION_REASONS
+        from reconciler.engine.revoke import revoke_certificate
+
+        if reason not in REVOCATION_REASONS:  # before the state is opened: nothing changes
+            raise UsageError(
+                f"unknown revocation reason {reason!r}; expected one of: "
+                + ", ".join(REVOCATION_REASONS)
+            )
+        root = self.validated.root
+        with self._existing_state("revoke") as (store, recorded):
+            return RevokeResult(revoke_certificate(store, recorded, name, reason, root))
+
+    def export(
+        self, name: str, passphrase_file: Path, fmt: str = "pem", out: Path = Path(".")
+    ) -> ExportResult:
+        """Export an ``exportable`` certificate with its chain and encrypted key; audited."""
+        from reconciler.engine.export import FORMATS, export_certificate, read_passphrase
+
+        validated = self.validated
+        # Bad input is refused before the state is even opened: nothing in it changes.
+        if fmt not in FORMATS:
+            raise UsageError(
+                f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}"
+            )
+        read_passphrase(passphrase_file)
+        certificates = validated.config.certificates
+        with self._existing_state("export") as (store, recorded):
+            files = export_certificate(
+                store, recorded, certificates, name, passphrase_file, fmt, out
+            )
+        return ExportResult(files)
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """The audit records, oldest first (needs no master key); none without a state."""
+        store = self.open_store()
+        if not store.exists:
+            return []
+        store.lock("audit", self.lock_timeout)
+        try:
+            return store.audit_log()
+        finally:
+            store.unlock()
+            store.close()
+
+    def verify_audit(self) -> AuditVerification:
+        """Check the audit log's keyed hash chain (needs the master key)."""
+        store = self.open_store()
+        if not store.exists:
+            return verify_audit_rows([], None, None, 0)
+        store.lock("audit", self.lock_timeout)
+        try:
+            return store.verify_audit()
+        finally:
+            store.unlock()
+            store.close()
