@@ -31,9 +31,9 @@ from reconciler.engine.planning import pem_reader, plan_from
 from reconciler.engine.saved_plan import prepare_state_for_saved_plan, read_saved_plan, save_plan
 from reconciler.engine.workspace import open_store
 from reconciler.errors import CertformError, StateError
+from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
 from reconciler.policy.recheck import recheck_plan, require_force
-from reconciler.model.records import RecordedState
 from reconciler.state.sqlite import SqliteStateStore
 from reconciler.state.store import AuditVerification, verify_audit_rows
 from reconciler.timeparse import parse_at, parse_within
