@@ -51,6 +51,8 @@ _SEQUENCE_TAGS = frozenset((SEQ_TAG, OMAP_TAG, PAIRS_TAG))
 _LIST_OF_PAIRS = {OMAP_TAG: "an ordered map", PAIRS_TAG: "pairs"}
 
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: What the safe constructor raises on a malformed scalar with a message worth showing.
+_EXPLAINED = (ValueError, TypeError, OverflowError, ArithmeticError)
 
 
 class _MergeKey:
@@ -153,11 +155,13 @@ class YamlValues:
             return self._constructors[tag](self._constructor, ScalarNode(tag, value))
         except yaml.MarkedYAMLError as exc:
             raise BadValue(exc.problem or f"invalid {_short(tag)} value {_shown(value)}") from None
-        # The constructors are not ours and the input is untrusted: whatever they
-        # raise (ValueError, KeyError for ``!!bool maybe``, AttributeError for
-        # ``!!timestamp abc``...) means the same thing, an invalid value.
-        except Exception as exc:
+        except _EXPLAINED as exc:  # "month must be in 1..12", "Exceeds the limit (4300 digits)"
             raise BadValue(f"invalid {_short(tag)} value {_shown(value)}: {exc}") from None
+        # The constructors are not ours and the input is untrusted: whatever else
+        # they raise (KeyError for ``!!bool maybe``, AttributeError for
+        # ``!!timestamp abc``...) means the same thing, and its text explains nothing.
+        except Exception:
+            raise BadValue(f"invalid {_short(tag)} value {_shown(value)}") from None
 
 
 def _short(tag: str) -> str:
