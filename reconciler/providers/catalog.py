@@ -57,8 +57,12 @@ ProviderConfig = Annotated[
 
 
 def provider_name(config: BaseModel) -> str | None:
-    """The ``provider:`` a target config names, if it takes one."""
-    return getattr(config, "provider", None)
+    """The ``provider:`` a target config names, if it takes one.  Asked of the
+    model's declared fields: a ``getattr`` miss goes through pydantic's slow
+    ``__getattr__`` (tens of thousands of times in a large validate)."""
+    if "provider" not in type(config).model_fields:
+        return None
+    return config.provider  # type: ignore[attr-defined]
 
 
 def target_class(type_name: str) -> type[Target]:
