@@ -1,43 +1,75 @@
-"""The write side: execute a plan's changes phase by phase, each step journaled.
+"""The write side: execute a plan's changes phase by phase, in journaled batches.
 
-Every step writes a journal entry before it acts (with the new private key,
-sealed, when it generates one) and records its result together with closing
-that entry in one transaction: ``run_batch`` below is the one place that
-sequences journal → fault point → act → fault point → record → audit.  A
-process killed anywhere leaves either nothing or an open entry whose key the
-next run reuses; targets are re-observed on the next plan, so a half-deployed
-binding shows up as drift.
+``run_batch`` below is the one place that sequences prepare → journal → fault
+point → act → fault point → flush → record → audit, for a batch of steps:
+
+1. every step of the batch is prepared (its new private key chosen) and the
+   batch is journaled in one durable commit (``StateStore.journal_start_many``:
+   one ``started`` entry per step, its key sealed and bound to the entry);
+2. the steps act (sign, order, deploy), files written with their durability
+   deferred (``fsutil.deferred_sync``);
+3. the written files and their directories are made durable at once (one
+   ``syncfs`` per file system, or an fsync pass);
+4. the batch is recorded, with its audit records, in one transaction that closes
+   its journal entries (``StateStore.transaction(*entries)``).
+
+Durability model: the state never records a deployment before its files are on
+disk (3 before 4), and never a step that was not journaled first (1 before 2).
+A process killed anywhere leaves either nothing, or ``started`` entries whose
+keys the next run reuses (so nothing is issued twice with different keys) and
+deployments the state does not know yet, which the next plan sees as drift and
+rebinds.  What batching changes is only how much one crash leaves to redo: up
+to a batch (``BATCH_SIZE`` steps) instead of one step.  A record that fails
+(say, a tampered row) fails its own step only: the batch is then recorded step
+by step.
 
 Phases run in order (authorities, ACME accounts, certificates, bindings,
 revocations and CRLs, destroys), each step in the plan's order within its
-phase.  A failed step does not stop independent ones; a step whose
-dependencies (``Change.depends_on``, from its spec in the plan) failed or were
-skipped is skipped: certificates under a failed CA, bindings of a failed
-certificate.
+phase.  A batch holds consecutive steps of one phase none of which depends on
+another of the batch (a subordinate CA waits for its parent's batch to be
+recorded).  Steps with the same ``batch_key`` act together (ACME orders in
+parallel), at the position of the first of them.  A failed step does not stop
+independent ones; a step whose dependencies (``Change.depends_on``, from its spec
+in the plan) failed or were skipped is skipped: certificates under a failed CA,
+bindings of a failed certificate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import os
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # The step modules register themselves in STEPS.
 from reconciler.engine import authority_steps, binding_steps, certificate_steps  # noqa: F401
 from reconciler.engine.context import ApplyContext, ApplyResult, Reporter
-from reconciler.engine.faults import fault_point
+from reconciler.engine.faults import BATCH_SIZE_ENV, fault_point
 from reconciler.engine.revocation_steps import revoke_replaced
-from reconciler.engine.step import Phase, Prepared, Step, step_for
+from reconciler.engine.step import Done, Phase, Prepared, Step, step_for
 from reconciler.errors import CertformError, ProviderError
-from reconciler.fsutil import unsafe_key_directory
+from reconciler.fsutil import deferred_sync, unsafe_key_directory
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import KEY_STORE_ADDRESS, Change, Plan
 from reconciler.plan.specs import BindingSpec
 from reconciler.providers.catalog import target_from_settings
-from reconciler.state.store import StateStore
+from reconciler.state.store import StateStore, StateWriter
 
 STEP_ERRORS = (CertformError, OSError, ValueError)
 """What fails one step (and not the run): anything else is a bug and stops apply."""
+
+BATCH_SIZE = 256
+"""Most steps journaled, acted and recorded as one batch: bounds one transaction
+(and what one crash leaves to redo) while progress output still flows."""
+
+
+def batch_size() -> int:
+    """``BATCH_SIZE``, or the test hook's smaller value (``CERTFORM_TEST_BATCH_SIZE``)."""
+    wanted = os.environ.get(BATCH_SIZE_ENV, "")
+    if wanted.isdigit() and int(wanted) > 0:
+        return min(int(wanted), BATCH_SIZE)
+    return BATCH_SIZE
 
 
 def run_apply(
@@ -81,82 +113,165 @@ def run(ctx: ApplyContext) -> ApplyResult:
     return ctx.result
 
 
+@dataclass
+class _Group:
+    """Changes of one step that act together (same batch key), or one change alone."""
+
+    step: Step
+    together: bool
+    changes: list[Change]
+
+
 def run_phase(ctx: ApplyContext, steps: Sequence[tuple[Change, Step]]) -> None:
-    """The phase's steps in plan order; steps with the same batch key run as one
-    batch, at the position of the first of them."""
-    batches: dict[Hashable, list[Change]] = {}
-    order: list[tuple[Step, Hashable]] = []
+    """The phase's steps in plan order, in batches (see ``batches``)."""
+    for batch in batches(ctx, steps, batch_size()):
+        run_batch(ctx, batch)
+
+
+def batches(
+    ctx: ApplyContext, steps: Sequence[tuple[Change, Step]], size: int
+) -> Iterator[list[_Group]]:
+    """Consecutive groups of at most ``size`` changes, none depending on another of
+    its batch.  Changes with the same batch key form one group at the position of
+    the first of them (split in pieces of ``size``)."""
+    groups: dict[Hashable, _Group] = {}
+    order: list[_Group] = []
     for index, (change, step) in enumerate(steps):
         key = step.batch_key(ctx, change)
-        group: Hashable = (id(step), key) if key is not None else index
-        if group not in batches:
-            batches[group] = []
-            order.append((step, group))
-        batches[group].append(change)
-    for step, group in order:
-        run_batch(ctx, step, batches[group])
+        name: Hashable = (id(step), key) if key is not None else index
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = _Group(step, key is not None, [])
+            order.append(group)
+        group.changes.append(change)
+    batch: list[_Group] = []
+    count = 0
+    inside: set[str] = set()
+    for group in order:
+        for start in range(0, len(group.changes), size):
+            piece = _Group(group.step, group.together, group.changes[start : start + size])
+            needs = {a for c in piece.changes for alts in c.depends_on for a in alts}
+            if batch and (count + len(piece.changes) > size or needs & inside):
+                yield batch
+                batch, count, inside = [], 0, set()
+            batch.append(piece)
+            count += len(piece.changes)
+            inside.update(c.address for c in piece.changes)
+    if batch:
+        yield batch
 
 
-def run_batch(ctx: ApplyContext, step: Step, changes: Sequence[Change]) -> None:
-    """Journal → fault point → act → fault point → record → audit, for one batch
-    of one step kind.  Every change is journaled before any of them acts."""
-    started: list[tuple[Change, Prepared, int]] = []
-    for change in changes:
-        blocker = blocked_by(ctx, change)
-        if blocker:
-            ctx.result.skipped[change.address] = f"{blocker} failed"
-            ctx.report(f"{change.address}: skipped ({blocker} failed)")
-            continue
-        ctx.report(f"{change.address}: {change.action.value}…")
-        try:
-            prepared = step.prepare(ctx, change)
-        except STEP_ERRORS as exc:
-            _failed(ctx, change, None, exc)
-            continue
-        entry = ctx.store.journal_start(
-            ctx.run_id, change.address, change.action.value, prepared.key_der
-        )
-        started.append((change, prepared, entry))
-    if not started:
+@dataclass
+class _Started:
+    step: Step
+    change: Change
+    prepared: Prepared
+    entry: int
+    outcome: Any = None
+
+
+def run_batch(ctx: ApplyContext, batch: Sequence[_Group]) -> None:
+    """Prepare → journal (one commit) → act → flush files → record (one commit) →
+    finish, for one batch.  Every change is journaled before any of them acts."""
+    ready: list[tuple[_Group, list[tuple[Change, Prepared]]]] = []
+    for group in batch:
+        prepared_group: list[tuple[Change, Prepared]] = []
+        for change in group.changes:
+            blocker = blocked_by(ctx, change)
+            if blocker:
+                ctx.result.skipped[change.address] = f"{blocker} failed"
+                ctx.report(f"{change.address}: skipped ({blocker} failed)")
+                continue
+            ctx.report(f"{change.address}: {change.action.value}…")
+            try:
+                prepared_group.append((change, group.step.prepare(ctx, change)))
+            except STEP_ERRORS as exc:
+                _failed(ctx, change, None, exc)
+        if prepared_group:
+            ready.append((group, prepared_group))
+    flat = [(group, change, prepared) for group, items in ready for change, prepared in items]
+    if not flat:
         return
-    for (change, prepared, entry), outcome in zip(started, _act(ctx, step, started), strict=True):
-        if isinstance(outcome, BaseException):
-            _failed(ctx, change, entry, outcome)
+    entries = ctx.store.journal_start_many(
+        ctx.run_id,
+        [(change.address, change.action.value, prepared.key_der) for _, change, prepared in flat],
+    )
+    started: list[_Started] = []
+    with deferred_sync() as written:
+        position = 0
+        for group, items in ready:
+            mine = entries[position : position + len(items)]
+            position += len(items)
+            outcomes = _act(ctx, group, items)
+            for (change, prepared), entry, outcome in zip(items, mine, outcomes, strict=True):
+                started.append(_Started(group.step, change, prepared, entry, outcome))
+        # What the steps wrote is on disk before the state says it was deployed.
+        written.flush()
+    acted = [s for s in started if not isinstance(s.outcome, BaseException)]
+    for s in started:
+        if isinstance(s.outcome, BaseException):
+            _failed(ctx, s.change, s.entry, s.outcome)
+    for s, done in _record(ctx, acted):
+        if isinstance(done, BaseException):
+            _failed(ctx, s.change, s.entry, done)
             continue
-        fault_point(change.address, "acted")
-        try:
-            with ctx.store.transaction(entry) as writer:
-                done = step.record(ctx, change, prepared, outcome, writer)
-                writer.audit(
-                    ctx.actor, "apply", change.address, change.action.value, "ok", done.audit
-                )
-        except STEP_ERRORS as exc:
-            _failed(ctx, change, entry, exc)
-            continue
-        step.finish(ctx, change, prepared, outcome)
-        ctx.result.done.append(change.address)
-        ctx.report(f"{change.address}: {change.action.value} done{done.report}")
+        s.step.finish(ctx, s.change, s.prepared, s.outcome)
+        ctx.result.done.append(s.change.address)
+        ctx.report(f"{s.change.address}: {s.change.action.value} done{done.report}")
 
 
-def _act(
-    ctx: ApplyContext, step: Step, started: Sequence[tuple[Change, Prepared, int]]
-) -> list[Any]:
+def _act(ctx: ApplyContext, group: _Group, items: Sequence[tuple[Change, Prepared]]) -> list[Any]:
     """Each change's outcome, or the exception its act raised."""
-    if len(started) > 1:
-        for change, _, _ in started:
+    step = group.step
+    if group.together and len(items) > 1:
+        for change, _ in items:
             fault_point(change.address, "journaled")
         try:
-            return step.act_together(ctx, [(change, prepared) for change, prepared, _ in started])
+            outcomes = step.act_together(ctx, items)
         except STEP_ERRORS as exc:
-            return [exc] * len(started)
-    outcomes: list[Any] = []
-    for change, prepared, _ in started:
+            return [exc] * len(items)
+        for change, _ in items:
+            fault_point(change.address, "acted")
+        return outcomes
+    results: list[Any] = []
+    for change, prepared in items:
         fault_point(change.address, "journaled")
         try:
-            outcomes.append(step.act(ctx, change, prepared))
+            results.append(step.act(ctx, change, prepared))
         except STEP_ERRORS as exc:
-            outcomes.append(exc)
-    return outcomes
+            results.append(exc)
+            continue
+        fault_point(change.address, "acted")
+    return results
+
+
+def _record(ctx: ApplyContext, acted: Sequence[_Started]) -> list[tuple[_Started, Any]]:
+    """Record the acted steps in one transaction that closes their journal entries;
+    when one of them cannot be recorded, each in its own (so only that one fails).
+    Each step with its ``Done``, or the exception its record raised."""
+    if not acted:
+        return []
+    if len(acted) > 1:
+        try:
+            with ctx.store.transaction(*(s.entry for s in acted)) as writer:
+                return [(s, _record_one(ctx, s, writer)) for s in acted]
+        except STEP_ERRORS:
+            pass  # rolled back: find out which one it was
+    results: list[tuple[_Started, Any]] = []
+    for s in acted:
+        try:
+            with ctx.store.transaction(s.entry) as writer:
+                results.append((s, _record_one(ctx, s, writer)))
+        except STEP_ERRORS as exc:
+            results.append((s, exc))
+    return results
+
+
+def _record_one(ctx: ApplyContext, s: _Started, writer: StateWriter) -> Done:
+    done = s.step.record(ctx, s.change, s.prepared, s.outcome, writer)
+    action = s.change.action.value
+    writer.audit(ctx.actor, "apply", s.change.address, action, "ok", done.audit)
+    return done
 
 
 def _failed(ctx: ApplyContext, change: Change, entry: int | None, exc: BaseException) -> None:

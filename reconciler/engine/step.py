@@ -11,10 +11,10 @@ A step is split in the parts the runner sequences (``runner.run_batch``):
 * ``finish`` — after the commit: in-memory bookkeeping (material to deploy
   later in the run, copies to retire).
 
-Steps never journal, audit or catch errors themselves: the runner does, in one
-place.  ``batch_key`` groups steps of one phase that may act together; the
-runner journals a batch before any of it acts, so journaling and recording a
-phase in one transaction each is a change to the runner alone.
+Steps never journal, audit, fsync or catch errors themselves: the runner does,
+in one place, for a batch of steps at a time (one commit to journal the batch,
+one flush of the files it wrote, one commit to record it).  ``batch_key`` groups
+steps of one phase that act together (ACME orders in parallel).
 """
 
 from __future__ import annotations

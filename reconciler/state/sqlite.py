@@ -1,4 +1,4 @@
-"""The embedded state backend: one SQLite file, WAL, one transaction per step.
+"""The embedded state backend: one SQLite file, WAL, two commits per batch of steps.
 
 Contract shared by every backend (see ``StateStore`` in ``store.py``): ``read``
 returns public records only; private keys are sealed with the state's data key
@@ -7,6 +7,15 @@ changes records bumps the serial; the lock (an OS lock on ``state.db.lock``, see
 ``lockfile.py``) names its holder and dies with its process.  A new state is born
 complete (schema, lineage, wrapped data key) and appears with ``link``, never by a
 rename over an existing file, so two first runs cannot both create one.
+
+Durability: WAL with ``synchronous=FULL``, so every COMMIT is on disk when it
+returns (one fsync of the WAL).  Apply pays it twice per batch of steps, not
+twice per step: ``journal_start_many`` commits a batch's journal entries (keys
+sealed and bound to their entry) before any of its steps acts, and
+``transaction(*entries)`` commits the batch's records with the closing of those
+entries.  A crash in between leaves ``started`` entries (``read`` reports them
+as interrupted; ``journaled_key`` hands their keys back); a crash inside a commit
+leaves SQLite's last committed state.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -571,20 +580,43 @@ class SqliteStateStore(StateStore):
 
     # -- journal, audit ---------------------------------------------------------
     def journal_start(self, run_id: str, address: str, action: str, key_der: bytes | None) -> int:
+        (entry,) = self.journal_start_many(run_id, [(address, action, key_der)])
+        return entry
+
+    def journal_start_many(
+        self, run_id: str, steps: Sequence[tuple[str, str, bytes | None]]
+    ) -> list[int]:
+        """One commit (one WAL fsync) for a batch of entries.  Ids are taken under
+        the write lock (``BEGIN IMMEDIATE``) as SQLite would pick them, so that each
+        key is sealed bound to its own entry (``journal_aad``) in the same INSERT."""
+        if not steps:
+            return []
         self._ensure_migrated()
         sealer = self._sealer_for()
         conn = self._connect(create=True)
+        now = _now()
         with self._txn(conn):
-            cur = conn.execute(
-                "INSERT INTO journal (run_id, address, action, status, sealed_key, started_at) "
-                "VALUES (?, ?, ?, 'started', NULL, ?)",
-                (run_id, address, action, _now()),
+            (last,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()
+            entries = list(range(int(last) + 1, int(last) + 1 + len(steps)))
+            rows = [
+                (
+                    entry,
+                    run_id,
+                    address,
+                    action,
+                    sealer.seal_bound(key_der, journal_aad(address, run_id, entry))
+                    if key_der
+                    else None,
+                    now,
+                )
+                for entry, (address, action, key_der) in zip(entries, steps, strict=True)
+            ]
+            conn.executemany(
+                "INSERT INTO journal (id, run_id, address, action, status, sealed_key, "
+                "started_at) VALUES (?, ?, ?, ?, 'started', ?, ?)",
+                rows,
             )
-            entry = int(cur.lastrowid or 0)
-            if key_der:
-                sealed = sealer.seal_bound(key_der, journal_aad(address, run_id, entry))
-                conn.execute("UPDATE journal SET sealed_key = ? WHERE id = ?", (sealed, entry))
-        return entry
+        return entries
 
     def journal_finish(self, entry: int, status: str) -> None:
         conn = self._connect(create=False)
@@ -638,20 +670,33 @@ class SqliteStateStore(StateStore):
 
     # -- writing ----------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self, journal_entry: int | None = None) -> Iterator[StateWriter]:
+    def transaction(self, *journal_entries: int) -> Iterator[StateWriter]:
         self._ensure_migrated()
         conn = self._connect(create=True)
         with self._txn(conn):
             yield self._writer(conn)
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'")
-            if journal_entry is not None:
-                self._finish(conn, journal_entry, "done")
-                conn.execute(
-                    "UPDATE journal SET status = 'recovered', sealed_key = NULL "
-                    "WHERE status IN ('interrupted', 'failed') AND address = "
-                    "(SELECT address FROM journal WHERE id = ?)",
-                    (journal_entry,),
-                )
+            if journal_entries:
+                self._close_entries(conn, journal_entries)
+
+    @staticmethod
+    def _close_entries(conn: sqlite3.Connection, entries: Sequence[int]) -> None:
+        """Mark ``entries`` done (their keys are in the records now) and the interrupted
+        or failed entries of the same addresses recovered (their keys were reused)."""
+        now = _now()
+        conn.executemany(
+            "UPDATE journal SET status = 'done', finished_at = ?, sealed_key = NULL WHERE id = ?",
+            [(now, entry) for entry in entries],
+        )
+        for start in range(0, len(entries), 500):  # SQLite's bound-parameter limit
+            chunk = entries[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            conn.execute(
+                "UPDATE journal SET status = 'recovered', sealed_key = NULL "
+                "WHERE status IN ('interrupted', 'failed') AND address IN "
+                f"(SELECT address FROM journal WHERE id IN ({marks}))",
+                chunk,
+            )
 
     # -- locking ----------------------------------------------------------------
     def lock(self, operation: str, timeout: float = 0.0) -> None:

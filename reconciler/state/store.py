@@ -3,6 +3,18 @@
 Small on purpose, so that another backend (PostgreSQL, object storage with
 conditional writes) is one module.  Every method may raise StateError; ``lock``
 raises StateLockedError naming the holder.
+
+Durability model (what apply's runner relies on, see ``engine/runner.py``):
+
+* ``journal_start_many`` commits, durably and at once, one ``started`` entry per
+  step of a batch (with the step's new private key, sealed and bound to its entry)
+  before any of those steps acts;
+* ``transaction(*entries)`` commits the records of a batch and closes its entries
+  (``done``, their keys dropped) atomically: all of it lands or none of it does;
+* so a process killed between the two leaves ``started`` entries, which the next
+  run reports as interrupted and whose keys it reuses, and deployments the state
+  does not know yet, which the next plan sees as drift.  A batch therefore costs
+  two commits, whatever its size.
 """
 
 from __future__ import annotations
@@ -152,6 +164,13 @@ class StateStore(ABC):
         """Record, durably, that a step is about to change the world."""
 
     @abstractmethod
+    def journal_start_many(
+        self, run_id: str, steps: Sequence[tuple[str, str, bytes | None]]
+    ) -> list[int]:
+        """``journal_start`` for a batch of (address, action, key DER) in one durable
+        commit: every entry is there, or none is.  The entries, in order."""
+
+    @abstractmethod
     def journal_finish(self, entry: int, status: str) -> None: ...
 
     @abstractmethod
@@ -197,9 +216,11 @@ class StateStore(ABC):
         return verify_audit_rows(rows, self.audit_head(), key, keyed_after)
 
     @abstractmethod
-    def transaction(self, journal_entry: int | None = None) -> AbstractContextManager[StateWriter]:
-        """Write records atomically, bump the serial, and close ``journal_entry``
-        together with any interrupted entries of the same address (their keys are used)."""
+    def transaction(self, *journal_entries: int) -> AbstractContextManager[StateWriter]:
+        """Write records atomically, bump the serial, and close ``journal_entries``
+        (``done``) together with any interrupted or failed entries of the same
+        addresses (their keys are used).  One commit however many records: apply
+        records a whole batch of steps in one."""
 
     @abstractmethod
     def lock(self, operation: str, timeout: float = 0.0) -> None: ...
