@@ -90,3 +90,39 @@ def test_exhausted_retries_fail_cleanly_and_state_says_what_happened(
     )["CertificateSummaryList"]
     assert len(summaries) == 3, "placeholder, web and api: nothing imported twice"
     assert aws.listener_certificates(listener)[1] == {aws.arn_for("certificate.api")}
+
+
+def test_retiring_a_copy_that_is_already_gone_is_decided_by_the_error_code(
+    aws: AwsLab,
+) -> None:
+    """ACM answers ResourceNotFoundException for a copy deleted by hand: retire says
+    nothing happened (the error code decides, not the message text); a copy that
+    exists and is unused is deleted."""
+    from reconciler.providers.aws.acm import retire
+
+    acm = aws.client("acm")
+    gone = acm.import_certificate(**_imported_pair())["CertificateArn"]
+    acm.delete_certificate(CertificateArn=gone)
+    assert retire(acm, gone) is None
+
+    kept = acm.import_certificate(**_imported_pair())["CertificateArn"]
+    assert retire(acm, kept) == f"deleted ACM certificate {kept}"
+    assert kept not in {
+        c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]
+    }
+
+
+def _imported_pair() -> dict[str, bytes]:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.selfsigned import self_signed
+
+    certificate, key = self_signed("gone.example.test")
+    return {
+        "Certificate": certificate.public_bytes(serialization.Encoding.PEM),
+        "PrivateKey": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    }

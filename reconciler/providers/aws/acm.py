@@ -17,7 +17,7 @@ from cryptography import x509
 from reconciler.errors import ProviderError
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts
-from reconciler.providers.aws.session import aws_errors, describe_error
+from reconciler.providers.aws.session import aws_errors, describe_error, error_code
 from reconciler.providers.batch import memo
 
 TAG_MANAGED = "managed-by"
@@ -235,13 +235,14 @@ def retire(acm_client: Any, arn: str) -> str | None:
     """Delete ``arn`` unless AWS reports it in use; say what happened."""
     from botocore.exceptions import ClientError
 
-    try:
-        with aws_errors(f"ACM describe {arn}"):
+    with aws_errors(f"ACM describe {arn}"):
+        try:
             detail = acm_client.describe_certificate(CertificateArn=arn)["Certificate"]
-    except ProviderError as exc:
-        if "ResourceNotFoundException" in str(exc):
+        except ClientError as exc:
+            # Decided on the error code, never on the text of a message.
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
             return None
-        raise
     in_use = detail.get("InUseBy") or []
     if in_use:
         return f"kept ACM certificate {arn}: still in use by {', '.join(in_use)}"
