@@ -18,6 +18,7 @@ from reconciler.errors import ProviderError
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts
 from reconciler.providers.aws.session import aws_errors, describe_error, error_code
+from reconciler.providers.base import Target
 from reconciler.providers.batch import memo
 
 TAG_MANAGED = "managed-by"
@@ -165,6 +166,18 @@ def recorded_facts(material: CertificateMaterial, facts: Facts) -> Facts:
     elif "certificate_arn" in facts and material.not_before is not None:
         facts["validity"] = validity_stamp(material.not_before, material.not_after)
     return facts
+
+
+class AcmCopyTarget(Target):
+    """What the AWS targets (ALB listener, CloudFront, API Gateway) share: each serves
+    an ACM copy of the certificate, which names the copy and decides what is recorded."""
+
+    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
+        return recorded_facts(material, facts)
+
+    @classmethod
+    def copy_id(cls, facts: Facts) -> str | None:
+        return copy_id(facts)
 
 
 def validity_stamp(not_before: datetime, not_after: datetime) -> list[str]:

@@ -57,7 +57,7 @@ class _Served:
     copy_problems: list[str]
 
 
-class AlbListenerTarget(Target):
+class AlbListenerTarget(acm.AcmCopyTarget):
     """Serves one certificate on one listener, as default or as an SNI certificate."""
 
     type_name = "aws-alb-listener"
@@ -183,13 +183,6 @@ class AlbListenerTarget(Target):
         if not self.config.sni and seen.default != arn:
             problems.append(f"listener serves {seen.default} instead of {arn}")
         return problems + seen.copy_problems
-
-    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
-        return acm.recorded_facts(material, facts)
-
-    @classmethod
-    def copy_id(cls, facts: Facts) -> str | None:
-        return acm.copy_id(facts)
 
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None

@@ -43,7 +43,6 @@ from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import aws_errors, client, error_code
-from reconciler.providers.base import Target
 
 EDGE_REGION = "us-east-1"
 """Edge-optimized domains are served by CloudFront, which reads ACM in us-east-1 only."""
@@ -161,7 +160,7 @@ def _arn_region(arn: str) -> str | None:
     return parts[3] if len(parts) > 5 and parts[2] == "acm" else None
 
 
-class ApiGatewayTarget(Target):
+class ApiGatewayTarget(acm.AcmCopyTarget):
     """Keeps the certificate of one API Gateway custom domain name current."""
 
     type_name = "aws-apigateway"
@@ -253,13 +252,6 @@ class ApiGatewayTarget(Target):
         if served != arn:
             problems.append(f"{self._where} serves {served} instead of {arn}")
         return problems + copy_problems
-
-    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
-        return acm.recorded_facts(material, facts)
-
-    @classmethod
-    def copy_id(cls, facts: Facts) -> str | None:
-        return acm.copy_id(facts)
 
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None

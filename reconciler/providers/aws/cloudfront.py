@@ -27,7 +27,6 @@ from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import aws_errors, client, error_code
-from reconciler.providers.base import Target
 from reconciler.providers.batch import memo
 
 CLOUDFRONT_REGION = "us-east-1"
@@ -98,7 +97,7 @@ def _dns_names(certificate_pem: str) -> list[str]:
     return list(san.value.get_values_for_type(x509.DNSName))
 
 
-class CloudFrontTarget(Target):
+class CloudFrontTarget(acm.AcmCopyTarget):
     """Serves one certificate as the viewer certificate of one distribution."""
 
     type_name = "aws-cloudfront"
@@ -235,13 +234,6 @@ class CloudFrontTarget(Target):
         else:
             problems += copy_problems
         return problems
-
-    def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
-        return acm.recorded_facts(material, facts)
-
-    @classmethod
-    def copy_id(cls, facts: Facts) -> str | None:
-        return acm.copy_id(facts)
 
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None, snapshot: Any = None
