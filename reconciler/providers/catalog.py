@@ -65,10 +65,6 @@ def provider_name(config: BaseModel) -> str | None:
     return config.provider  # type: ignore[attr-defined]
 
 
-def target_class(type_name: str) -> type[Target]:
-    return TARGETS[type_name][1]
-
-
 def build_target(
     config: BaseModel, root: Path, providers: Mapping[str, BaseModel] | None = None
 ) -> Target:
