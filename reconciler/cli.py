@@ -28,6 +28,7 @@ from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
 from reconciler.plan.model import Plan
 from reconciler.plan.render import render_plan
+from reconciler.plan.render_markdown import render_markdown
 from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
 from reconciler.session import DEFAULT_CONFIG, ApplyHooks, Session
 
@@ -53,9 +54,10 @@ def _session(
     )
 
 
-def _plan_printer(as_json: bool = False) -> Callable[[Plan], None]:
-    """Print a plan as text, or as its JSON document (no MAC: see ``plan --out``)."""
-    return lambda p: typer.echo(p.dumps() if as_json else render_plan(p), nl=False)
+def _plan_printer(form: opt.PlanFormat = opt.PlanFormat.text) -> Callable[[Plan], None]:
+    """Print a plan as text, Markdown, or its JSON document (no MAC: see ``plan --out``)."""
+    render = {"json": Plan.dumps, "markdown": render_markdown}.get(form, render_plan)
+    return lambda p: typer.echo(render(p), nl=False)
 
 
 def _confirm() -> bool:
@@ -77,6 +79,7 @@ def plan(
     config: opt.Config = DEFAULT_CONFIG,
     out: opt.PlanOut = None,
     json_output: opt.PlanJson = False,
+    output_format: opt.PlanFormatOption = opt.PlanFormat.text,
     detailed_exitcode: opt.DetailedExitcode = False,
     at: opt.PlanAt = None,
     var: opt.Var = None,
@@ -85,9 +88,10 @@ def plan(
 ) -> None:
     """Show what apply would change; nothing is changed."""
     # With --out the plan is saved with its MAC (after it was shown); --json has none.
-    show = _plan_printer(json_output)
+    form = opt.PlanFormat.json if json_output else output_format
+    show = _plan_printer(form)
     the_plan = _session(config, var, var_file, lock_timeout).plan(at, out=out, show=show)
-    if out is not None and not json_output:
+    if out is not None and form == opt.PlanFormat.text:
         typer.echo(f"\nSaved the plan to {out}. Apply it with: certform apply {out}")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(2)
@@ -229,16 +233,11 @@ def audit(
     session = _session(config, var, var_file, lock_timeout)
     if verify:  # needs the master key: the chain is keyed (see state/audit_chain.py)
         verification = session.verify_audit()
-        if json_output:
-            typer.echo(cli_format.audit_verification_json(verification))
-        else:
-            typer.echo(cli_format.audit_verification_text(verification), nl=False)
+        typer.echo(cli_format.audit_verification(verification, json_output), nl=False)
         if not verification.intact:
             raise typer.Exit(1)
-    elif json_output:
-        typer.echo(json.dumps(session.audit_log(), indent=2))
     else:
-        typer.echo(cli_format.render_audit(session.audit_log()), nl=False)
+        typer.echo(cli_format.audit_log(session.audit_log(), json_output), nl=False)
 
 
 @app.command()

@@ -103,3 +103,15 @@ def audit_verification_json(verification: AuditVerification) -> str:
         "problems": list(verification.problems),
     }
     return json.dumps(report, indent=2)
+
+
+def audit_verification(verification: AuditVerification, as_json: bool) -> str:
+    """``audit --verify`` output, newline-terminated."""
+    if as_json:
+        return audit_verification_json(verification) + "\n"
+    return audit_verification_text(verification)
+
+
+def audit_log(rows: list[dict[str, Any]], as_json: bool) -> str:
+    """``audit`` output, newline-terminated."""
+    return json.dumps(rows, indent=2) + "\n" if as_json else render_audit(rows)

@@ -17,6 +17,14 @@ import typer
 MAX_LOCK_TIMEOUT = 86400.0
 
 
+class PlanFormat(StrEnum):
+    """What ``certform plan`` prints on stdout."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
 class CheckFormat(StrEnum):
     """What ``certform check`` prints on stdout."""
 
@@ -61,7 +69,11 @@ Tag = Annotated[
 
 # -- plan ---------------------------------------------------------------------------
 PlanOut = Annotated[Path | None, typer.Option("--out", help="Save the plan for apply.")]
-PlanJson = Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")]
+PlanJson = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+PlanFormatOption = Annotated[
+    PlanFormat,
+    typer.Option("--format", help="text, json, or markdown (a pull-request comment, no secrets)."),
+]
 DetailedExitcode = Annotated[
     bool,
     typer.Option("--detailed-exitcode", help="Exit 0 no changes, 1 error, 2 changes/drift."),
