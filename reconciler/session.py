@@ -28,9 +28,15 @@ from reconciler.config.loader import load_var_file, parse_var_assignments
 from reconciler.config.validate import ValidatedConfig, load_and_validate
 from reconciler.engine.apply import ApplyResult, check_applicable, run_apply
 from reconciler.engine.planning import pem_reader, plan_from
-from reconciler.engine.saved_plan import prepare_state_for_saved_plan, read_saved_plan, save_plan
+from reconciler.engine.saved_plan import (
+    load_plan_document,
+    planned_variables,
+    prepare_state_for_saved_plan,
+    read_saved_plan,
+    save_plan,
+)
 from reconciler.engine.workspace import open_store
-from reconciler.errors import CertformError, StateError
+from reconciler.errors import CertformError, PlanError, StateError
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
 from reconciler.policy.recheck import recheck_plan, require_force
@@ -191,10 +197,29 @@ class Session:
         self._note = note
 
     @cached_property
+    def variables(self) -> dict[str, Any]:
+        """The template variables: ``--var-file`` files, ``--var`` pairs, then the
+        ``variables`` mapping given to the session."""
+        return variables_from(self._var, self._var_files) | self._variables
+
+    @cached_property
     def validated(self) -> ValidatedConfig:
         """The configuration, loaded and validated (raises ConfigError)."""
-        variables = variables_from(self._var, self._var_files) | self._variables
-        return load_and_validate(self.config, variables)
+        return load_and_validate(self.config, self.variables)
+
+    def _render_as_planned(self, plan_file: Path) -> dict[str, Any]:
+        """The saved plan's document; the configuration is then rendered with the
+        variables the plan was made with (a CI job applying it passes none)."""
+        document = load_plan_document(plan_file)
+        planned = planned_variables(document, plan_file)
+        if self.variables and self.variables != planned:
+            raise PlanError(
+                f"{plan_file} was made with other template variables than --var/--var-file "
+                "give now; apply it without them (the plan carries its own), or run plan again"
+            )
+        self.__dict__["variables"] = planned  # before the configuration is loaded
+        self.__dict__.pop("validated", None)
+        return document
 
     def open_store(self) -> SqliteStateStore:
         """The configuration's state store (not created until written)."""
@@ -282,11 +307,14 @@ class Session:
         """Issue, renew, deploy and remove until the world matches the configuration
         (or apply the saved plan in ``plan_file`` exactly)."""
         hooks = hooks or ApplyHooks()
+        document = self._render_as_planned(plan_file) if plan_file else None
         validated = self.validated
         store = self.open_store()
-        # A saved plan is verified (MAC, state, config root, serial, guards, policy,
-        # force) before the lock is taken: a refused one changes nothing at all.
-        saved = read_saved_plan(plan_file, store, validated, force) if plan_file else None
+        # A saved plan is verified (MAC, lineage, serial, guards, policy, force)
+        # before the lock is taken: a refused one changes nothing at all.
+        saved = None
+        if plan_file is not None and document is not None:
+            saved = read_saved_plan(plan_file, document, store, validated, force)
         asked = saved is None and not auto_approve
         if asked and hooks.confirm is None:
             # Decide before touching the state: a CI job without approval changes nothing.

@@ -247,9 +247,9 @@ def test_force_reasons_are_recomputed_not_read(
 def test_recorded_config_root_is_not_where_apply_writes(
     workspace: Workspace, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Two config directories sharing one state: a plan made in the first and applied
-    with -c the second would write under the first (the plan's config_root); it is
-    refused, and nothing is written in either."""
+    """Two checkouts of one config sharing one state (two CI runners): a plan made
+    in the first and applied with -c the second writes under the second (the
+    configuration apply loaded), never under the root the plan file names."""
     ws = workspace
     shared = tmp_path_factory.mktemp("shared") / "state.db"
     config = f"state: {{path: {shared}}}\n" + EXAMPLE
@@ -257,11 +257,8 @@ def test_recorded_config_root_is_not_where_apply_writes(
     ws.ok("plan", "--out", "saved.plan")
     second = tmp_path_factory.mktemp("second")
     (second / "certform.yaml").write_text(config)
-    before = tree(second), tree(shared.parent)
-    result = ws.run("apply", "-c", str(second), "saved.plan")
-    assert result.code == 1, result.text
-    assert f"was made for the configuration in {ws.root}" in result.err
-    assert (tree(second), tree(shared.parent)) == before
+    ws.ok("apply", "-c", str(second / "certform.yaml"), "saved.plan")
+    assert (second / "out/web/cert.pem").exists() and (second / "out/api/key.pem").exists()
     assert not (ws.root / "out").exists()
 
 

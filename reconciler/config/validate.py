@@ -10,7 +10,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ class ValidatedConfig:
     config: CertformConfig
     desired: DesiredState
     loaded: LoadedConfig
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    """The template variables it was rendered with (``--var``, ``--var-file``): a saved
+    plan carries them, so that ``apply PLANFILE`` needs none."""
 
     @property
     def root(self) -> Path:
@@ -55,7 +58,7 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
     findings = semantic.check(config, loaded.root)
     if findings:
         raise ConfigError([loaded.sources.issue(path, message) for path, message in findings])
-    return ValidatedConfig(config, resolve(config, loaded.root), loaded)
+    return ValidatedConfig(config, resolve(config, loaded.root), loaded, dict(variables or {}))
 
 
 def _refuse_secret_reads(

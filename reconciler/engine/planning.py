@@ -80,4 +80,5 @@ def plan_from(
         warnings=tuple(warnings),
         created_at=datetime.now(UTC),
         interrupted=tuple(s.address for s in recorded.interrupted),
+        variables=dict(validated.variables),
     )

@@ -2,12 +2,18 @@
 and reading one back only once it is proven to be that.
 
 What apply executes from a saved plan is exactly what certform wrote for this
-state (MAC, ``plan/signing.py``), made for this state and config root, at the
-state's current serial, and still within the state's guards and the policy of
-the configuration apply was given (``policy/recheck.py``).  Where files are
-written comes from the loaded configuration's root, never from the file.  An
-attacker who can edit the plan file but not the state can therefore only make
-apply refuse.
+state (MAC, ``plan/signing.py``), made for this state (its lineage) at the state's
+current serial, and still within the state's guards and the policy of the
+configuration apply was given (``policy/recheck.py``).  An attacker who can edit
+the plan file but not the state can therefore only make apply refuse.
+
+Plans travel between CI jobs: a plan names its state by lineage and serial, not
+by a path, and where files are written comes from the configuration apply loaded
+(its root, at whatever checkout path), never from the file.  The plan carries
+the template variables it was made with; apply renders the configuration with
+them (to find the state and the policy) *before* the MAC can be checked — the
+only use of unverified content, harmless because rendering is sandboxed and
+bounded and changes nothing — and the MAC then authenticates those variables.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from reconciler.config.validate import ValidatedConfig
 from reconciler.engine.apply import check_applicable
@@ -52,16 +59,34 @@ def save_plan(plan: Plan, store: SqliteStateStore, out: Path) -> None:
     write_atomic(out, signed_plan(plan, store.derived_key(PLAN_MAC_LABEL)), 0o644)
 
 
+def load_plan_document(path: Path) -> dict[str, Any]:
+    """The JSON object in the plan file ``path``, not yet verified."""
+    return parse_plan_file(_read_bounded(path), str(path))
+
+
+def planned_variables(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The template variables an (unverified) plan says it was made with; only ever
+    used to render the configuration before the MAC is checked (see above)."""
+    variables = document.get("variables") or {}
+    if not isinstance(variables, dict) or not all(isinstance(k, str) for k in variables):
+        raise PlanTampered(f"{path}: {TAMPERED}; nothing was applied.")
+    return variables
+
+
 def read_saved_plan(
-    path: Path, store: SqliteStateStore, validated: ValidatedConfig, force: bool
+    path: Path,
+    document: dict[str, Any],
+    store: SqliteStateStore,
+    validated: ValidatedConfig,
+    force: bool,
 ) -> Plan:
-    """The plan in ``path``, verified and re-checked against the state as it is now.
+    """The plan in ``document`` (read from ``path``), verified and re-checked against
+    the state as it is now.
 
     Runs before apply takes the lock and only reads: a refused plan leaves the state
     byte-for-byte as it was.  Apply checks serial and policy again under the lock.
     """
     where = str(path)
-    document = parse_plan_file(_read_bounded(path), where)
     if not store.exists:  # no key to verify with, and nothing is created to get one
         raise PlanTampered(
             f"{where}: {TAMPERED} (there is no state at {store.path}); nothing was applied."
@@ -70,13 +95,8 @@ def read_saved_plan(
     plan = verify_plan_document(document, store.derived_key(PLAN_MAC_LABEL), where)
     if plan.format_version != FORMAT_VERSION:
         raise PlanError(f"{where} has plan format {plan.format_version}; expected {FORMAT_VERSION}")
-    if Path(plan.state_path) != store.path.resolve():
-        raise PlanError(f"{where} was made for the state {plan.state_path}, not {store.path}")
-    if Path(plan.config_root).resolve() != validated.root.resolve():
-        raise PlanError(
-            f"{where} was made for the configuration in {plan.config_root}, not "
-            f"{validated.root}; run plan again"
-        )
+    if plan.variables != dict(validated.variables):  # rendered with what it says
+        raise PlanTampered(f"{where}: {TAMPERED}; nothing was applied.")
     recorded = store.read()
     check_applicable(plan, recorded)
     plan = recheck_plan(plan, recorded, validated.config.policy)

@@ -151,6 +151,9 @@ class Plan:
     interrupted: tuple[str, ...] = field(default=())
     requires_force: tuple[str, ...] = ()
     """Why apply refuses this plan without --force (change limits, CA rotation)."""
+    variables: dict[str, Any] = field(default_factory=dict)
+    """The template variables the configuration was rendered with: ``apply PLANFILE``
+    on another runner renders it with these, without ``--var``."""
 
     @property
     def has_changes(self) -> bool:
@@ -183,6 +186,7 @@ class Plan:
             "warnings": list(self.warnings),
             "interrupted": list(self.interrupted),
             "requires_force": list(self.requires_force),
+            "variables": copy.deepcopy(self.variables),
         }
 
     def dumps(self) -> str:
@@ -204,4 +208,5 @@ class Plan:
             created_at=datetime.fromisoformat(created) if created else None,
             interrupted=tuple(data.get("interrupted", ())),
             requires_force=tuple(data.get("requires_force", ())),
+            variables=dict(data.get("variables") or {}),
         )
