@@ -101,6 +101,8 @@ class PostgresLab:
         import psycopg
 
         name = dsn.rsplit("dbname=", 1)[1]
-        with contextlib.suppress(psycopg.Error):
-            with psycopg.connect(self.dsn(), autocommit=True) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(self.dsn(), autocommit=True) as connection,
+        ):
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
