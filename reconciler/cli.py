@@ -22,8 +22,10 @@ try:  # typer >= 0.16 vendors click
 except ImportError:  # pragma: no cover
     from click import ClickException
 
-from reconciler import __version__, cli_format
+from reconciler import __version__, cli_format, cli_state
 from reconciler import cli_options as opt
+from reconciler.cli_common import err as _err
+from reconciler.cli_common import session_for as _session
 from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
 from reconciler.plan.model import Plan
@@ -39,19 +41,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-def _session(
-    config: Path, var: list[str] | None, var_file: list[Path] | None, lock_timeout: float = 0.0
-) -> Session:
-    """The session of one command; notes (an old state's upgrade) go to stderr."""
-    return Session(
-        config, var=var or (), var_files=var_file or (), lock_timeout=lock_timeout, note=_err
-    )
+cli_state.register(app)
 
 
 def _plan_printer(form: opt.PlanFormat = opt.PlanFormat.text) -> Callable[[Plan], None]:

@@ -168,3 +168,6 @@ ExportFormat = Annotated[
 ExportOut = Annotated[
     Path, typer.Option("--out", help="Directory to write into (existing files are kept).")
 ]
+
+# -- state commands ----------------------------------------------------------------
+LockId = Annotated[str, typer.Argument(help="The lock ID the 'locked by' message names.")]

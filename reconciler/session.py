@@ -227,16 +227,15 @@ class Session:
         return open_store(validated.config.state, validated.root, validated.config.providers)
 
     # -- state access -----------------------------------------------------------
-    def _read_state(self, store: SqliteStateStore, operation: str) -> RecordedState:
-        """Read the state under its lock; a state that does not exist yet is empty."""
+    @staticmethod
+    def _read_state(store: SqliteStateStore) -> RecordedState:
+        """Read a consistent snapshot of the state, without the lock (an apply may
+        hold it meanwhile); a state that does not exist yet is empty."""
         if not store.exists:
             return RecordedState(lineage="", serial=0)
-        store.lock(operation, self.lock_timeout)
-        try:
+        with store.snapshot():
             store.open()
             return store.read()
-        finally:
-            store.unlock()
 
     @contextlib.contextmanager
     def _existing_state(self, operation: str) -> Iterator[tuple[SqliteStateStore, RecordedState]]:
@@ -285,7 +284,7 @@ class Session:
         store = self.open_store()
         if out is not None:
             prepare_state_for_saved_plan(store, self.lock_timeout)
-        recorded = self._read_state(store, "plan")
+        recorded = self._read_state(store)
         change = store.key_store_change if store.exists else None
         if store.exists and store.upgrade_pending:
             self._note(UPGRADE_NOTE)
@@ -318,7 +317,7 @@ class Session:
         asked = saved is None and not auto_approve
         if asked and hooks.confirm is None:
             # Decide before touching the state: a CI job without approval changes nothing.
-            recorded = self._read_state(store, "plan")
+            recorded = self._read_state(store)
             hooks.show_plan(self._plan_against(store, recorded, datetime.now(UTC)))
             raise UsageError(
                 "refusing to apply without confirmation: no terminal to ask; pass --auto-approve"
@@ -369,7 +368,7 @@ class Session:
         from reconciler.inventory import inventory
 
         validated = self.validated
-        recorded = self._read_state(self.open_store(), "show")
+        recorded = self._read_state(self.open_store())
         rows = inventory(validated.desired, recorded, datetime.now(UTC))
         wanted = tag_filter(tags)
         rows["certificates"] = [c for c in rows["certificates"] if tagged(c["tags"], wanted)]
@@ -402,7 +401,7 @@ class Session:
         now = _moment(at, datetime.now(UTC))
         validated = self.validated
         store = self.open_store()
-        recorded = self._read_state(store, "check")
+        recorded = self._read_state(store)
         desired = validated.desired
         renew_before = {c.address: c.renew_before for c in desired.certificates} | {
             a.address: a.renew_before for a in desired.authorities
@@ -502,16 +501,25 @@ class Session:
             )
         return ExportResult(files)
 
+    def force_unlock(self, lock_id: str) -> str:
+        """Release the lock ``lock_id`` left by a dead run; what was done."""
+        store = self.open_store()
+        if not store.exists:
+            return "there is no state yet; nothing to release"
+        try:
+            return store.force_unlock(lock_id)
+        finally:
+            store.close()
+
     def audit_log(self) -> list[dict[str, Any]]:
         """The audit records, oldest first (needs no master key); none without a state."""
         store = self.open_store()
         if not store.exists:
             return []
-        store.lock("audit", self.lock_timeout)
         try:
-            return store.audit_log()
+            with store.snapshot():
+                return store.audit_log()
         finally:
-            store.unlock()
             store.close()
 
     def verify_audit(self) -> AuditVerification:
@@ -519,9 +527,8 @@ class Session:
         store = self.open_store()
         if not store.exists:
             return verify_audit_rows([], None, None, 0)
-        store.lock("audit", self.lock_timeout)
         try:
-            return store.verify_audit()
+            with store.snapshot():
+                return store.verify_audit()
         finally:
-            store.unlock()
             store.close()

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from reconciler.errors import StateLockedError
-from reconciler.state.store import LockInfo
+from reconciler.state.store import LockInfo, locked_message
 
 _HOLDER_WAIT = 0.5
 """How long to wait for a new holder to write its name before reporting it unknown."""
@@ -79,17 +79,23 @@ class LockFile:
         os.close(fd)  # closing the last descriptor releases the flock
 
     def _message(self, holder: LockInfo | None) -> str:
-        if holder is None:
-            who = "another certform process"
-        else:
-            who = (
-                f"{holder.holder} (pid {holder.pid}, {holder.operation}, "
-                f"since {holder.acquired_at})"
-            )
-        return (
-            f"the state {self.state} is locked by {who}; wait for it to finish "
-            "or retry with --lock-timeout SECONDS"
-        )
+        return locked_message(str(self.state), holder)
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock now; None when nobody does (probed without waiting)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_holder(fd) or LockInfo("unknown", 0, "unknown", "unknown", "")
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
 
 def _read_holder(fd: int) -> LockInfo | None:
@@ -101,6 +107,7 @@ def _read_holder(fd: int) -> LockInfo | None:
             host=str(data["host"]),
             operation=str(data["operation"]),
             acquired_at=str(data["acquired_at"]),
+            lock_id=str(data.get("lock_id", "")),
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None

@@ -391,6 +391,21 @@ class SqliteStateStore(StateStore):
             raise
         conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: in WAL mode it sees the last commit before its first
+        read, never a later one, and neither takes nor waits for any lock."""
+        conn = self._connect(create=False)
+        if conn.in_transaction:  # already inside one (apply reading under its lock)
+            yield
+            return
+        conn.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
     # -- reading ----------------------------------------------------------------
     def read(self) -> RecordedState:
         if not self.path.exists():
@@ -709,6 +724,7 @@ class SqliteStateStore(StateStore):
             host=host,
             operation=operation,
             acquired_at=_now(),
+            lock_id=str(uuid.uuid4()),
         )
         try:
             make_dirs(self.path.parent, STATE_DIR_MODE)
@@ -720,6 +736,24 @@ class SqliteStateStore(StateStore):
 
     def unlock(self) -> None:
         self._lock.release()
+
+    def force_unlock(self, lock_id: str) -> str:
+        """An OS lock cannot outlive its process, so a held one belongs to a live run:
+        say which, rather than pretend to release it."""
+        holder = self._lock.holder()
+        if holder is None:
+            return f"the state {self.path} is not locked; nothing to release"
+        if holder.lock_id != lock_id:
+            raise StateError(
+                f"the state {self.path} is locked under the ID {holder.lock_id or 'unknown'}, "
+                f"not {lock_id}; nothing was released"
+            )
+        raise StateError(
+            f"lock {lock_id} is held by {holder.describe()}, which is still running: the "
+            "SQLite state's lock is an OS lock that ends with its process, so a dead run "
+            f"cannot leave it behind. Stop that process (pid {holder.pid} on {holder.host}) "
+            "instead; nothing was released"
+        )
 
 
 def _table(kind: str) -> str:

@@ -46,6 +46,30 @@ class LockInfo:
     host: str
     operation: str
     acquired_at: str
+    lock_id: str = ""
+    """Unique per acquisition: what ``certform force-unlock LOCK_ID`` names."""
+
+    def describe(self) -> str:
+        """``user@host (pid N, apply, since T; lock ID X)`` for messages."""
+        lock_id = f"; lock ID {self.lock_id}" if self.lock_id else ""
+        return (
+            f"{self.holder} (pid {self.pid}, {self.operation}, since {self.acquired_at}{lock_id})"
+        )
+
+
+def locked_message(state: str, holder: LockInfo | None) -> str:
+    """What a command that needs the lock says when another run holds it."""
+    who = holder.describe() if holder is not None else "another certform process"
+    message = (
+        f"the state {state} is locked by {who}; wait for it to finish "
+        "or retry with --lock-timeout SECONDS"
+    )
+    if holder is not None and holder.lock_id:
+        message += (
+            f". If that run died on another machine and the lock stayed, release it with: "
+            f"certform force-unlock {holder.lock_id}"
+        )
+    return message
 
 
 @dataclass(frozen=True)
@@ -209,7 +233,7 @@ class StateStore(ABC):
         hashed without it; see ``SqliteStateStore.audit_chain_key``."""
 
     def verify_audit(self) -> AuditVerification:
-        """Check the audit log's keyed hash chain; the caller holds the lock.  The key
+        """Check the audit log's keyed hash chain (inside a snapshot).  The key
         comes first, so that a wrong master key fails before anything is read."""
         key, keyed_after = self.audit_chain_key()
         rows = self.audit_log()
@@ -223,10 +247,23 @@ class StateStore(ABC):
         records a whole batch of steps in one."""
 
     @abstractmethod
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Every read inside sees one consistent state, whatever an apply commits
+        meanwhile, without taking or waiting for the lock: ``plan``, ``show``, ``check``
+        and ``audit`` run while an apply holds it (a saved plan's serial check keeps
+        that safe).  Reads outside a snapshot are each consistent on their own."""
+
+    @abstractmethod
     def lock(self, operation: str, timeout: float = 0.0) -> None: ...
 
     @abstractmethod
     def unlock(self) -> None: ...
+
+    @abstractmethod
+    def force_unlock(self, lock_id: str) -> str:
+        """Release the lock ``lock_id`` that a dead run left (never one this process
+        holds); what was done, for the user.  StateError when the lock has another
+        ID, or cannot be released from here."""
 
 
 __all__ = [
