@@ -171,3 +171,6 @@ ExportOut = Annotated[
 
 # -- state commands ----------------------------------------------------------------
 LockId = Annotated[str, typer.Argument(help="The lock ID the 'locked by' message names.")]
+StateAddress = Annotated[
+    str, typer.Argument(help="authority.NAME, certificate.NAME or binding.TARGET.")
+]

@@ -3,11 +3,14 @@ state without touching the world.  Formatting only; the work is the session's.""
 
 from __future__ import annotations
 
+import json
+
 import typer
 
 from reconciler import cli_options as opt
 from reconciler.cli_common import session_for
 from reconciler.session import DEFAULT_CONFIG
+from reconciler.state_view import FORMAT_VERSION, render_details, render_list
 
 state_app = typer.Typer(
     help="Inspect and refactor the recorded state (nothing outside it is touched).",
@@ -30,3 +33,34 @@ def force_unlock(
     """Release the state lock a dead run left behind (its ID is in the 'locked by'
     message); never needed for a run that ended, even by a crash, on this machine."""
     typer.echo(session_for(config, var, var_file).force_unlock(lock_id))
+
+
+@state_app.command("list")
+def state_list(
+    config: opt.Config = DEFAULT_CONFIG,
+    json_output: opt.Json = False,
+    var: opt.Var = None,
+    var_file: opt.VarFile = None,
+) -> None:
+    """Every address the state records, one a line (authorities, certificates, bindings)."""
+    rows = session_for(config, var, var_file).state_list()
+    if json_output:
+        typer.echo(json.dumps({"format_version": FORMAT_VERSION, "resources": rows}, indent=2))
+    else:
+        typer.echo(render_list(rows), nl=False)
+
+
+@state_app.command("show")
+def state_show(
+    address: opt.StateAddress,
+    config: opt.Config = DEFAULT_CONFIG,
+    json_output: opt.Json = False,
+    var: opt.Var = None,
+    var_file: opt.VarFile = None,
+) -> None:
+    """What the state records about one address (never a private key)."""
+    record = session_for(config, var, var_file).state_show(address)
+    if json_output:
+        typer.echo(json.dumps({"format_version": FORMAT_VERSION, **record}, indent=2))
+    else:
+        typer.echo(render_details(record), nl=False)

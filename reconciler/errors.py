@@ -55,3 +55,7 @@ class PlanError(CertformError):
 
 class ProviderError(CertformError):
     """A target or issuer failed while doing its part of a change."""
+
+
+class UsageError(CertformError):
+    """An option or argument the session cannot act on; nothing was changed."""

@@ -36,7 +36,7 @@ from reconciler.engine.saved_plan import (
     save_plan,
 )
 from reconciler.engine.workspace import open_store
-from reconciler.errors import CertformError, PlanError, StateError
+from reconciler.errors import PlanError, StateError, UsageError
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
 from reconciler.policy.recheck import recheck_plan, require_force
@@ -56,10 +56,6 @@ UPGRADE_NOTE = (
     "Note: this state was written by an earlier certform; its records are "
     "authenticated (tamper-evident) from the next apply on."
 )
-
-
-class UsageError(CertformError):
-    """An option or argument the session cannot act on; nothing was changed."""
 
 
 def _ignore(_: Any) -> None:
@@ -500,6 +496,18 @@ class Session:
                 store, recorded, certificates, name, passphrase_file, fmt, out
             )
         return ExportResult(files)
+
+    def state_list(self) -> list[dict[str, Any]]:
+        """Every recorded resource (address, kind, status, serial), lock-free."""
+        from reconciler.state_view import addresses
+
+        return addresses(self._read_state(self.open_store()))
+
+    def state_show(self, address: str) -> dict[str, Any]:
+        """What the state records about ``address`` (public data only), lock-free."""
+        from reconciler.state_view import details
+
+        return details(self._read_state(self.open_store()), address)
 
     def force_unlock(self, lock_id: str) -> str:
         """Release the lock ``lock_id`` left by a dead run; what was done."""
