@@ -327,10 +327,23 @@ KeyStoreConfig = Annotated[
 
 
 class StateConfig(StrictModel):
-    """Where the embedded state lives (relative to the config)."""
+    """Where the state lives: an embedded SQLite file (relative to the config) or a
+    named state in a shared PostgreSQL database (for teams and CI)."""
 
-    backend: Literal["sqlite"] = "sqlite"
-    path: str = ".certform/state.db"
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    path: str = Field(default=".certform/state.db", description="sqlite: the state file.")
+    dsn_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description="postgres: the environment variable holding the libpq connection "
+        "string (never the config itself: it usually holds a password).",
+    )
+    name: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$",
+        description="postgres: the state's name; several states share one database, each "
+        "with its own lineage, serial and lock.",
+    )
     master_key_file: str | None = Field(
         default=None,
         description="File holding the base64 master key; default .certform/master.key "
@@ -340,6 +353,21 @@ class StateConfig(StrictModel):
         default_factory=lambda: LocalKeyStoreConfig(type="local"),
         description="What wraps the state's data key: local (default) or aws-kms.",
     )
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> StateConfig:
+        given = self.model_fields_set
+        if self.backend == "postgres":
+            if self.dsn_env is None:
+                raise ValueError(
+                    "dsn_env: the postgres backend needs the name of the environment "
+                    "variable holding its connection string (e.g. dsn_env: CERTFORM_PG_DSN)"
+                )
+            if "path" in given:
+                raise ValueError("path is for the sqlite backend; postgres uses dsn_env and name")
+        elif given & {"dsn_env", "name"}:
+            raise ValueError("dsn_env and name are for the postgres backend (backend: postgres)")
+        return self
 
 
 class ChangeLimitConfig(StrictModel):
