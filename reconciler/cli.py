@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,10 +26,17 @@ from reconciler import __version__, cli_format
 from reconciler import cli_options as opt
 from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
-from reconciler.plan.model import Plan
-from reconciler.plan.render import render_plan
-from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
-from reconciler.session import DEFAULT_CONFIG, ApplyHooks, Session
+from reconciler.schema import DEFAULT_SCHEMA_PATH
+
+# The session (configuration models, state, engine) is imported by the command
+# that runs, not here: ``certform --version`` and ``--help`` start in a fraction
+# of the time, and no command pays for another's modules.
+if TYPE_CHECKING:
+    from reconciler.plan.model import Plan
+    from reconciler.session import Session
+
+DEFAULT_CONFIG = Path("certform.yaml")
+"""``--config``'s default: ``session.DEFAULT_CONFIG``, not imported for it (see above)."""
 
 app = typer.Typer(
     name="certform",
@@ -48,6 +55,8 @@ def _session(
     config: Path, var: list[str] | None, var_file: list[Path] | None, lock_timeout: float = 0.0
 ) -> Session:
     """The session of one command; notes (an old state's upgrade) go to stderr."""
+    from reconciler.session import Session
+
     return Session(
         config, var=var or (), var_files=var_file or (), lock_timeout=lock_timeout, note=_err
     )
@@ -55,6 +64,8 @@ def _session(
 
 def _plan_printer(as_json: bool = False) -> Callable[[Plan], None]:
     """Print a plan as text, or as its JSON document (no MAC: see ``plan --out``)."""
+    from reconciler.plan.render import render_plan
+
     return lambda p: typer.echo(p.dumps() if as_json else render_plan(p), nl=False)
 
 
@@ -105,6 +116,8 @@ def apply(
     force: opt.Force = False,
 ) -> None:
     """Issue, renew, deploy and remove until the world matches the configuration."""
+    from reconciler.session import ApplyHooks
+
     # Without a terminal nobody can answer: the session then refuses unless approved.
     hooks = ApplyHooks(_plan_printer(), typer.echo, _confirm if sys.stdin.isatty() else None)
     outcome = _session(config, var, var_file, lock_timeout).apply(
@@ -185,6 +198,8 @@ def import_(
     """Check a certificate that already runs somewhere and print the YAML that adopts it."""
     import yaml
 
+    from reconciler.session import Session
+
     result = Session.import_certificate(name, cert, key, chain, issuer)
     typer.echo(cli_format.import_header(result))
     typer.echo(yaml.safe_dump(result.document, sort_keys=False), nl=False)
@@ -207,9 +222,9 @@ def revoke(
 @app.command()
 def schema(out: opt.SchemaOut = DEFAULT_SCHEMA_PATH) -> None:
     """Write the JSON Schema of the configuration (generated from the models)."""
-    if str(out) == "-":
-        from reconciler.schema import schema_text
+    from reconciler.schema import schema_text, write_schema
 
+    if str(out) == "-":
         typer.echo(schema_text(), nl=False)
         return
     write_schema(out)

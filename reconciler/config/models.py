@@ -288,7 +288,10 @@ class Certificate(StrictModel):
 
     @property
     def primary_issuer(self) -> str:
-        return self.issuers[0]
+        """The first of ``issuers``, without building the list: validation and
+        resolution ask for it several times per certificate."""
+        issuer = self.issuer
+        return issuer if isinstance(issuer, str) else issuer[0]
 
 
 class Binding(StrictModel):
