@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,11 +28,15 @@ from reconciler.cli_common import err as _err
 from reconciler.cli_common import session_for as _session
 from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
-from reconciler.plan.model import Plan
-from reconciler.plan.render import render_plan
-from reconciler.plan.render_markdown import render_markdown
-from reconciler.schema import DEFAULT_SCHEMA_PATH, write_schema
-from reconciler.session import DEFAULT_CONFIG, ApplyHooks, Session
+from reconciler.schema import DEFAULT_SCHEMA_PATH
+
+# The session (configuration models, state, engine) is imported by the command
+# that runs, not here: ``certform --version`` and ``--help`` start in a fraction
+# of the time, and no command pays for another's modules.
+if TYPE_CHECKING:
+    from reconciler.plan.model import Plan
+
+DEFAULT_CONFIG = opt.DEFAULT_CONFIG
 
 app = typer.Typer(
     name="certform",
@@ -46,7 +50,10 @@ cli_state.register(app)
 
 def _plan_printer(form: opt.PlanFormat = opt.PlanFormat.text) -> Callable[[Plan], None]:
     """Print a plan as text, Markdown, or its JSON document (no MAC: see ``plan --out``)."""
-    render = {"json": Plan.dumps, "markdown": render_markdown}.get(form, render_plan)
+    from reconciler.plan.render import render_plan
+    from reconciler.plan.render_markdown import render_markdown
+
+    render = {"json": lambda p: p.dumps(), "markdown": render_markdown}.get(form, render_plan)
     return lambda p: typer.echo(render(p), nl=False)
 
 
@@ -99,6 +106,8 @@ def apply(
     force: opt.Force = False,
 ) -> None:
     """Issue, renew, deploy and remove until the world matches the configuration."""
+    from reconciler.session import ApplyHooks
+
     # Without a terminal nobody can answer: the session then refuses unless approved.
     hooks = ApplyHooks(_plan_printer(), typer.echo, _confirm if sys.stdin.isatty() else None)
     outcome = _session(config, var, var_file, lock_timeout).apply(
@@ -179,6 +188,8 @@ def import_(
     """Check a certificate that already runs somewhere and print the YAML that adopts it."""
     import yaml
 
+    from reconciler.session import Session
+
     result = Session.import_certificate(name, cert, key, chain, issuer)
     typer.echo(cli_format.import_header(result))
     typer.echo(yaml.safe_dump(result.document, sort_keys=False), nl=False)
@@ -201,9 +212,9 @@ def revoke(
 @app.command()
 def schema(out: opt.SchemaOut = DEFAULT_SCHEMA_PATH) -> None:
     """Write the JSON Schema of the configuration (generated from the models)."""
-    if str(out) == "-":
-        from reconciler.schema import schema_text
+    from reconciler.schema import schema_text, write_schema
 
+    if str(out) == "-":
         typer.echo(schema_text(), nl=False)
         return
     write_schema(out)

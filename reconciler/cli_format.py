@@ -12,11 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from reconciler.session import ApplyOutcome, CheckResult, ImportResult, ValidateResult
-from reconciler.state.store import AuditVerification
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: ``certform --version`` imports no session
     from reconciler.monitoring.notifications import DeliveryReport
+    from reconciler.session import ApplyOutcome, CheckResult, ImportResult, ValidateResult
+    from reconciler.state.store import AuditVerification
 
 AUDIT_COLUMNS = ("at", "actor", "command", "address", "action", "result", "detail")
 

@@ -169,6 +169,9 @@ ExportOut = Annotated[
     Path, typer.Option("--out", help="Directory to write into (existing files are kept).")
 ]
 
+DEFAULT_CONFIG = Path("certform.yaml")
+"""``--config``'s default: ``session.DEFAULT_CONFIG``, not imported for it (see cli.py)."""
+
 # -- state commands ----------------------------------------------------------------
 LockId = Annotated[str, typer.Argument(help="The lock ID the 'locked by' message names.")]
 StateAddress = Annotated[

@@ -9,8 +9,7 @@ import typer
 
 from reconciler import cli_options as opt
 from reconciler.cli_common import session_for
-from reconciler.session import DEFAULT_CONFIG
-from reconciler.state_view import FORMAT_VERSION, render_details, render_list
+from reconciler.cli_options import DEFAULT_CONFIG
 
 state_app = typer.Typer(
     help="Inspect and refactor the recorded state (nothing outside it is touched).",
@@ -43,6 +42,8 @@ def state_list(
     var_file: opt.VarFile = None,
 ) -> None:
     """Every address the state records, one a line (authorities, certificates, bindings)."""
+    from reconciler.state_view import FORMAT_VERSION, render_list
+
     rows = session_for(config, var, var_file).state_list()
     if json_output:
         typer.echo(json.dumps({"format_version": FORMAT_VERSION, "resources": rows}, indent=2))
@@ -59,6 +60,8 @@ def state_show(
     var_file: opt.VarFile = None,
 ) -> None:
     """What the state records about one address (never a private key)."""
+    from reconciler.state_view import FORMAT_VERSION, render_details
+
     record = session_for(config, var, var_file).state_show(address)
     if json_output:
         typer.echo(json.dumps({"format_version": FORMAT_VERSION, **record}, indent=2))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reconciler.config.models import CertformConfig
-
 DEFAULT_SCHEMA_PATH = Path("schemas/certform.schema.json")
 SCHEMA_ID = "https://certform.dev/schemas/certform.schema.json"
 
 
 def schema_text() -> str:
+    # Imported here: the CLI imports this module for its default path at start-up.
+    from reconciler.config.models import CertformConfig
+
     schema = CertformConfig.model_json_schema(by_alias=True, mode="validation")
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -9,8 +9,9 @@ never prints, prompts or exits.  What a user must be told comes back as a
 person is involved mid-operation (show the plan, ask for "yes", report
 progress, a note on stderr) are callbacks the caller passes in.
 
-Heavy modules (checks, exports, notifications) are imported by the operation
-that needs them, so that ``certform plan`` starts as fast as before.
+Heavy modules (apply and its steps, saved plans, checks, exports,
+notifications) are imported by the operation that needs them, so that
+``certform plan`` imports no more than it runs.
 """
 
 from __future__ import annotations
@@ -26,32 +27,24 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.config.loader import load_var_file, parse_var_assignments
 from reconciler.config.validate import ValidatedConfig, load_and_validate
-from reconciler.engine.apply import ApplyResult, check_applicable, run_apply
 from reconciler.engine.planning import pem_reader, plan_from
-from reconciler.engine.saved_plan import (
-    load_plan_document,
-    planned_variables,
-    prepare_state_for_saved_plan,
-    read_saved_plan,
-    save_plan,
-)
 from reconciler.engine.workspace import open_store
 from reconciler.errors import PlanError, StateError, UsageError
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
-from reconciler.policy.recheck import recheck_plan, require_force
 from reconciler.state.sqlite import SqliteStateStore
-from reconciler.state.store import AuditVerification, verify_audit_rows
 from reconciler.timeparse import parse_at, parse_within
 
 if TYPE_CHECKING:
     from reconciler.config.imported import ImportedMaterial
+    from reconciler.engine.apply import ApplyResult
     from reconciler.engine.check import Finding
     from reconciler.engine.export import ExportFile
     from reconciler.monitoring.notifications import DeliveryReport
     from reconciler.monitoring.prometheus import CertificateMetric
+    from reconciler.state.store import AuditVerification
 
-DEFAULT_CONFIG = Path("certform.yaml")
+DEFAULT_CONFIG = Path("certform.yaml")  # also the CLI's, which imports this module lazily
 UPGRADE_NOTE = (
     "Note: this state was written by an earlier certform; its records are "
     "authenticated (tamper-evident) from the next apply on."
@@ -206,6 +199,8 @@ class Session:
     def _render_as_planned(self, plan_file: Path) -> dict[str, Any]:
         """The saved plan's document; the configuration is then rendered with the
         variables the plan was made with (a CI job applying it passes none)."""
+        from reconciler.engine.saved_plan import load_plan_document, planned_variables
+
         document = load_plan_document(plan_file)
         planned = planned_variables(document, plan_file)
         if self.variables and self.variables != planned:
@@ -279,6 +274,8 @@ class Session:
         when = _moment(at, datetime.now(UTC))
         store = self.open_store()
         if out is not None:
+            from reconciler.engine.saved_plan import prepare_state_for_saved_plan, save_plan
+
             prepare_state_for_saved_plan(store, self.lock_timeout)
         recorded = self._read_state(store)
         change = store.key_store_change if store.exists else None
@@ -301,6 +298,10 @@ class Session:
     ) -> ApplyOutcome:
         """Issue, renew, deploy and remove until the world matches the configuration
         (or apply the saved plan in ``plan_file`` exactly)."""
+        from reconciler.engine.apply import check_applicable, run_apply
+        from reconciler.engine.saved_plan import read_saved_plan
+        from reconciler.policy.recheck import recheck_plan, require_force
+
         hooks = hooks or ApplyHooks()
         document = self._render_as_planned(plan_file) if plan_file else None
         validated = self.validated
@@ -532,6 +533,8 @@ class Session:
 
     def verify_audit(self) -> AuditVerification:
         """Check the audit log's keyed hash chain (needs the master key)."""
+        from reconciler.state.store import verify_audit_rows
+
         store = self.open_store()
         if not store.exists:
             return verify_audit_rows([], None, None, 0)

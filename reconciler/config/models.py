@@ -68,6 +68,16 @@ class Lifecycle(StrictModel):
     )
 
 
+_UNGUARDED = Lifecycle()
+
+
+def _unguarded() -> Lifecycle:
+    """The default ``lifecycle``: one shared (frozen) instance rather than a new model
+    built and validated for each of 10,000 certificates; a factory, not a default
+    value, so that the JSON Schema stays as it was."""
+    return _UNGUARDED
+
+
 class CrlPublish(StrictModel):
     directory: str = Field(
         min_length=1, description="Where NAME.crl (DER) and NAME.crl.pem are written."
@@ -92,7 +102,7 @@ class _AuthorityBase(StrictModel):
         default=None, description="Default: when a third of the lifetime remains."
     )
     name_constraints: NameConstraints | None = None
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    lifecycle: Lifecycle = Field(default_factory=_unguarded)
     crl: CrlConfig | None = None
 
 
@@ -140,7 +150,7 @@ class AwsAcmAuthority(StrictModel):
         default=True, description="CertificateTransparencyLoggingPreference ENABLED."
     )
     timeout: Duration = Field(default="10m", description="How long to wait for ISSUED.")
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    lifecycle: Lifecycle = Field(default_factory=_unguarded)
 
 
 class AcmeAuthority(StrictModel):
@@ -160,7 +170,7 @@ class AcmeAuthority(StrictModel):
     )
     solvers: list[AcmeSolver] = Field(min_length=1)
     timeout: Duration = Field(default="5m", description="Deadline of one order, end to end.")
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    lifecycle: Lifecycle = Field(default_factory=_unguarded)
 
     @model_validator(mode="after")
     def _contacts_and_terms(self) -> AcmeAuthority:
@@ -178,7 +188,7 @@ class ImportedAuthority(StrictModel):
     """Certificates issued elsewhere and imported from PEM files (never renewed by certform)."""
 
     type: Literal["imported"]
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    lifecycle: Lifecycle = Field(default_factory=_unguarded)
 
 
 PRIVATE_AUTHORITY_TYPES = ("private-root", "private-subordinate")
@@ -227,7 +237,7 @@ class Certificate(StrictModel):
     )
     usages: list[Usage] = Field(default_factory=lambda: ["server_auth"], min_length=1)
     tags: dict[str, str] = Field(default_factory=dict)
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    lifecycle: Lifecycle = Field(default_factory=_unguarded)
     exportable: bool = False
     revoke_replaced: bool = Field(
         default=False,
@@ -257,7 +267,14 @@ class Certificate(StrictModel):
         return self.private_key if isinstance(self.private_key, str) else None
 
     @model_validator(mode="after")
-    def _names_or_file(self) -> Certificate:
+    def _check(self) -> Certificate:
+        """One validator, calling the checks in order (the first problem wins): each
+        model validator is a call from pydantic-core into Python, per certificate."""
+        self._names_or_file()
+        self._issuer_list()
+        return self
+
+    def _names_or_file(self) -> None:
         if not self.names and self.certificate is None:
             raise ValueError("names: give at least one name")
         if self.certificate is None and isinstance(self.private_key, str):
@@ -270,16 +287,13 @@ class Certificate(StrictModel):
         ):
             raise ValueError("an imported certificate needs exactly one of private_key or "
                              "private_key_env")  # fmt: skip
-        return self
 
-    @model_validator(mode="after")
-    def _issuer_list(self) -> Certificate:
+    def _issuer_list(self) -> None:
         if isinstance(self.issuer, list):
             if not self.issuer:
                 raise ValueError("issuer: give at least one authority")
             if len(set(self.issuer)) != len(self.issuer):
                 raise ValueError("issuer: an authority is listed twice")
-        return self
 
     @property
     def issuers(self) -> list[str]:
@@ -288,7 +302,10 @@ class Certificate(StrictModel):
 
     @property
     def primary_issuer(self) -> str:
-        return self.issuers[0]
+        """The first of ``issuers``, without building the list: validation and
+        resolution ask for it several times per certificate."""
+        issuer = self.issuer
+        return issuer if isinstance(issuer, str) else issuer[0]
 
 
 class Binding(StrictModel):

@@ -7,9 +7,11 @@ about defaults or config files.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.config.models import CertformConfig, PrivateSubordinateAuthority
+from reconciler.config.semantic import BoundTarget, bound_targets
 from reconciler.issuers.registry import issuer_named
 from reconciler.model.desired import (
     DesiredAuthority,
@@ -18,14 +20,19 @@ from reconciler.model.desired import (
     DesiredState,
     binding_address,
 )
-from reconciler.providers.catalog import build_target
 
 
-def resolve(config: CertformConfig, root: Path) -> DesiredState:
+def resolve(
+    config: CertformConfig, root: Path, bound: Sequence[BoundTarget] | None = None
+) -> DesiredState:
+    """The desired state of a checked ``config`` (``bound``: its targets, if the
+    checks built them already)."""
+    if bound is None:
+        bound = bound_targets(config, root)
     return DesiredState(
         authorities=tuple(_authorities(config)),
         certificates=tuple(_certificates(config, root)),
-        bindings=tuple(_bindings(config, root)),
+        bindings=tuple(_bindings(config, bound)),
     )
 
 
@@ -80,13 +87,9 @@ def _certificates(config: CertformConfig, root: Path) -> list[DesiredCertificate
     return result
 
 
-def _bindings(config: CertformConfig, root: Path) -> list[DesiredBinding]:
+def _bindings(config: CertformConfig, bound: Sequence[BoundTarget]) -> list[DesiredBinding]:
     result = []
-    for binding in config.bindings:
-        target = build_target(binding.target, root, config.providers)
-        identity = target.identity()
-        if target.per_certificate:
-            identity = f"{identity}/{binding.certificate}"
+    for binding, (target, identity) in zip(config.bindings, bound, strict=True):
         result.append(
             DesiredBinding(
                 binding_address(target.type_name, identity),

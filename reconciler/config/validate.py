@@ -55,10 +55,13 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
         issues += [loaded.sources.issue(p, m) for p, m in _partial_findings(loaded)]
         raise ConfigError(issues) from None
     remember_secret_names(secret_env_names(config))
-    findings = semantic.check(config, loaded.root)
+    bound = semantic.bound_targets(config, loaded.root)
+    findings = semantic.check(config, loaded.root, bound)
     if findings:
         raise ConfigError([loaded.sources.issue(path, message) for path, message in findings])
-    return ValidatedConfig(config, resolve(config, loaded.root), loaded, dict(variables or {}))
+    return ValidatedConfig(
+        config, resolve(config, loaded.root, bound), loaded, dict(variables or {})
+    )
 
 
 def _refuse_secret_reads(

@@ -4,34 +4,36 @@
 ``notifications``: ACM-style expiry events and their delivery (stdout, file,
 webhook).  Both read ``CertificateMetric``s, built from state and config by
 ``certificate_metrics``; neither touches the state store or a provider.
+
+The names below are imported on first use (PEP 562): the configuration models
+import ``notifications`` for its config classes, and must not pull in
+``prometheus`` (and through it every issuer) with it.
 """
 
-from reconciler.monitoring.notifications import (
-    DeliveryFailure,
-    DeliveryReport,
-    NotificationsConfig,
-    deliver,
-    deliver_all,
-    expiry_events,
-    notify,
-)
-from reconciler.monitoring.prometheus import (
-    CertificateMetric,
-    certificate_metrics,
-    render_prometheus,
-    write_textfile,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CertificateMetric",
-    "DeliveryFailure",
-    "DeliveryReport",
-    "NotificationsConfig",
-    "certificate_metrics",
-    "deliver",
-    "deliver_all",
-    "expiry_events",
-    "notify",
-    "render_prometheus",
-    "write_textfile",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "DeliveryFailure": "notifications",
+    "DeliveryReport": "notifications",
+    "NotificationsConfig": "notifications",
+    "deliver": "notifications",
+    "deliver_all": "notifications",
+    "expiry_events": "notifications",
+    "notify": "notifications",
+    "CertificateMetric": "prometheus",
+    "certificate_metrics": "prometheus",
+    "render_prometheus": "prometheus",
+    "write_textfile": "prometheus",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -28,13 +28,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO
 
 from pydantic import Field, field_validator, model_validator
 
 from reconciler import __version__
 from reconciler.config.types import StrictModel
-from reconciler.monitoring.prometheus import CertificateMetric
+
+if TYPE_CHECKING:  # the config models import this module: no issuer registry for them
+    from reconciler.monitoring.prometheus import CertificateMetric
 
 SOURCE = "certform"
 APPROACHING = "Certificate Approaching Expiration"

@@ -265,6 +265,11 @@ class Target(ABC):
         return None
 
     def _provider_problems(self, providers: Mapping[str, BaseModel]) -> list[Problem]:
+        # Asked of the model's declared fields first: a ``getattr`` miss goes through
+        # pydantic's slow ``__getattr__`` (once per binding of a large validate).
+        fields = getattr(type(self.config), "model_fields", None)
+        if fields is not None and "provider" not in fields:
+            return []
         name: str | None = getattr(self.config, "provider", None)
         if name is None:
             return []
