@@ -20,7 +20,12 @@ Stamp = list[int | str]
 
 def stamp_of(path: str | Path, data: bytes) -> Stamp:
     """The stamp of a file just written with ``data``."""
-    stat = os.stat(path)
+    return stamp_from(os.stat(path), data)
+
+
+def stamp_from(stat: os.stat_result, data: bytes) -> Stamp:
+    """The stamp of a file just written with ``data``, from its ``stat`` (as
+    ``fsutil.write_atomic`` returns it: no second lookup of the path)."""
     return [stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest()]
 
 

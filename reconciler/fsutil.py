@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import os
 import re
 import secrets
@@ -41,33 +42,52 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-[0-9a-f]{8}|[a-z0-9_]{8})\
 ``.NAME.RANDOM.tmp`` (``tempfile.mkstemp``, earlier versions)."""
 
 
-def _temp_path(path: Path) -> Path:
+_TEMP_BASE = secrets.randbits(32)
+_temp_counter = itertools.count()
+
+
+def _temp_path(path: str) -> str:
     """Where ``write_atomic`` stages ``path``: named after the file and this process,
-    so that a later run can tell a dead writer's leftover from a live one."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    so that a later run can tell a dead writer's leftover from a live one.  The
+    8 hex digits are a random base plus a counter (one ``getrandom`` per process,
+    not per file); ``O_EXCL`` catches the rare name that is taken."""
+    head, name = os.path.split(path)
+    tag = (_TEMP_BASE + next(_temp_counter)) & 0xFFFFFFFF
+    return os.path.join(head, f".{name}.{os.getpid()}-{tag:08x}.tmp")
 
 
-def _create_temp(path: Path) -> tuple[int, Path]:
+def _create_temp(path: str) -> tuple[int, str]:
     while True:
         tmp = _temp_path(path)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:  # pragma: no cover - 32 random bits collided
+        except FileExistsError:  # pragma: no cover - a leftover with the same name
             continue
         return fd, tmp
 
 
-def _write_fd(fd: int, data: bytes, mode: int, durable: bool) -> None:
-    os.fchmod(fd, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+def _write_fd(fd: int, data: bytes, mode: int, durable: bool) -> os.stat_result:
+    """Write ``data`` through ``fd`` (raw ``os.write``: no buffered file object), give
+    it ``mode``, fsync it when ``durable``; close it in any case.  Its ``fstat``
+    after the write: size and mtime for the caller's stamp, without a path lookup."""
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
+            os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory and a rename.
+def write_atomic(
+    path: Path | str, data: bytes, mode: int = 0o644, *, durable: bool = True
+) -> os.stat_result:
+    """Write ``data`` to ``path`` through a temp file in the same directory and a rename;
+    returns the written file's ``stat`` (taken before the rename, which keeps size and
+    mtime).
 
     The temp file is created 0600 and only then given ``mode``, so a key file is
     never readable by others even for an instant.  ``durable`` fsyncs the file
@@ -76,17 +96,19 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = 
     made durable when the batch is flushed (before anything records the write).
     A run killed in between leaves ``.NAME.PID-RANDOM.tmp``: see ``remove_stale_temps``.
     """
+    path = os.fspath(path)
     batch = _active_batch if durable else None
     fd, tmp = _create_temp(path)
     try:
-        _write_fd(fd, data, mode, durable and batch is None)
+        written = _write_fd(fd, data, mode, durable and batch is None)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     if batch is not None:
-        batch.add(path, path.parent)
+        batch.add(path, os.path.dirname(path) or ".")
+    return written
 
 
 def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -98,7 +120,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> None:
     concurrent reader sees no file or the whole file, and two concurrent creators
     cannot both win.
     """
-    fd, tmp = _create_temp(path)
+    fd, tmp = _create_temp(os.fspath(path))
     try:
         _write_fd(fd, data, mode, True)
         os.link(tmp, path)
@@ -108,7 +130,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> None:
     _fsync_path(path.parent)  # never deferred: the caller relies on it at once
 
 
-def fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path | str) -> None:
     """Make renames in ``directory`` durable (when the batch is flushed, inside
     ``deferred_sync()``)."""
     batch = _active_batch
@@ -159,7 +181,7 @@ class SyncBatch:
         self._directories: dict[str, None] = {}
         self._lock = threading.Lock()
 
-    def add(self, file: Path | None, directory: Path) -> None:
+    def add(self, file: Path | str | None, directory: Path | str) -> None:
         with self._lock:
             if file is not None:
                 self._files[os.fspath(file)] = None
@@ -230,10 +252,27 @@ def deferred_sync() -> Iterator[SyncBatch]:
     batch.flush()
 
 
-def make_dirs(directory: Path, mode: int) -> None:
+def make_dirs(directory: Path | str, mode: int) -> bool:
     """Create ``directory`` and its missing parents with exactly ``mode``, whatever
     the umask (an explicit chmod after each mkdir).  Directories that already exist
-    are left as they are: they belong to the user."""
+    are left as they are: they belong to the user.  True when ``directory`` itself
+    was created here (so it is empty: nothing of a killed run to clean up).
+
+    The common cases cost one ``mkdir`` (and its ``chmod``): the parent exists, or
+    the directory does."""
+    try:
+        os.mkdir(directory, mode)
+    except FileExistsError:
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise  # as mkdir(exist_ok=True) does
+        return False
+    except FileNotFoundError:
+        return _make_parents(Path(directory), mode)
+    os.chmod(directory, mode)
+    return True
+
+
+def _make_parents(directory: Path, mode: int) -> bool:
     if directory.exists() and not directory.is_dir():  # as mkdir(exist_ok=True) does
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(directory))
     missing: list[Path] = []
@@ -243,12 +282,15 @@ def make_dirs(directory: Path, mode: int) -> None:
         if current.parent == current:
             break
         current = current.parent
+    created = False
     for path in reversed(missing):
         try:
             os.mkdir(path, mode)
         except FileExistsError:
             continue  # made meanwhile by someone else: theirs, not ours to chmod
         os.chmod(path, mode)
+        created = path == directory
+    return created
 
 
 def remove_stale_temps(directory: Path, names: Iterable[str] | None = None) -> list[str]:

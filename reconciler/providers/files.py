@@ -19,7 +19,7 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
-from reconciler.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
+from reconciler.filestamp import Stamp, read_if_present, stamp_from, stamp_problems
 from reconciler.fsutil import (
     TARGET_DIR_MODE,
     fsync_directory,
@@ -130,19 +130,20 @@ class FilesTarget(Target):
         self, material: CertificateMaterial, previous: Facts | None = None, snapshot: Any = None
     ) -> Facts:
         directory = self.directory
+        where = str(directory)
         problem = unsafe_key_directory(directory)
         if problem is not None:
             raise ProviderError(problem)
         try:
-            make_dirs(directory, TARGET_DIR_MODE)
-            # Temp files of a run killed mid-write (one may hold a key): not left behind.
-            remove_stale_temps(directory, FILE_MODES)
+            # Temp files of a run killed mid-write (one may hold a key): not left
+            # behind.  A directory made just now has none.
+            if not make_dirs(where, TARGET_DIR_MODE):
+                remove_stale_temps(directory, FILE_MODES)
             files: dict[str, Stamp] = {}
             for name, (data, mode) in _contents(material).items():
-                path = directory / name
-                write_atomic(path, data, mode)
-                files[name] = stamp_of(path, data)
-            fsync_directory(directory)
+                written = write_atomic(f"{where}/{name}", data, mode)
+                files[name] = stamp_from(written, data)
+            fsync_directory(where)
         except OSError as exc:
             raise ProviderError(f"cannot write {directory}: {exc.strerror or exc}") from None
         self._run_post_deploy(
@@ -155,8 +156,17 @@ class FilesTarget(Target):
     def snapshot(
         self, material: CertificateMaterial, previous: Facts | None
     ) -> dict[str, bytes | None]:
-        directory = self.directory
-        return {name: read_if_present(directory / name) for name in FILE_MODES}
+        directory = self._directory()
+        try:
+            present = set(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            present = set()  # a first deploy: nothing to put back but absence
+        except PermissionError:
+            present = set(FILE_MODES)  # searchable, not listable: try each file
+        return {
+            name: read_if_present(f"{directory}/{name}") if name in present else None
+            for name in FILE_MODES
+        }
 
     def restore(self, snapshot: dict[str, bytes | None]) -> str:
         directory = self.directory

@@ -784,6 +784,10 @@ class _SqliteWriter(StateWriter):
         self._sealer = sealer
         self._auth = auth
         self._audit_key = audit_key
+        self._chain: tuple[int, str] | None = None
+        """The audit record this writer appended last (id, hash): within its
+        transaction (which holds the write lock) that is the chain's newest record
+        and head, so the next append needs no lookup."""
 
     def _check(self, table: str, key: object) -> None:
         """Refuse to change a row whose MAC does not hold."""
@@ -797,6 +801,26 @@ class _SqliteWriter(StateWriter):
 
     def _seal(self, table: str, key: object) -> None:
         migration.mac_row(self._conn, self._auth, table, key)
+
+    def _insert_sealed(self, table: str, values: tuple[Any, ...]) -> None:
+        """``INSERT OR REPLACE`` a whole row (every column of ``row_auth.TABLES``, in
+        order) with its MAC in the same statement, when each value is stored exactly
+        as given (str in a TEXT column, int, bytes or NULL): then the MAC of the values
+        is the MAC of what a read returns, without reading the row back.  Otherwise
+        the row is written, then sealed from what the database holds (``_seal``)."""
+        spec = row_auth.TABLES[table]
+        columns = ", ".join(spec.columns)
+        key = values[spec.columns.index(spec.key)]
+        if all(_stored_as_given(c, v) for c, v in zip(spec.columns, values, strict=True)):
+            marks = ", ".join("?" * (len(values) + 1))
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO {table} ({columns}, mac) VALUES ({marks})",
+                (*values, self._auth.seal(table, values)),
+            )
+            return
+        marks = ", ".join("?" * len(values))
+        self._conn.execute(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})", values)
+        self._seal(table, key)
 
     def _seal_key(
         self, key_der: bytes | None, address: str, material: IssuedMaterial
@@ -847,13 +871,11 @@ class _SqliteWriter(StateWriter):
         self._check("certificates", record.name)
         self._supersede("certificates", record.name, "certificate")
         sealed = self._seal_key(key_der, record.address, material)
-        self._conn.execute(
-            "INSERT OR REPLACE INTO certificates (name, status, spec, serial, not_before, "
-            "not_after, issuer_key_id, fingerprint, prevent_destroy, tags, certificate_pem, "
-            "chain_pem, root_pem, sealed_key, revoked_at, updated_at, external_id) VALUES "
-            "(?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+        self._insert_sealed(
+            "certificates",
             (
                 record.name,
+                "active",
                 json.dumps(record.spec, sort_keys=True),
                 record.serial,
                 record.not_before.isoformat(),
@@ -866,11 +888,11 @@ class _SqliteWriter(StateWriter):
                 material.chain_pem,
                 material.root_pem,
                 sealed,
+                None,
                 _now(),
                 record.external_id,
             ),
         )
-        self._seal("certificates", record.name)
 
     def set_guard(self, kind: str, name: str, prevent_destroy: bool,
                   tags: dict[str, str] | None) -> None:  # fmt: skip
@@ -943,9 +965,8 @@ class _SqliteWriter(StateWriter):
 
     def put_binding(self, record: BindingRecord) -> None:
         self._check("bindings", record.address)
-        self._conn.execute(
-            "INSERT OR REPLACE INTO bindings (address, certificate, target, serial, facts, "
-            "deployed_at) VALUES (?, ?, ?, ?, ?, ?)",
+        self._insert_sealed(
+            "bindings",
             (
                 record.address,
                 record.certificate,
@@ -955,7 +976,6 @@ class _SqliteWriter(StateWriter):
                 record.deployed_at.isoformat(),
             ),
         )
-        self._seal("bindings", record.address)
 
     def delete_binding(self, address: str) -> None:
         self._conn.execute("DELETE FROM bindings WHERE address = ?", (address,))
@@ -965,6 +985,9 @@ class _SqliteWriter(StateWriter):
         """Append a keyed hash-chained record and move the chain head (see ``audit_chain``)."""
         chain = audit_chain
         conn, last_row = self._conn, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+        if self._chain is not None:
+            self._append_audit(self._chain, actor, command, address, action, result, detail)
+            return
         try:
             last = conn.execute(last_row).fetchone()
         except sqlite3.OperationalError:
@@ -977,7 +1000,16 @@ class _SqliteWriter(StateWriter):
                 conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
             last = conn.execute(last_row).fetchone()
         head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-        record_id, previous = chain.next_link(last, chain.parse_head(head[0] if head else None))
+        link = chain.next_link(last, chain.parse_head(head[0] if head else None))
+        self._append_audit(link, actor, command, address, action, result, detail, linked=True)
+
+    def _append_audit(self, link: tuple[int, str], actor: str, command: str, address: str,
+                      action: str, result: str, detail: str, *,
+                      linked: bool = False) -> None:  # fmt: skip
+        """Append the record after ``link``: the (id, previous hash) to use when
+        ``linked``, else this writer's last record (id, hash)."""
+        chain, conn = audit_chain, self._conn
+        record_id, previous = link if linked else (link[0] + 1, link[1])
         values = (record_id, _now(), actor, command, address, action, result, detail)
         fields = dict(zip(chain.FIELDS, values, strict=True))
         digest = chain.record_hash(previous, fields, self._audit_key)
@@ -990,6 +1022,7 @@ class _SqliteWriter(StateWriter):
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)",
             (chain.format_head(record_id, digest),),
         )
+        self._chain = (record_id, digest)
 
     def _supersede(self, table: str, name: str, kind: str, reason: str = "superseded") -> None:
         self._conn.execute(
@@ -998,6 +1031,24 @@ class _SqliteWriter(StateWriter):
             "WHERE name = ? AND status = 'active'",
             (f"{kind}.{name}", _now(), reason, name),
         )
+
+
+_INTEGER_COLUMNS = frozenset({"prevent_destroy"})
+_BLOB_COLUMNS = frozenset({"sealed_key"})
+
+
+def _stored_as_given(column: str, value: object) -> bool:
+    """Whether SQLite returns ``value`` unchanged from ``column`` of the certificates or
+    bindings table: NULL, an int in an INTEGER column, bytes in the BLOB one, a str in
+    the TEXT ones (an int given to a TEXT column would come back as text, a numeric
+    str given to an INTEGER one as an int, a bool or a bytearray as another type)."""
+    if value is None:
+        return True
+    if column in _INTEGER_COLUMNS:
+        return type(value) is int
+    if column in _BLOB_COLUMNS:
+        return type(value) is bytes
+    return type(value) is str
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
