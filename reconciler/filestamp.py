@@ -40,18 +40,20 @@ def stamp_problems(
     """Compare ``(label, path, stamp)`` entries with the disk.
 
     Returns the problems found and how many files are missing; ``private``
-    labels must also still be mode 0600."""
-    secret = set(private)
+    labels must also still be mode 0600.  (One ``stat`` and a comparison per file
+    when nothing changed: a plan calls this for 50,000 files.)"""
+    secret = private if isinstance(private, tuple | frozenset | set) else tuple(private)
     problems: list[str] = []
     missing = 0
+    stat_of = os.stat
     for label, path, (size, mtime_ns, digest) in entries:
         try:
-            stat = os.stat(path)
+            stat = stat_of(path)
         except FileNotFoundError:
             problems.append(f"{label} missing")
             missing += 1
             continue
-        if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns) and _sha256_file(path) != digest:
+        if (stat.st_size != size or stat.st_mtime_ns != mtime_ns) and _sha256_file(path) != digest:
             problems.append(f"{label} changed on disk")
         if label in secret and stat.st_mode & 0o777 != 0o600:
             problems.append(f"{label} has mode {stat.st_mode & 0o777:o}, expected 600")

@@ -8,7 +8,7 @@ from reconciler.filestamp import stamp_problems
 from reconciler.fsutil import config_path
 from reconciler.model.desired import DesiredState
 from reconciler.model.observed import Observation
-from reconciler.model.records import RecordedState
+from reconciler.model.records import RecordedState, peek
 from reconciler.providers.batch import observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.endpoint import endpoint_observation
@@ -23,7 +23,7 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
         for address, record in recorded.bindings.items():
             if address in wanted:
                 target = target_from_settings(record.target, root, trusted=True)
-                observation = target.observe(record.facts)
+                observation = target.observe(peek(record, "facts"))
                 endpoint = target.verify_endpoint()
                 if endpoint is not None and observation.status == "in_sync":
                     # What clients see is part of the observed state.

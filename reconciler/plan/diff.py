@@ -22,6 +22,7 @@ from reconciler.model.records import (
     BindingRecord,
     CertificateRecord,
     RecordedState,
+    peek,
 )
 from reconciler.plan.crls import crl_changes
 from reconciler.plan.model import Action, Change, StateUpdate
@@ -175,7 +176,7 @@ def _certificate_change(
         after = _certificate_after(certificate)
         return Change(certificate.address, Action.ISSUE, ("not issued yet",), None, after, bindings)
     facts = IssuedFacts(
-        record.spec,
+        peek(record, "spec"),  # not kept on the record: read once per plan
         record.not_before,
         record.not_after,
         record.issuer_key_id,
@@ -183,7 +184,7 @@ def _certificate_change(
         record.revoked_at,
     )
     data = ReissueInput(
-        certificate.spec,
+        certificate.spec.raw,  # the JSON form the spec is a view of (plain dict lookups)
         certificate.renew_before,
         facts,
         issuer_key_id,

@@ -122,7 +122,7 @@ def authority_revoked(i: ReissueInput) -> Violation | None:
 
 def validity_changed(i: ReissueInput) -> Violation | None:
     old, new = i.issued.spec.get("validity"), i.desired_spec.get("validity")
-    if old is None or new is None or parse_duration(old) == parse_duration(new):
+    if old == new or old is None or new is None or parse_duration(old) == parse_duration(new):
         return None
     return Violation(RENEW, f"validity changed: {old} → {new}")
 

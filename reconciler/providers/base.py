@@ -99,7 +99,12 @@ def observation_of(read: Callable[[], Seen], compare: Callable[[Seen], list[str]
     except Unreachable as exc:
         return Observation("unreachable", (str(exc),))
     problems = compare(seen)
-    return Observation("drifted", tuple(problems)) if problems else Observation("in_sync")
+    return Observation("drifted", tuple(problems)) if problems else IN_SYNC
+
+
+IN_SYNC = Observation("in_sync")
+"""The observation of every deployment found as deployed (frozen, so shared: a plan
+over 10,000 bindings need not keep 10,000 equal ones)."""
 
 
 FieldPath = tuple[str | int, ...]

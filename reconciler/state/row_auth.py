@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,10 +202,31 @@ class RowAuthenticator:
             # A missing MAC in a migrated state, or a MAC in a state that has none: the
             # mac column itself was edited (or the wrapped data key rolled back).
             raise tampered(spec.name(key_value), ["mac"])
+        if not isinstance(mac, str):
+            raise tampered(spec.name(key_value), ["mac"])  # edited into a blob or a number
         expected = self._row_mac(table, values)
         if hmac.compare_digest(expected, mac[:_ROW_HEX]):
             return
         raise tampered(spec.name(key_value), self._changed(table, spec, values, mac))
+
+    def check_rows(self, table: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``check`` every row read with ``select_list`` (its values, then its mac).
+
+        The same bytes and the same verdict as ``check`` row by row, with the
+        per-table work done once: a whole-state read checks 20,000 rows."""
+        if not self.required:
+            for row in rows:
+                self.check(table, row[:-1], row[-1])
+            return
+        prefix, key = _prefixes(table).row, self.key
+        digest, equal = hmac.digest, hmac.compare_digest
+        for row in rows:
+            mac = row[-1]
+            values = row[:-1]
+            if type(mac) is not str or not equal(
+                digest(key, prefix + _canonical(values), "sha256").hex(), mac[:_ROW_HEX]
+            ):
+                self.check(table, values, mac)  # raises, naming the changed column
 
     def _changed(self, table: str, spec: TableSpec, values: Sequence[Any], mac: str) -> list[str]:
         """The columns whose per-column MAC differs (["mac"] when none can be named)."""
