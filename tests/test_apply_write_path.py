@@ -117,13 +117,14 @@ def test_insert_with_mac_equals_sealing_from_the_database(serial: object) -> Non
     """The MAC written with the row is the one ``mac_row`` computes from what SQLite
     returns; a value SQLite would store otherwise than given (an int in a TEXT
     column) takes the read-back path, so its MAC still matches what a read sees."""
-    from reconciler.state.sqlite import _SCHEMA, _SqliteWriter
+    from reconciler.state.sql_store import _SqlWriter
+    from reconciler.state.sqlite import _SCHEMA
 
     conn = sqlite3.connect(":memory:")
     conn.executescript(_SCHEMA)
     migration.ensure_mac_columns(conn)
     auth = RowAuthenticator(bytes(range(32)))
-    writer = _SqliteWriter(conn, None, auth, bytes(32))  # type: ignore[arg-type]
+    writer = _SqlWriter(conn, None, auth, bytes(32))  # type: ignore[arg-type]
     record = BindingRecord(
         address="files:out/a",
         certificate="a",
