@@ -32,7 +32,7 @@ from reconciler.engine.workspace import open_store
 from reconciler.errors import PlanError, StateError, UsageError
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
-from reconciler.state.sqlite import SqliteStateStore
+from reconciler.state.sql_store import SqlStateStore
 from reconciler.timeparse import parse_at, parse_within
 
 if TYPE_CHECKING:
@@ -212,14 +212,14 @@ class Session:
         self.__dict__.pop("validated", None)
         return document
 
-    def open_store(self) -> SqliteStateStore:
+    def open_store(self) -> SqlStateStore:
         """The configuration's state store (not created until written)."""
         validated = self.validated
         return open_store(validated.config.state, validated.root, validated.config.providers)
 
     # -- state access -----------------------------------------------------------
     @staticmethod
-    def _read_state(store: SqliteStateStore) -> RecordedState:
+    def _read_state(store: SqlStateStore) -> RecordedState:
         """Read a consistent snapshot of the state, without the lock (an apply may
         hold it meanwhile); a state that does not exist yet is empty."""
         if not store.exists:
@@ -229,7 +229,7 @@ class Session:
             return store.read()
 
     @contextlib.contextmanager
-    def _existing_state(self, operation: str) -> Iterator[tuple[SqliteStateStore, RecordedState]]:
+    def _existing_state(self, operation: str) -> Iterator[tuple[SqlStateStore, RecordedState]]:
         """The state, opened and locked for ``operation``, for operations that act on
         what was issued (revoke, export); no state yet is an error, never a new state."""
         store = self.open_store()
@@ -245,14 +245,12 @@ class Session:
 
     def _plan_against(
         self,
-        store: SqliteStateStore,
+        store: SqlStateStore,
         recorded: RecordedState,
         when: datetime,
         change: tuple[str, str] | None = None,
     ) -> Plan:
-        return plan_from(
-            self.validated, recorded, str(store.path.resolve()), when, change, pem_reader(store)
-        )
+        return plan_from(self.validated, recorded, store.where, when, change, pem_reader(store))
 
     # -- operations -------------------------------------------------------------
     def validate(self) -> ValidateResult:

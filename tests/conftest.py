@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +74,10 @@ class Result:
 class Workspace:
     root: Path
     env: dict[str, str]
+    backend: str = "sqlite"
+    state_header: str = ""
+    """Prepended to every config written without its own ``state:`` block: where the
+    state lives when the test runs against PostgreSQL."""
 
     @property
     def config(self) -> Path:
@@ -81,8 +89,55 @@ class Workspace:
 
     def write(self, text: str, name: str = "certform.yaml") -> Path:
         path = self.root / name
+        if self.state_header and not re.search(r"^state:", text, re.MULTILINE):
+            text = self.state_header + text
         path.write_text(text)
         return path
+
+    def store(self):  # type: ignore[no-untyped-def]
+        """The configuration's state store, opened in this process (either backend)."""
+        from reconciler.session import Session
+
+        previous = {k: os.environ.get(k) for k in (MASTER_KEY, PG_DSN)}
+        os.environ.update({k: self.env[k] for k in (MASTER_KEY, PG_DSN) if k in self.env})
+        try:
+            store = Session(self.config).open_store()
+            store.exists  # noqa: B018 - connects now, while the DSN is in the environment
+            return store
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def state_exists(self) -> bool:
+        """Whether a state was created (the SQLite file, or the PostgreSQL schema)."""
+        if self.backend == "sqlite":
+            return self.state_db.exists()
+        store = self.store()
+        try:
+            return bool(store.exists)
+        finally:
+            store.close()
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
+        """Rows of ``sql`` run (and committed) on the state's database (SQLite file or
+        the state's PostgreSQL schema): what is stored, or an edit behind its back."""
+        if self.backend == "sqlite":
+            with contextlib.closing(sqlite3.connect(self.state_db)) as db:
+                rows = db.execute(sql, params).fetchall()
+                db.commit()
+                return rows
+        from reconciler.state import pg_connection
+
+        name = self.state_header.split("name: ")[1].split("}")[0]
+        conn = pg_connection.connect(self.env[PG_DSN], name, "test")
+        try:
+            cursor = conn.execute(sql, params)
+            return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+        finally:
+            conn.close()
 
     def run(self, *args: str, stdin: str | None = None, timeout: float = 120) -> Result:
         proc = subprocess.run(
@@ -107,12 +162,62 @@ def master_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
+MASTER_KEY = "CERTFORM_MASTER_KEY"
+PG_DSN = "CERTFORM_PG_DSN"
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "state_backends: run the module's workspace tests against SQLite and PostgreSQL",
+    )
+    config.addinivalue_line(
+        "markers", "sqlite_only: looks inside the SQLite file; not run against PostgreSQL"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests of a module marked ``state_backends`` run once per backend, unless the
+    test itself is ``sqlite_only``."""
+    if "state_backend" not in metafunc.fixturenames:
+        return
+    both = metafunc.definition.get_closest_marker("state_backends") is not None
+    sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    backends = BACKENDS if both and not sqlite_only else ("sqlite",)
+    metafunc.parametrize("state_backend", backends, indirect=True)
+
+
 @pytest.fixture
-def workspace(tmp_path: Path, master_key: str) -> Workspace:
+def state_backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():  # type: ignore[no-untyped-def]
+    """One PostgreSQL for the session and one database in it; each test gets its own
+    state name there (states sharing a database must not see each other)."""
+    from tests.postgres_lab import PostgresLab, postgres_bin_dir
+
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+    lab = PostgresLab().start()
+    yield lab.database()
+    lab.stop()
+
+
+@pytest.fixture
+def workspace(
+    tmp_path: Path, master_key: str, state_backend: str, request: pytest.FixtureRequest
+) -> Workspace:
     env = dict(os.environ)
-    env["CERTFORM_MASTER_KEY"] = master_key
+    env[MASTER_KEY] = master_key
     env.pop("CERTFORM_SKIP_INSTALL", None)
-    ws = Workspace(tmp_path, env)
+    ws = Workspace(tmp_path, env, state_backend)
+    if state_backend == "postgres":
+        env[PG_DSN] = request.getfixturevalue("postgres_dsn")
+        name = "t" + uuid.uuid4().hex[:20]
+        ws.state_header = f"state: {{backend: postgres, dsn_env: {PG_DSN}, name: {name}}}\n"
     ws.write(EXAMPLE)
     return ws
 

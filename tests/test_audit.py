@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import pytest
@@ -17,6 +16,8 @@ from reconciler.state.audit_chain import (
     verify_chain,
 )
 from tests.conftest import Result, Workspace
+
+pytestmark = pytest.mark.state_backends
 
 APPLY_STEPS = [
     "authority.root",
@@ -37,10 +38,8 @@ def verify(ws: Workspace) -> Result:
 
 
 def sql(ws: Workspace, *statements: str) -> None:
-    with sqlite3.connect(ws.state_db) as db:
-        for statement in statements:
-            db.execute(statement)
-    db.close()
+    for statement in statements:
+        ws.query(statement)
 
 
 @pytest.fixture
@@ -136,6 +135,7 @@ def test_revoke_is_recorded(applied: Workspace) -> None:
     assert result.code == 0 and "audit chain intact: 7 records" in result.out
 
 
+@pytest.mark.sqlite_only
 def test_state_from_before_the_chain(applied: Workspace) -> None:
     # The audit table as older certform versions made it: no previous/hash columns.
     sql(
@@ -162,7 +162,7 @@ def test_state_from_before_the_chain(applied: Workspace) -> None:
 def test_no_state_yet(workspace: Workspace) -> None:
     assert workspace.ok("audit").out == "No audit records.\n"
     assert "audit chain intact: 0 records" in workspace.ok("audit", "--verify").out
-    assert not workspace.state_db.exists()
+    assert not workspace.state_exists()
 
 
 # -- the chain as pure functions ------------------------------------------------

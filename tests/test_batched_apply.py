@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from reconciler import fsutil
 from reconciler.errors import StateError
 from tests.conftest import Workspace, certform_argv
 from tests.test_crash_recovery import config
+
+pytestmark = pytest.mark.state_backends
 
 
 def _spki(public_key: Any) -> bytes:
@@ -80,15 +81,14 @@ def test_sigkill_at_random_moments_of_a_batched_apply(workspace: Workspace) -> N
     assert plan.code == 0, plan.text
     assert ws.run("audit", "--verify").code == 0
 
-    with sqlite3.connect(ws.state_db) as db:
-        serials = dict(db.execute("SELECT name, serial FROM certificates WHERE status='active'"))
-        # Every certificate was recorded once: a re-run after a kill re-issued with the
-        # journaled key what had not been recorded yet, never on top of a record.
-        history = db.execute("SELECT address, reason FROM history").fetchall()
-        left = db.execute(
-            "SELECT count(*) FROM journal WHERE status IN ('started', 'interrupted') "
-            "OR sealed_key IS NOT NULL"
-        ).fetchone()[0]
+    serials = dict(ws.query("SELECT name, serial FROM certificates WHERE status='active'"))
+    # Every certificate was recorded once: a re-run after a kill re-issued with the
+    # journaled key what had not been recorded yet, never on top of a record.
+    history = ws.query("SELECT address, reason FROM history")
+    ((left,),) = ws.query(
+        "SELECT count(*) FROM journal WHERE status IN ('started', 'interrupted') "
+        "OR sealed_key IS NOT NULL"
+    )
     assert history == []
     assert left == 0
     assert len(serials) == count
@@ -126,13 +126,16 @@ def planned(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     monkeypatch.setenv("CERTFORM_MASTER_KEY", workspace.env["CERTFORM_MASTER_KEY"])
     monkeypatch.setenv("CERTFORM_TEST_BATCH_SIZE", "4")
+    for name in ("CERTFORM_PG_DSN",):
+        if name in workspace.env:
+            monkeypatch.setenv(name, workspace.env[name])
     monkeypatch.chdir(workspace.root)
     validated = load_and_validate(workspace.write(config(6)), {})
     store = open_store(validated.config.state, validated.root)
     store.open()
     store.lock("apply", 0.0)
     recorded = store.read()
-    plan = plan_from(validated, recorded, str(store.path.resolve()), datetime.now(UTC))
+    plan = plan_from(validated, recorded, store.where, datetime.now(UTC))
     try:
         yield store, plan, recorded, validated.root
     finally:
@@ -141,8 +144,8 @@ def planned(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _rows(store: Any, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(store.path) as db:
-        return db.execute(sql).fetchall()
+    """Rows read through the store's own connection (either backend)."""
+    return [tuple(r) for r in store._connect(create=False).execute(sql).fetchall()]
 
 
 def test_a_batch_is_journaled_before_it_acts_and_recorded_after(

@@ -4,9 +4,11 @@ changes nothing, and says so up front; routine renewals never count."""
 
 from __future__ import annotations
 
-import sqlite3
+import pytest
 
 from tests.conftest import EXAMPLE, Workspace
+
+pytestmark = pytest.mark.state_backends
 
 PKI = EXAMPLE.split("certificates:")[0]
 
@@ -26,8 +28,8 @@ def _config(count: int, *, rsa: int = 0, policy: str = "", issuing_cn: str = "")
 
 
 def _state_serial(workspace: Workspace) -> int:
-    with sqlite3.connect(workspace.state_db) as db:
-        return int(db.execute("SELECT value FROM meta WHERE key='serial'").fetchone()[0])
+    ((serial,),) = workspace.query("SELECT value FROM meta WHERE key='serial'")
+    return int(serial)
 
 
 def test_replacing_more_than_the_limit_needs_force(workspace: Workspace) -> None:

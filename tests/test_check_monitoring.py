@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Workspace
 
+pytestmark = pytest.mark.state_backends
+
 
 def _samples(text: str) -> dict[tuple[str, str], float]:
     values: dict[tuple[str, str], float] = {}

@@ -26,13 +26,19 @@ def test_schema_command_writes_the_file(tmp_path: Path, workspace: Workspace) ->
 
 
 def test_examples_validate_and_reference_the_schema(workspace: Workspace) -> None:
-    examples = sorted((REPO / "examples").iterdir())
+    examples = sorted((REPO / "examples").glob("**/certform.yaml"))
     assert examples, "no examples/ to check"
     for example in examples:
-        text = (example / "certform.yaml").read_text()
-        assert "$schema=../../schemas/certform.schema.json" in text
-        result = workspace.run("validate", "-c", str(example))
+        text = example.read_text()
+        depth = len(example.relative_to(REPO).parts) - 1
+        assert f"$schema={'../' * depth}schemas/certform.schema.json" in text, example
+        result = workspace.run("validate", "-c", str(example.parent))
         assert result.code == 0, result.text
+        for var_file in sorted(example.parent.glob("environments/*.yaml")):
+            result = workspace.run(
+                "validate", "-c", str(example.parent), "--var-file", str(var_file)
+            )
+            assert result.code == 0, result.text
 
 
 def test_templated_config_with_vars_var_file_and_env(workspace: Workspace) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -18,9 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from reconciler.pki.keys import private_key_from_der
-from reconciler.state.sealing import MASTER_KEY_ENV, MasterKeySource
-from reconciler.state.sqlite import SqliteStateStore
+from reconciler.state.sealing import MASTER_KEY_ENV
 from tests.conftest import Workspace, certform_argv, openssl_verify
+
+pytestmark = pytest.mark.state_backends
 
 HEADER = """\
 authorities:
@@ -73,7 +73,7 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
 
 
 def journaled_public_key(ws: Workspace, address: str) -> bytes | None:
-    store = SqliteStateStore(ws.state_db, MasterKeySource(ws.root / ".certform/master.key"))
+    store = ws.store()
     previous = os.environ.get(MASTER_KEY_ENV)
     os.environ[MASTER_KEY_ENV] = ws.env[MASTER_KEY_ENV]
     try:
@@ -99,14 +99,11 @@ def assert_consistent(ws: Workspace, count: int) -> None:
     """Every deployment matches the state, keys match certificates, nothing dangles."""
     plan = ws.run("plan", "--detailed-exitcode")
     assert plan.code == 0, plan.text
-    with sqlite3.connect(ws.state_db) as db:
-        serials = dict(db.execute("SELECT name, serial FROM certificates WHERE status='active'"))
-        open_steps = db.execute(
-            "SELECT count(*) FROM journal WHERE status IN ('started', 'interrupted')"
-        ).fetchone()[0]
-        keys_left = db.execute(
-            "SELECT count(*) FROM journal WHERE sealed_key IS NOT NULL"
-        ).fetchone()[0]
+    serials = dict(ws.query("SELECT name, serial FROM certificates WHERE status='active'"))
+    ((open_steps,),) = ws.query(
+        "SELECT count(*) FROM journal WHERE status IN ('started', 'interrupted')"
+    )
+    ((keys_left,),) = ws.query("SELECT count(*) FROM journal WHERE sealed_key IS NOT NULL")
     assert open_steps == 0 and keys_left == 0
     assert len(serials) == count
     for i in range(count):
@@ -156,10 +153,7 @@ def test_sigkill_at_each_phase_is_recovered(workspace: Workspace, address: str, 
         name = address.split(".", 1)[1]
         cert = x509.load_pem_x509_certificate((ws.root / f"out/{name}/cert.pem").read_bytes())
         assert _spki(cert.public_key()) == pending_key, "the journaled key was not reused"
-        with sqlite3.connect(ws.state_db) as db:
-            superseded = db.execute(
-                "SELECT count(*) FROM history WHERE address = ?", (address,)
-            ).fetchone()[0]
+        ((superseded,),) = ws.query("SELECT count(*) FROM history WHERE address = ?", (address,))
         assert superseded == 0, "the certificate was recorded twice"
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from tests.conftest import EXAMPLE, Workspace
+
+pytestmark = pytest.mark.state_backends
 
 URL = "http://crl.example.test/issuing.crl"
 CRL_BLOCK = f"    crl: {{publish: {{directory: crl}}, validity: 7d, url: '{URL}'}}\n"

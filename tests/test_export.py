@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import stat
 import subprocess
 from datetime import UTC, datetime
@@ -20,7 +19,10 @@ from tests.conftest import EXAMPLE, Workspace
 
 PASSPHRASE = "Tr0ub4dor-export-passphrase"
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+pytestmark = [
+    pytest.mark.state_backends,
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl"),
+]
 
 
 def exportable(*names: str) -> str:
@@ -46,14 +48,15 @@ def openssl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def audit_rows(ws: Workspace) -> list[tuple[str, str, str, str]]:
-    with sqlite3.connect(ws.state_db) as conn:
-        return conn.execute(
-            "SELECT command, address, result, detail FROM audit WHERE command = 'export'"
-        ).fetchall()
+    return ws.query("SELECT command, address, result, detail FROM audit WHERE command = 'export'")
 
 
 def state_bytes(ws: Workspace) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(ws.state_db.parent.iterdir()) if p.is_file())
+    """Everything the state holds: its files, or (PostgreSQL) every row of every table."""
+    if ws.backend == "sqlite":
+        return b"".join(p.read_bytes() for p in sorted(ws.state_db.parent.iterdir()) if p.is_file())
+    tables = ("meta", "authorities", "certificates", "bindings", "history", "journal", "audit")
+    return repr([sorted(map(repr, ws.query(f"SELECT * FROM {t}"))) for t in tables]).encode()
 
 
 def assert_no_secret_leaked(ws: Workspace, *outputs: str) -> None:
@@ -196,6 +199,7 @@ def test_bad_passphrase_file_writes_nothing(
         assert content.split(b"\n")[0].decode() not in result.text
 
 
+@pytest.mark.sqlite_only
 def test_unknown_certificate_and_no_state(applied: Workspace, workspace: Workspace) -> None:
     result = applied.run("export", "nope", "--passphrase-file", "pass.txt", "--out", "exp")
     assert result.code == 1

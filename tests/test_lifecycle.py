@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import EXAMPLE, Workspace, openssl_verify
+
+pytestmark = pytest.mark.state_backends
 
 
 def serial_of(path: Path) -> str:
@@ -194,11 +196,8 @@ def test_removing_a_certificate_unbinds_then_destroys(workspace: Workspace) -> N
     ]
     ws.ok("apply", "--auto-approve")
     assert not (ws.root / "out/api").exists()
-    with sqlite3.connect(ws.state_db) as db:
-        status, key = db.execute(
-            "SELECT status, sealed_key FROM certificates WHERE name = 'api'"
-        ).fetchone()
-    assert (status, key) == ("destroyed", None)
+    rows = ws.query("SELECT status, sealed_key FROM certificates WHERE name = 'api'")
+    assert rows == [("destroyed", None)]
     assert ws.run("plan", "--detailed-exitcode").code == 0
 
 
@@ -338,6 +337,7 @@ def test_post_deploy_timeout_fails_the_step(workspace: Workspace) -> None:
     assert "1 failed" in result.err
 
 
+@pytest.mark.sqlite_only
 def test_state_path_and_master_key_file_from_config(workspace: Workspace) -> None:
     ws = workspace
     del ws.env["CERTFORM_MASTER_KEY"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cryptography import x509
 
 from tests.conftest import Workspace
+
+pytestmark = pytest.mark.state_backends
 
 RECORDED = [
     "authority.issuing",

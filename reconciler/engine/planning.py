@@ -11,22 +11,20 @@ from reconciler.model.records import RecordedState
 from reconciler.plan.diff import diff
 from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
 from reconciler.policy.guards import ChangeLimit, force_reasons
-from reconciler.state.sqlite import SqliteStateStore
+from reconciler.state.sql_store import SqlStateStore
 
 
-def make_plan(
-    validated: ValidatedConfig, store: SqliteStateStore, at: datetime | None = None
-) -> Plan:
+def make_plan(validated: ValidatedConfig, store: SqlStateStore, at: datetime | None = None) -> Plan:
     """The plan for ``validated`` against ``store`` as of ``at`` (default: now).
 
     The caller holds the state lock when the state exists.
     """
     now = at or datetime.now(UTC)
     recorded = store.read()
-    return plan_from(validated, recorded, str(store.path), now, certificate_pem=pem_reader(store))
+    return plan_from(validated, recorded, store.where, now, certificate_pem=pem_reader(store))
 
 
-def pem_reader(store: SqliteStateStore) -> CertificatePem:
+def pem_reader(store: SqlStateStore) -> CertificatePem:
     return lambda name: store.material("certificate", name).certificate_pem
 
 
