@@ -177,3 +177,14 @@ LockId = Annotated[str, typer.Argument(help="The lock ID the 'locked by' message
 StateAddress = Annotated[
     str, typer.Argument(help="authority.NAME, certificate.NAME or binding.TARGET.")
 ]
+MigrateFrom = Annotated[
+    Path, typer.Option("--from", help="The SQLite state file to copy (e.g. .certform/state.db).")
+]
+MigrateMasterKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-master-key-file",
+        help="The master key file of the state copied (default: $CERTFORM_MASTER_KEY, "
+        "or master.key beside it).",
+    ),
+]

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from reconciler.engine.export import ExportFile
     from reconciler.monitoring.notifications import DeliveryReport
     from reconciler.monitoring.prometheus import CertificateMetric
+    from reconciler.state.copy import CopyReport
     from reconciler.state.store import AuditVerification
 
 DEFAULT_CONFIG = Path("certform.yaml")  # also the CLI's, which imports this module lazily
@@ -507,6 +508,42 @@ class Session:
         from reconciler.state_view import details
 
         return details(self._read_state(self.open_store()), address)
+
+    def state_migrate(self, source: Path, master_key_file: Path | None = None) -> CopyReport:
+        """Copy the SQLite state at ``source`` into the configured (empty) backend, with
+        its lineage, serial, history and audit chain, keys re-wrapped for the
+        configured key store; verified after the copy (see ``state/copy.py``)."""
+        from reconciler.engine.context import actor
+        from reconciler.state.copy import copy_state
+        from reconciler.state.sealing import MasterKeySource
+        from reconciler.state.sqlite import SqliteStateStore
+
+        if not source.is_file():
+            raise UsageError(f"--from {source}: no SQLite state file there")
+        if master_key_file is not None:
+            if not master_key_file.is_file():
+                raise UsageError(f"--from-master-key-file {master_key_file}: no such file")
+            key = MasterKeySource(master_key_file, explicit_file=True, file_only=True)
+        else:
+            key = MasterKeySource(source.parent / "master.key")
+        origin = SqliteStateStore(source, key)
+        target = self.open_store()
+        if origin.where == target.where:
+            raise UsageError("--from names the configured state itself; nothing to copy")
+        origin.lock("state migrate", self.lock_timeout)
+        try:
+            target.lock("state migrate", self.lock_timeout)
+            try:
+                report = copy_state(origin, target)
+                target.audit(actor(), "state migrate", "state", "migrate", "ok",
+                             f"copied from {source} (lineage {report.lineage})")  # fmt: skip
+                return report
+            finally:
+                target.unlock()
+                target.close()
+        finally:
+            origin.unlock()
+            origin.close()
 
     def force_unlock(self, lock_id: str) -> str:
         """Release the lock ``lock_id`` left by a dead run; what was done."""

@@ -125,16 +125,24 @@ class PostgresStateStore(SqlStateStore):
         self._check_format(conn)
         return conn
 
-    def _create_state(self, conn: PgConnection) -> None:
+    def _create_from(self, meta: dict[str, str], data_key: bytes) -> None:
+        self._create_state(self._connection(), (meta, data_key))
+
+    def _create_state(
+        self, conn: PgConnection, seed: tuple[dict[str, str], bytes] | None = None
+    ) -> None:
         """Schema, tables and meta (lineage, wrapped data key) in one transaction: a
         crash leaves no half-made state.  Callers hold the lock, so two runs never
         create one state twice; if one did anyway, the loser's transaction fails on
         the schema and its rows are never seen."""
-        data_key = AESGCM.generate_key(bit_length=256)
-        meta = self._new_meta(data_key)
+        if seed is None:
+            data_key = AESGCM.generate_key(bit_length=256)
+            meta = self._new_meta(data_key)
+        else:
+            meta, data_key = seed
         conn.execute("BEGIN")
         try:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            conn.execute(f'CREATE SCHEMA "{self.schema}"')
             for version in sorted(MIGRATIONS):
                 for statement in MIGRATIONS[version]:
                     conn.execute(statement)

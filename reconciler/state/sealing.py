@@ -60,6 +60,9 @@ class MasterKeySource:
 
     key_file: Path
     explicit_file: bool = False
+    file_only: bool = False
+    """Ignore ``$CERTFORM_MASTER_KEY``: the key of another state than the configured
+    one (``state migrate --from-master-key-file``)."""
 
     def load(self, *, create: bool) -> bytes:
         """Return the master key; create the default key file only when ``create``.
@@ -67,7 +70,7 @@ class MasterKeySource:
         A state that already exists never gets a fresh key silently: a missing
         key is an error, because a new key could not open the old state.
         """
-        env_value = os.environ.get(MASTER_KEY_ENV)
+        env_value = None if self.file_only else os.environ.get(MASTER_KEY_ENV)
         if env_value:
             return _decode_master_key(env_value, f"${MASTER_KEY_ENV}")
         if self.key_file.exists():

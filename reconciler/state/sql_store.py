@@ -85,6 +85,11 @@ def _tags(text: str) -> dict[str, str]:
     return {} if text == "{}" else json.loads(text)
 
 
+StateRows = dict[str, list[tuple[Any, ...]]]
+StateExport = tuple[dict[str, str], bytes, StateRows]
+"""A state's meta, data key and rows, for ``state migrate``."""
+
+
 class SqlStateStore(StateStore):
     """A state in a SQL database; ``where`` names it in messages (a path, or a
     PostgreSQL state's name).  Subclasses connect, create and lock."""
@@ -135,6 +140,15 @@ class SqlStateStore(StateStore):
 
     def _audit_columns(self, conn: Connection) -> set[str]:
         return {"previous", "hash"}
+
+    def _columns(self, conn: Connection, table: str) -> set[str] | None:
+        """The columns ``table`` has (None: all that this version creates)."""
+        return None
+
+    @abstractmethod
+    def _create_from(self, meta: dict[str, str], data_key: bytes) -> None:
+        """Create this (absent) state with ``meta`` and ``data_key`` (already wrapped
+        in ``meta``) instead of new ones: the target of ``state migrate``."""
 
     def _prepare_for_writes(self, conn: Connection) -> None:
         """Inside the first write transaction of this store: bring an older layout up
@@ -336,6 +350,51 @@ class SqlStateStore(StateStore):
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")
+
+    # -- copying (state migrate) ------------------------------------------------
+    def export_state(self, tables: dict[str, tuple[str, ...]]) -> StateExport:
+        """(meta, data key, rows of each table in ``tables``' column order) for a copy;
+        a column or table this state does not have yet reads as NULL / no rows."""
+        sealer = self._sealer_for()
+        if self._data_key_version != DATA_KEY_V2:
+            self._ensure_migrated()  # a copy is always of an authenticated state
+        conn = self._connect(create=False)
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        rows: StateRows = {}
+        for table, columns in tables.items():
+            if not self._has_table(conn, table):
+                rows[table] = []
+                continue
+            have = self._columns(conn, table)
+            select = ", ".join(c if have is None or c in have else f"NULL AS {c}" for c in columns)
+            rows[table] = [tuple(r) for r in conn.execute(f"SELECT {select} FROM {table}")]
+        return meta, sealer.data_key, rows
+
+    def import_state(
+        self,
+        meta: dict[str, str],
+        data_key: bytes,
+        rows: StateRows,
+        tables: dict[str, tuple[str, ...]],
+    ) -> None:
+        """Create this state as a copy: the same data key (so every row MAC, sealed
+        key and audit hash stays valid) wrapped under this store's key store, the same
+        lineage, serial and rows, in one transaction after the creation."""
+        meta = dict(meta)
+        meta["data_key"] = base64.b64encode(self.key_store.wrap(data_key, creating=True)).decode()
+        meta["key_store"] = keystores.dumps(self.key_store.descriptor())
+        self._create_from(meta, data_key)
+        conn = self._connect(create=False)
+        with self._txn(conn):
+            self._prepare_for_writes(conn)
+            self._writes_prepared = True
+            for table, columns in tables.items():
+                if rows[table]:
+                    names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+                    conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows[table])
+        self._sealer = Sealer(data_key)
+        self._data_key_version = DATA_KEY_V2
+        self._wrapping_store = self.key_store
 
     # -- reading ----------------------------------------------------------------
     def read(self) -> RecordedState:

@@ -131,14 +131,18 @@ class SqliteStateStore(SqlStateStore):
         self._check_format(conn)
         return conn
 
-    def _create_state(self) -> None:
+    def _create_state(self, seed: tuple[dict[str, str], bytes] | None = None) -> None:
         """Create the state complete (schema, lineage, data key wrapped by the key
         store) in a temp file, then ``link`` it into place: a crash never leaves a
         half-made state, and when another run created the state meanwhile the link
-        fails and that state is used instead (never replaced)."""
+        fails and that state is used instead (never replaced).  ``seed`` (meta, data
+        key) makes the copy of another state (``state migrate``) instead of a new one."""
         make_dirs(self.path.parent, STATE_DIR_MODE)
-        data_key = AESGCM.generate_key(bit_length=256)
-        meta = self._new_meta(data_key)
+        if seed is None:
+            data_key = AESGCM.generate_key(bit_length=256)
+            meta = self._new_meta(data_key)
+        else:
+            meta, data_key = seed
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         # Created 0600 before SQLite opens it (SQLite would honour the umask).
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
@@ -156,6 +160,10 @@ class SqliteStateStore(SqlStateStore):
             try:
                 os.link(tmp, self.path)
             except FileExistsError:
+                if seed is not None:
+                    raise StateError(
+                        f"{self.path} appeared meanwhile; nothing was copied"
+                    ) from None
                 return  # another run created it first: open theirs
         finally:
             tmp.unlink(missing_ok=True)
@@ -164,6 +172,12 @@ class SqliteStateStore(SqlStateStore):
 
     def _default_master_key(self) -> MasterKeySource:
         return MasterKeySource(self.path.parent / "master.key")
+
+    def _create_from(self, meta: dict[str, str], data_key: bytes) -> None:
+        self._create_state((meta, data_key))
+
+    def _columns(self, conn: sqlite3.Connection, table: str) -> set[str]:  # type: ignore[override]
+        return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
 
     # -- older layouts ------------------------------------------------------------
     def _mac_tables(self, conn: sqlite3.Connection) -> set[str]:  # type: ignore[override]
