@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,7 +23,9 @@ except ImportError:  # pragma: no cover
 
 from reconciler import __version__, cli_format, cli_state
 from reconciler import cli_options as opt
+from reconciler.cli_common import confirm as _confirm
 from reconciler.cli_common import err as _err
+from reconciler.cli_common import plan_printer as _plan_printer
 from reconciler.cli_common import session_for as _session
 from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
@@ -34,7 +35,7 @@ from reconciler.schema import DEFAULT_SCHEMA_PATH
 # that runs, not here: ``certform --version`` and ``--help`` start in a fraction
 # of the time, and no command pays for another's modules.
 if TYPE_CHECKING:
-    from reconciler.plan.model import Plan
+    pass
 
 DEFAULT_CONFIG = opt.DEFAULT_CONFIG
 
@@ -46,21 +47,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli_state.register(app)
-
-
-def _plan_printer(form: opt.PlanFormat = opt.PlanFormat.text) -> Callable[[Plan], None]:
-    """Print a plan as text, Markdown, or its JSON document (no MAC: see ``plan --out``)."""
-    from reconciler.plan.render import render_plan
-    from reconciler.plan.render_markdown import render_markdown
-
-    render = {"json": lambda p: p.dumps(), "markdown": render_markdown}.get(form, render_plan)
-    return lambda p: typer.echo(render(p), nl=False)
-
-
-def _confirm() -> bool:
-    typer.echo("\nDo you want to perform these actions? Only 'yes' will be accepted.")
-    answer = typer.prompt("  Enter a value", default="", show_default=False)
-    return answer.strip() == "yes"
 
 
 @app.command()
@@ -82,12 +68,13 @@ def plan(
     var: opt.Var = None,
     var_file: opt.VarFile = None,
     lock_timeout: opt.LockTimeout = 0.0,
+    replace: opt.Replace = None,
 ) -> None:
     """Show what apply would change; nothing is changed."""
     # With --out the plan is saved with its MAC (after it was shown); --json has none.
     form = opt.PlanFormat.json if json_output else output_format
-    show = _plan_printer(form)
-    the_plan = _session(config, var, var_file, lock_timeout).plan(at, out=out, show=show)
+    session = _session(config, var, var_file, lock_timeout)
+    the_plan = session.plan(at, out=out, show=_plan_printer(form), replace=replace or ())
     if out is not None and form == opt.PlanFormat.text:
         typer.echo(f"\nSaved the plan to {out}. Apply it with: certform apply {out}")
     if detailed_exitcode and the_plan.has_changes:
@@ -104,6 +91,7 @@ def apply(
     lock_timeout: opt.LockTimeout = 0.0,
     parallelism: opt.Parallelism = 10,
     force: opt.Force = False,
+    replace: opt.Replace = None,
 ) -> None:
     """Issue, renew, deploy and remove until the world matches the configuration."""
     from reconciler.session import ApplyHooks
@@ -111,8 +99,9 @@ def apply(
     # Without a terminal nobody can answer: the session then refuses unless approved.
     hooks = ApplyHooks(_plan_printer(), typer.echo, _confirm if sys.stdin.isatty() else None)
     outcome = _session(config, var, var_file, lock_timeout).apply(
-        plan_file, auto_approve=auto_approve, force=force, parallelism=parallelism, hooks=hooks
-    )
+        plan_file, auto_approve=auto_approve, force=force, parallelism=parallelism, hooks=hooks,
+        replace=replace or (),
+    )  # fmt: skip
     if outcome.result is None:
         if outcome.from_saved_plan:
             typer.echo("No changes.")

@@ -36,7 +36,7 @@ def apply_summary(outcome: ApplyOutcome) -> str:
             f"\nApply incomplete: {len(result.done)} done, {len(result.failed)} failed, "
             f"{len(result.skipped)} skipped. Fix the errors above and run apply again."
         )
-    return f"\nApply complete: {len(result.done)} change(s) made."
+    return f"\nApply complete: {len(result.done) + len(outcome.plan.moves)} change(s) made."
 
 
 def check_text(result: CheckResult) -> str:

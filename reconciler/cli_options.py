@@ -188,3 +188,15 @@ MigrateMasterKey = Annotated[
         "or master.key beside it).",
     ),
 ]
+StateTarget = Annotated[str, typer.Argument(help="The new address: certificate.NEW.")]
+StateAddresses = Annotated[
+    list[str], typer.Argument(help="Addresses to forget (see `certform state list`).")
+]
+Replace = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--replace",
+        help="Re-key and re-issue this certificate (certificate.NAME) whatever its state; "
+        "repeatable.",
+    ),
+]

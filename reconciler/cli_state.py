@@ -87,3 +87,31 @@ def state_migrate(
                f"serial {report.serial}; {rows or 'no rows'}.")  # fmt: skip
     typer.echo(f"Verified: every row read back, audit chain intact ({report.audit.records} "
                "records).")  # fmt: skip
+
+
+@state_app.command("mv")
+def state_mv(
+    source: opt.StateAddress,
+    target: opt.StateTarget,
+    config: opt.Config = DEFAULT_CONFIG,
+    var: opt.Var = None,
+    var_file: opt.VarFile = None,
+    lock_timeout: opt.LockTimeout = 0.0,
+) -> None:
+    """Rename a certificate in the state without re-issuing it (for a renamed config
+    entry; a `moved` block in the config does the same through plan and apply)."""
+    typer.echo(session_for(config, var, var_file, lock_timeout).state_mv(source, target))
+
+
+@state_app.command("rm")
+def state_rm(
+    addresses: opt.StateAddresses,
+    config: opt.Config = DEFAULT_CONFIG,
+    var: opt.Var = None,
+    var_file: opt.VarFile = None,
+    lock_timeout: opt.LockTimeout = 0.0,
+) -> None:
+    """Forget resources without touching the world (their keys are erased from the
+    state); the next plan issues them anew if they are still declared."""
+    for line in session_for(config, var, var_file, lock_timeout).state_rm(addresses):
+        typer.echo(line)

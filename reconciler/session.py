@@ -56,6 +56,21 @@ def _ignore(_: Any) -> None:
     """The default for callbacks nobody listens to."""
 
 
+def _move(store: SqlStateStore, the_plan: Plan, progress: Callable[[str], None]) -> RecordedState:
+    """Rename the plan's moved certificates in the state (one transaction, audited)
+    before any step runs; the state as the steps then see it."""
+    from reconciler.engine.context import actor
+
+    who = actor()
+    with store.transaction() as writer:
+        for move in the_plan.moves:
+            writer.rename_certificate(move.source.split(".", 1)[1], move.target.split(".", 1)[1])
+            writer.audit(who, "apply", move.target, "move", "ok", f"moved from {move.source}")
+    for move in the_plan.moves:
+        progress(f"{move.source}: moved to {move.target}")
+    return store.read()
+
+
 def variables_from(pairs: Sequence[str] = (), files: Sequence[Path] = ()) -> dict[str, Any]:
     """Template variables: the files in order, then ``key=value`` pairs on top."""
     variables: dict[str, Any] = {}
@@ -250,8 +265,23 @@ class Session:
         recorded: RecordedState,
         when: datetime,
         change: tuple[str, str] | None = None,
+        replace: frozenset[str] = frozenset(),
     ) -> Plan:
-        return plan_from(self.validated, recorded, store.where, when, change, pem_reader(store))
+        return plan_from(
+            self.validated, recorded, store.where, when, change, pem_reader(store), replace
+        )
+
+    def _replacing(self, addresses: Sequence[str]) -> frozenset[str]:
+        """``--replace`` addresses, each a declared certificate (UsageError otherwise)."""
+        declared = {c.address for c in self.validated.desired.certificates}
+        for address in addresses:
+            if address not in declared:
+                raise UsageError(
+                    f"--replace {address}: not a certificate of the configuration "
+                    "(expected certificate.NAME; authorities are re-keyed by changing "
+                    "their key or subject)"
+                )
+        return frozenset(addresses)
 
     # -- operations -------------------------------------------------------------
     def validate(self) -> ValidateResult:
@@ -266,11 +296,13 @@ class Session:
         *,
         out: Path | None = None,
         show: Callable[[Plan], None] = _ignore,
+        replace: Sequence[str] = (),
     ) -> Plan:
         """The plan as of ``at`` (default: now); changes nothing.  With ``out`` the
         plan is saved with its MAC, after ``show`` has seen it (a plan for a new
         state creates the state first, under the lock: the MAC needs its key)."""
         when = _moment(at, datetime.now(UTC))
+        replacing = self._replacing(replace)
         store = self.open_store()
         if out is not None:
             from reconciler.engine.saved_plan import prepare_state_for_saved_plan, save_plan
@@ -280,7 +312,7 @@ class Session:
         change = store.key_store_change if store.exists else None
         if store.exists and store.upgrade_pending:
             self._note(UPGRADE_NOTE)
-        the_plan = self._plan_against(store, recorded, when, change)
+        the_plan = self._plan_against(store, recorded, when, change, replacing)
         show(the_plan)
         if out is not None:
             save_plan(the_plan, store, out)
@@ -294,6 +326,7 @@ class Session:
         force: bool = False,
         parallelism: int = 10,
         hooks: ApplyHooks | None = None,
+        replace: Sequence[str] = (),
     ) -> ApplyOutcome:
         """Issue, renew, deploy and remove until the world matches the configuration
         (or apply the saved plan in ``plan_file`` exactly)."""
@@ -302,8 +335,11 @@ class Session:
         from reconciler.policy.recheck import recheck_plan, require_force
 
         hooks = hooks or ApplyHooks()
+        if plan_file is not None and replace:
+            raise UsageError("--replace makes a new plan; it cannot change a saved one")
         document = self._render_as_planned(plan_file) if plan_file else None
         validated = self.validated
+        replacing = self._replacing(replace)
         store = self.open_store()
         # A saved plan is verified (MAC, lineage, serial, guards, policy, force)
         # before the lock is taken: a refused one changes nothing at all.
@@ -314,7 +350,7 @@ class Session:
         if asked and hooks.confirm is None:
             # Decide before touching the state: a CI job without approval changes nothing.
             recorded = self._read_state(store)
-            hooks.show_plan(self._plan_against(store, recorded, datetime.now(UTC)))
+            hooks.show_plan(self._plan_against(store, recorded, datetime.now(UTC), None, replacing))
             raise UsageError(
                 "refusing to apply without confirmation: no terminal to ask; pass --auto-approve"
             )
@@ -336,7 +372,7 @@ class Session:
                 the_plan = saved
             else:
                 change = store.key_store_change if existed else None
-                the_plan = self._plan_against(store, recorded, datetime.now(UTC), change)
+                the_plan = self._plan_against(store, recorded, datetime.now(UTC), change, replacing)
                 hooks.show_plan(the_plan)
             # Guards, policy and --force reasons once more, under the lock.
             the_plan = recheck_plan(the_plan, recorded, validated.config.policy)
@@ -350,6 +386,8 @@ class Session:
                 recorded = store.read()
                 check_applicable(the_plan, recorded)
             store.open()  # creates a new state, under the lock, exclusively
+            if the_plan.moves:
+                recorded = _move(store, the_plan, hooks.progress)
             result = run_apply(
                 store, the_plan, recorded, hooks.progress, parallelism, root=validated.root
             )
@@ -544,6 +582,50 @@ class Session:
         finally:
             origin.unlock()
             origin.close()
+
+    def state_mv(self, source: str, target: str) -> str:
+        """Rename a recorded certificate without re-issuing it (key, bindings and
+        history follow), audited; the world is not touched."""
+        from reconciler.engine.context import actor
+        from reconciler.state_view import record_of
+
+        if not (source.startswith("certificate.") and target.startswith("certificate.")):
+            raise UsageError(
+                "state mv renames certificates: certificate.OLD certificate.NEW "
+                "(bindings follow their certificate; authorities cannot be renamed)"
+            )
+        if source == target:
+            raise UsageError(f"{source} and {target} are the same address")
+        with self._existing_state("state mv") as (store, recorded):
+            record_of(recorded, source)
+            if target.split(".", 1)[1] in recorded.certificates:
+                raise UsageError(f"{target} is already in the state; nothing was moved")
+            with store.transaction() as writer:
+                writer.rename_certificate(source.split(".", 1)[1], target.split(".", 1)[1])
+                writer.audit(actor(), "state mv", target, "move", "ok", f"moved from {source}")
+        return f"Moved {source} to {target}."
+
+    def state_rm(self, addresses: Sequence[str]) -> list[str]:
+        """Forget recorded resources without touching the world (certificates' and
+        authorities' keys are erased from the state), audited; one transaction."""
+        from reconciler.engine.context import actor
+        from reconciler.state_view import record_of
+
+        if not addresses:
+            raise UsageError("state rm needs at least one address (see `certform state list`)")
+        with self._existing_state("state rm") as (store, recorded):
+            for address in addresses:
+                record_of(recorded, address)  # all of them exist, or nothing is removed
+            who = actor()
+            with store.transaction() as writer:
+                for address in dict.fromkeys(addresses):
+                    kind, name = address.split(".", 1)
+                    if kind == "binding":
+                        writer.delete_binding(address)
+                    else:
+                        writer.forget(kind, name)
+                    writer.audit(who, "state rm", address, "forget", "ok", "removed from the state")
+        return [f"Removed {address} from the state." for address in dict.fromkeys(addresses)]
 
     def force_unlock(self, lock_id: str) -> str:
         """Release the lock ``lock_id`` left by a dead run; what was done."""

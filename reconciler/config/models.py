@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from reconciler.acme.config import AcmeSolver, ExternalAccountBinding
 from reconciler.config.types import (
@@ -413,6 +413,22 @@ class PolicyConfig(StrictModel):
     change_limit: ChangeLimitConfig = Field(default_factory=ChangeLimitConfig)
 
 
+CertificateAddress = Annotated[
+    str, Field(pattern=r"^certificate\.[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+]
+
+
+class MovedBlock(StrictModel):
+    """A certificate renamed in the config: its state (key, certificate, bindings,
+    history) follows it instead of a destroy and a new issuance (Terraform's
+    ``moved``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: CertificateAddress = Field(alias="from", description="The old address.")
+    to: CertificateAddress = Field(description="The new address, declared in the config.")
+
+
 class CertformConfig(StrictModel):
     """Root of a certform configuration (one file or a directory of files merged)."""
 
@@ -435,3 +451,28 @@ class CertformConfig(StrictModel):
         default_factory=dict,
         description="TLS endpoints `certform check` watches without deploying there.",
     )
+    moved: list[MovedBlock] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Renamed certificates: [{from: certificate.old, to: certificate.new}].",
+    )
+
+    @model_validator(mode="after")
+    def _moves_are_renames(self) -> CertformConfig:
+        seen: set[str] = set()
+        for index, move in enumerate(self.moved):
+            old, new = move.from_.split(".", 1)[1], move.to.split(".", 1)[1]
+            where = f"moved[{index}]"
+            if move.from_ in seen:
+                raise ValueError(f"{where}: {move.from_} is moved twice")
+            seen.add(move.from_)
+            if old == new:
+                raise ValueError(f"{where}: from and to are the same address")
+            if old in self.certificates:
+                raise ValueError(
+                    f"{where}: {move.from_} is still declared; a moved certificate "
+                    "keeps only its new name"
+                )
+            if new not in self.certificates:
+                raise ValueError(f"{where}: {move.to} is not declared under certificates")
+        return self

@@ -10,6 +10,7 @@ from reconciler.engine.renewal_info import CertificatePem, has_renewal_info, ren
 from reconciler.model.records import RecordedState
 from reconciler.plan.diff import diff
 from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
+from reconciler.plan.moves import apply_moves
 from reconciler.policy.guards import ChangeLimit, force_reasons
 from reconciler.state.sql_store import SqlStateStore
 
@@ -35,9 +36,17 @@ def plan_from(
     now: datetime,
     key_store_change: tuple[str, str] | None = None,
     certificate_pem: CertificatePem | None = None,
+    replace: frozenset[str] = frozenset(),
 ) -> Plan:
     """``certificate_pem`` reads a recorded certificate (for ACME renewal information);
-    without it, ACME certificates are scheduled by ``renew_before`` alone."""
+    without it, ACME certificates are scheduled by ``renew_before`` alone.  ``replace``
+    names certificates to re-key and re-issue whatever their state (``--replace``)."""
+    moved = [(m.from_, m.to) for m in validated.config.moved]
+    recorded, moves, move_warnings = apply_moves(moved, recorded)
+    if moves and certificate_pem is not None:  # recorded under the old names until apply
+        old_names = {m.target.split(".", 1)[1]: m.source.split(".", 1)[1] for m in moves}
+        read_pem = certificate_pem
+        certificate_pem = lambda name: read_pem(old_names.get(name, name))  # noqa: E731
     observed = refresh(validated.desired, recorded, validated.root)
     windows: dict = {}
     ari_warnings: list[str] = []
@@ -45,8 +54,8 @@ def plan_from(
         windows, ari_warnings = renewal_windows(
             validated.desired, recorded, certificate_pem, validated.root
         )
-    result = diff(validated.desired, recorded, observed, now, windows)
-    warnings = [*result.warnings, *ari_warnings]
+    result = diff(validated.desired, recorded, observed, now, windows, replace)
+    warnings = [*move_warnings, *result.warnings, *ari_warnings]
     if recorded.interrupted:
         steps = ", ".join(f"{s.address} ({s.action})" for s in recorded.interrupted[:5])
         warnings.append(
@@ -79,4 +88,5 @@ def plan_from(
         created_at=datetime.now(UTC),
         interrupted=tuple(s.address for s in recorded.interrupted),
         variables=dict(validated.variables),
+        moves=moves,
     )

@@ -27,7 +27,14 @@ from reconciler.model.records import (
 from reconciler.plan.crls import crl_changes
 from reconciler.plan.model import Action, Change, StateUpdate
 from reconciler.plan.specs import BindingSpec, CertificateSpec
-from reconciler.policy.reissue import IssuedFacts, ReissueInput, evaluate, strongest
+from reconciler.policy.reissue import (
+    REPLACE,
+    IssuedFacts,
+    ReissueInput,
+    Violation,
+    evaluate,
+    strongest,
+)
 
 NEW_KEY_ACTIONS = (Action.ISSUE, Action.REPLACE)
 
@@ -45,6 +52,7 @@ def diff(
     observed: Mapping[str, Observation],
     now: datetime,
     renewal_windows: Mapping[str, Any] | None = None,
+    replace: frozenset[str] = frozenset(),
 ) -> DiffResult:
     """Compute the plan's changes; raise PlanError when a guard forbids them.
 
@@ -53,7 +61,7 @@ def diff(
     _refuse_guarded_destroys(desired, recorded)
     authority_changes, rekeyed = _authority_changes(desired, recorded, now)
     certificate_changes = _certificate_changes(
-        desired, recorded, rekeyed, now, renewal_windows or {}
+        desired, recorded, rekeyed, now, renewal_windows or {}, replace
     )
     changed_certs = {c.name: c for c in certificate_changes}
     binding_changes, warnings = _binding_changes(desired, recorded, observed, changed_certs)
@@ -136,6 +144,7 @@ def _certificate_changes(
     rekeyed: set[str],
     now: datetime,
     renewal_windows: Mapping[str, Any],
+    replace: frozenset[str] = frozenset(),
 ) -> list[Change]:
     radius = _blast_radius(desired)
     changes = []
@@ -150,6 +159,7 @@ def _certificate_changes(
             now,
             radius.get(certificate.name, ()),
             renewal_windows.get(certificate.address),
+            certificate.address in replace,
         )
         if change is not None:
             changes.append(change)
@@ -171,6 +181,7 @@ def _certificate_change(
     now: datetime,
     bindings: tuple[str, ...],
     renewal_window: Any = None,
+    replace: bool = False,
 ) -> Change | None:
     if record is None:
         after = _certificate_after(certificate)
@@ -193,6 +204,8 @@ def _certificate_change(
         renewal_window,
     )
     violations = evaluate(certificate_issuer(certificate.spec).certificate_checks, data)
+    if replace:
+        violations.append(Violation(REPLACE, "a replacement was requested (--replace)"))
     action = strongest(violations)
     if action is None:
         return None

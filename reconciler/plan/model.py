@@ -135,6 +135,18 @@ class StateUpdate:
 
 
 @dataclass(frozen=True)
+class Move:
+    """A recorded certificate renamed by a ``moved`` block: apply renames it in the
+    state (key, bindings, history follow); nothing is issued or deployed for it."""
+
+    source: str
+    target: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"from": self.source, "to": self.target}
+
+
+@dataclass(frozen=True)
 class Plan:
     """The ordered changes plus the context needed to refuse a stale apply."""
 
@@ -154,10 +166,11 @@ class Plan:
     variables: dict[str, Any] = field(default_factory=dict)
     """The template variables the configuration was rendered with: ``apply PLANFILE``
     on another runner renders it with these, without ``--var``."""
+    moves: tuple[Move, ...] = ()
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.changes or self.state_updates)
+        return bool(self.changes or self.state_updates or self.moves)
 
     @property
     def has_drift(self) -> bool:
@@ -178,7 +191,8 @@ class Plan:
             "state_serial": self.state_serial,
             "state_path": self.state_path,
             "config_root": self.config_root,
-            "summary": self.counts() | {"state_updates": len(self.state_updates)},
+            "summary": self.counts()
+            | {"state_updates": len(self.state_updates), "moves": len(self.moves)},
             "has_changes": self.has_changes,
             "drift": self.has_drift,
             "changes": [c.to_json() for c in self.changes],
@@ -187,6 +201,7 @@ class Plan:
             "interrupted": list(self.interrupted),
             "requires_force": list(self.requires_force),
             "variables": copy.deepcopy(self.variables),
+            "moves": [move.to_json() for move in self.moves],
         }
 
     def dumps(self) -> str:
@@ -209,4 +224,5 @@ class Plan:
             interrupted=tuple(data.get("interrupted", ())),
             requires_force=tuple(data.get("requires_force", ())),
             variables=dict(data.get("variables") or {}),
+            moves=tuple(Move(m["from"], m["to"]) for m in data.get("moves", ())),
         )

@@ -42,6 +42,9 @@ def render_plan(plan: Plan) -> str:
         return "\n".join(lines) + "\n"
     lines.append("certform will perform the following actions:")
     lines.append("")
+    for move in plan.moves:
+        lines.append(f"  # {move.source} has moved to {move.target}")
+        lines.append("")
     for change in plan.changes:
         lines.extend(_render_change(change))
         lines.append("")
@@ -98,6 +101,8 @@ def _value(value: Any) -> str:
 def summary(plan: Plan) -> str:
     counts = plan.counts()
     parts = [f"{counts[a.value]} to {a.value}" for a in SUMMARY_ORDER if counts[a.value]]
+    if plan.moves:
+        parts.append(f"{len(plan.moves)} to move")
     if plan.state_updates:
         parts.append(f"{len(plan.state_updates)} settings to record")
     drift = sum(1 for c in plan.changes if c.drift)

@@ -71,6 +71,9 @@ def _head(plan: Plan) -> str:
     if plan.warnings:
         lines += ["", "**Warnings**", ""]
         lines += [f"- {_escape(warning)}" for warning in plan.warnings]
+    if plan.moves:
+        lines += ["", "**Moved** (renamed in the state; nothing issued or deployed):", ""]
+        lines += [f"- `{_code(m.source)}` → `{_code(m.target)}`" for m in plan.moves]
     if plan.state_updates:
         lines += [
             "",

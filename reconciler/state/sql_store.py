@@ -939,6 +939,50 @@ class _SqlWriter(StateWriter):
     def delete_binding(self, address: str) -> None:
         self._conn.execute("DELETE FROM bindings WHERE address = ?", (address,))
 
+    def rename_certificate(self, old: str, new: str) -> None:
+        conn, before, after = self._conn, f"certificate.{old}", f"certificate.{new}"
+        self._check("certificates", old)
+        taken = conn.execute("SELECT status FROM certificates WHERE name = ?", (new,)).fetchone()
+        if taken is not None and taken[0] == "active":
+            raise StateError(f"{after} is already in the state; nothing was moved")
+        row = conn.execute(
+            "SELECT sealed_key, certificate_pem FROM certificates WHERE name = ? "
+            "AND status = 'active'",
+            (old,),
+        ).fetchone()
+        if row is None:
+            raise StateError(f"{before} is not in the state; nothing was moved")
+        sealed, certificate_pem = row
+        if sealed is not None:  # bound to its address: bind it to the new one
+            key_der = self._sealer.open_bound(sealed, key_aad(before, certificate_pem), before)
+            sealed = self._sealer.seal_bound(key_der, key_aad(after, certificate_pem))
+        if taken is not None:  # a destroyed record of the new name: its history stays
+            conn.execute("DELETE FROM certificates WHERE name = ?", (new,))
+        conn.execute(
+            "UPDATE certificates SET name = ?, sealed_key = ?, updated_at = ? WHERE name = ?",
+            (new, sealed, _now(), old),
+        )
+        self._seal("certificates", new)
+        bound = conn.execute(
+            "SELECT address FROM bindings WHERE certificate = ?", (old,)
+        ).fetchall()
+        for (address,) in bound:
+            self._check("bindings", address)
+            conn.execute("UPDATE bindings SET certificate = ? WHERE address = ?", (new, address))
+            self._seal("bindings", address)
+        conn.execute("UPDATE history SET address = ? WHERE address = ?", (after, before))
+        revoked = conn.execute("SELECT id FROM revocations WHERE address = ?", (before,)).fetchall()
+        for (entry,) in revoked:
+            self._check("revocations", entry)
+            conn.execute("UPDATE revocations SET address = ? WHERE id = ?", (after, entry))
+            self._seal("revocations", entry)
+
+    def forget(self, kind: str, name: str) -> None:
+        table = _table(kind)
+        self._check(table, name)
+        self._supersede(table, name, kind, reason="forgotten (state rm)")
+        self._conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
+
     def audit(self, actor: str, command: str, address: str, action: str, result: str,
               detail: str = "") -> None:  # fmt: skip
         """Append a keyed hash-chained record and move the chain head (see ``audit_chain``)."""

@@ -153,6 +153,16 @@ class StateWriter(ABC):
     def delete_binding(self, address: str) -> None: ...
 
     @abstractmethod
+    def rename_certificate(self, old: str, new: str) -> None:
+        """Give the recorded certificate ``old`` the name ``new``: its sealed key is
+        re-bound to the new address, its bindings, history and revocations follow."""
+
+    @abstractmethod
+    def forget(self, kind: str, name: str) -> None:
+        """Drop a recorded authority or certificate (its sealed key with it) without
+        touching anything outside the state; its history stays."""
+
+    @abstractmethod
     def audit(
         self, actor: str, command: str, address: str, action: str, result: str, detail: str = ""
     ) -> None:
