@@ -32,7 +32,7 @@ from reconciler.engine.workspace import open_store
 from reconciler.errors import PlanError, StateError, UsageError
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
-from reconciler.state.sql_store import SqlStateStore
+from reconciler.state.store import StateStore
 from reconciler.timeparse import parse_at, parse_within
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _ignore(_: Any) -> None:
     """The default for callbacks nobody listens to."""
 
 
-def _move(store: SqlStateStore, the_plan: Plan, progress: Callable[[str], None]) -> RecordedState:
+def _move(store: StateStore, the_plan: Plan, progress: Callable[[str], None]) -> RecordedState:
     """Rename the plan's moved certificates in the state (one transaction, audited)
     before any step runs; the state as the steps then see it."""
     from reconciler.engine.context import actor
@@ -228,14 +228,14 @@ class Session:
         self.__dict__.pop("validated", None)
         return document
 
-    def open_store(self) -> SqlStateStore:
+    def open_store(self) -> StateStore:
         """The configuration's state store (not created until written)."""
         validated = self.validated
         return open_store(validated.config.state, validated.root, validated.config.providers)
 
     # -- state access -----------------------------------------------------------
     @staticmethod
-    def _read_state(store: SqlStateStore) -> RecordedState:
+    def _read_state(store: StateStore) -> RecordedState:
         """Read a consistent snapshot of the state, without the lock (an apply may
         hold it meanwhile); a state that does not exist yet is empty."""
         if not store.exists:
@@ -245,7 +245,7 @@ class Session:
             return store.read()
 
     @contextlib.contextmanager
-    def _existing_state(self, operation: str) -> Iterator[tuple[SqlStateStore, RecordedState]]:
+    def _existing_state(self, operation: str) -> Iterator[tuple[StateStore, RecordedState]]:
         """The state, opened and locked for ``operation``, for operations that act on
         what was issued (revoke, export); no state yet is an error, never a new state."""
         store = self.open_store()
@@ -261,7 +261,7 @@ class Session:
 
     def _plan_against(
         self,
-        store: SqlStateStore,
+        store: StateStore,
         recorded: RecordedState,
         when: datetime,
         change: tuple[str, str] | None = None,

@@ -5,18 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${CERTFORM_SKIP_INSTALL:-0}" != "1" ]; then
-  # Real servers the integration tests start (Pebble, BIND 9, HAProxy, nginx) and openssl.
+  # Real servers the integration tests start (Pebble, BIND 9, HAProxy, nginx, PostgreSQL)
+  # and openssl.
   missing=""
   for tool in openssl pebble pebble-challtestsrv named haproxy nginx; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
   done
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
   if [ -n "$missing" ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        openssl pebble bind9 bind9-utils haproxy nginx >/dev/null
+        openssl pebble bind9 bind9-utils haproxy nginx postgresql >/dev/null
     else
-      echo "missing:$missing (apt-get install openssl pebble bind9 haproxy nginx)" >&2
+      echo "missing:$missing (apt-get install openssl pebble bind9 haproxy nginx postgresql)" >&2
       exit 1
     fi
   fi

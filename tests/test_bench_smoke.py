@@ -218,3 +218,25 @@ def test_acme_smoke(tmp_path: Path) -> None:
             r"=== cProfile: in-process apply, N=2, parallelism 1, .*, by tottime ===",
         ],
     )
+
+
+def test_state_backends_smoke(tmp_path: Path) -> None:
+    from tests.postgres_lab import postgres_bin_dir
+
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+    output = run_smoke("state_backends.py", tmp_path)
+    assert_lines(
+        output,
+        [
+            rf"\[N=12\] apply on sqlite {S} s",
+            rf"\[N=12\] apply on postgres {S} s",
+            rf"\[N=12\] no-change plan on sqlite {S} s",
+            rf"\[N=12\] no-change plan on postgres {S} s",
+            rf"\[N=12\] 8 plan/check runs during an apply holding the lock: slowest {S} s, "
+            rf"median {S} s",
+            rf"\[N=12\] 4 states in one database: one after the other {S} s, in parallel {S} s",
+            rf"  (PASS|MISS)  no-change plan on PostgreSQL within 1\.5x of SQLite: {S}x",
+            rf"  PASS  8 reads during an apply, none waited for the lock: slowest {S} s",
+        ],
+    )

@@ -12,10 +12,10 @@ from reconciler.plan.diff import diff
 from reconciler.plan.model import KEY_STORE_ADDRESS, Plan, StateUpdate
 from reconciler.plan.moves import apply_moves
 from reconciler.policy.guards import ChangeLimit, force_reasons
-from reconciler.state.sql_store import SqlStateStore
+from reconciler.state.store import StateReader, StateStore
 
 
-def make_plan(validated: ValidatedConfig, store: SqlStateStore, at: datetime | None = None) -> Plan:
+def make_plan(validated: ValidatedConfig, store: StateStore, at: datetime | None = None) -> Plan:
     """The plan for ``validated`` against ``store`` as of ``at`` (default: now).
 
     The caller holds the state lock when the state exists.
@@ -25,7 +25,7 @@ def make_plan(validated: ValidatedConfig, store: SqlStateStore, at: datetime | N
     return plan_from(validated, recorded, store.where, now, certificate_pem=pem_reader(store))
 
 
-def pem_reader(store: SqlStateStore) -> CertificatePem:
+def pem_reader(store: StateReader) -> CertificatePem:
     return lambda name: store.material("certificate", name).certificate_pem
 
 

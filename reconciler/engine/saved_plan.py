@@ -37,10 +37,10 @@ from reconciler.plan.signing import (
     verify_plan_document,
 )
 from reconciler.policy.recheck import recheck_plan, require_force
-from reconciler.state.sql_store import SqlStateStore
+from reconciler.state.store import KeyVault, StateStore
 
 
-def prepare_state_for_saved_plan(store: SqlStateStore, lock_timeout: float) -> None:
+def prepare_state_for_saved_plan(store: StateStore, lock_timeout: float) -> None:
     """A saved plan is MACed under the state's key, so ``plan --out`` creates a state
     that does not exist yet (data key, lineage; no certificate) as Terraform saves a
     plan against an empty state; the plan is then bound to that lineage.  Created
@@ -54,7 +54,7 @@ def prepare_state_for_saved_plan(store: SqlStateStore, lock_timeout: float) -> N
         store.unlock()
 
 
-def save_plan(plan: Plan, store: SqlStateStore, out: Path) -> None:
+def save_plan(plan: Plan, store: KeyVault, out: Path) -> None:
     """Write ``plan`` with its MAC under ``store``'s plan key (no secret in it: 0644)."""
     write_atomic(out, signed_plan(plan, store.derived_key(PLAN_MAC_LABEL)), 0o644)
 
@@ -76,7 +76,7 @@ def planned_variables(document: dict[str, Any], path: Path) -> dict[str, Any]:
 def read_saved_plan(
     path: Path,
     document: dict[str, Any],
-    store: SqlStateStore,
+    store: StateStore,
     validated: ValidatedConfig,
     force: bool,
 ) -> Plan:

@@ -10,13 +10,13 @@ from pydantic import BaseModel
 from reconciler.config.models import StateConfig
 from reconciler.state.keystores import KeyStore, KmsKeyStore, LocalKeyStore
 from reconciler.state.sealing import MasterKeySource
-from reconciler.state.sql_store import SqlStateStore
 from reconciler.state.sqlite import SqliteStateStore
+from reconciler.state.store import StateStore
 
 
 def open_store(
     state: StateConfig, root: Path, providers: Mapping[str, BaseModel] | None = None
-) -> SqlStateStore:
+) -> StateStore:
     """The state store for a config rooted at ``root`` (not created until written)."""
     path = Path(state.path)
     path = path if path.is_absolute() else root / path
