@@ -111,6 +111,33 @@ class Workspace:
                 else:
                     os.environ[key] = value
 
+    def private_key_der(self, kind: str, name: str) -> bytes:
+        """The sealed private key of ``kind.name``, opened with this workspace's master key."""
+        store = self.store()
+        saved = os.environ.get(MASTER_KEY)
+        os.environ[MASTER_KEY] = self.env[MASTER_KEY]
+        try:
+            return store.private_key(kind, name)
+        finally:
+            store.close()
+            if saved is None:
+                os.environ.pop(MASTER_KEY)
+            else:
+                os.environ[MASTER_KEY] = saved
+
+    def deployed_key_der(self, directory: str) -> bytes:
+        """The key file deployed in ``directory``, as PKCS#8 DER (to compare with a sealed one)."""
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key(
+            (self.root / directory / "key.pem").read_bytes(), None
+        )
+        return key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
     def state_exists(self) -> bool:
         """Whether a state was created (the SQLite file, or the PostgreSQL schema)."""
         if self.backend == "sqlite":

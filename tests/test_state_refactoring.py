@@ -10,11 +10,9 @@ its key gone from the state, and a replacement really re-keys.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import EXAMPLE, Workspace
 
@@ -30,29 +28,6 @@ def served(ws: Workspace, name: str) -> tuple[str, bytes]:
     """(serial, key file bytes) deployed for ``name``."""
     cert = x509.load_pem_x509_certificate((ws.root / f"out/{name}/cert.pem").read_bytes())
     return format(cert.serial_number, "x"), (ws.root / f"out/{name}/key.pem").read_bytes()
-
-
-def sealed_key_der(ws: Workspace, name: str) -> bytes:
-    store = ws.store()
-    saved = os.environ.get("CERTFORM_MASTER_KEY")
-    os.environ["CERTFORM_MASTER_KEY"] = ws.env["CERTFORM_MASTER_KEY"]
-    try:
-        return store.private_key("certificate", name)
-    finally:
-        store.close()
-        if saved is None:
-            os.environ.pop("CERTFORM_MASTER_KEY")
-        else:
-            os.environ["CERTFORM_MASTER_KEY"] = saved
-
-
-def der(key_pem: bytes) -> bytes:
-    key = serialization.load_pem_private_key(key_pem, None)
-    return key.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 @pytest.fixture
@@ -79,7 +54,8 @@ def test_a_moved_block_renames_without_issuing(applied: Workspace) -> None:
     assert ws.run("plan", "--detailed-exitcode").code == 0  # the block can stay
     shown = json.loads(ws.ok("state", "show", "certificate.website", "--json").out)
     assert shown["serial"] == before[0] and shown["bindings"] == ["binding.files:out/web"]
-    assert sealed_key_der(ws, "website") == der(before[1])  # re-bound to its new address
+    # The sealed key was re-bound to its new address and is still the deployed one.
+    assert ws.private_key_der("certificate", "website") == ws.deployed_key_der("out/web")
     moves = [r for r in json.loads(ws.ok("audit", "--json").out) if r["action"] == "move"]
     assert [(r["address"], r["detail"]) for r in moves] == [
         ("certificate.website", "moved from certificate.web")
@@ -112,7 +88,7 @@ def test_state_mv_renames_and_the_key_follows(applied: Workspace) -> None:
     assert result.out == "Moved certificate.web to certificate.website.\n"
     ws.write(RENAMED)
     assert ws.run("plan", "--detailed-exitcode").code == 0
-    assert sealed_key_der(ws, "website") == der(before[1])
+    assert ws.private_key_der("certificate", "website") == ws.deployed_key_der("out/web")
     assert served(ws, "web") == before
 
 

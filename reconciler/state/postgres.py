@@ -19,8 +19,6 @@ REPEATABLE READ transaction and neither take nor wait for that lock.
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -202,15 +200,7 @@ class PostgresStateStore(SqlStateStore):
         and name this run in ``certform.locks``; then bring the schema up to date."""
         if self._locked:
             return
-        host = socket.gethostname()
-        me = LockInfo(
-            holder=f"{os.environ.get('USER', 'unknown')}@{host}",
-            pid=os.getpid(),
-            host=host,
-            operation=operation,
-            acquired_at=_now(),
-            lock_id=str(uuid.uuid4()),
-        )
+        me = LockInfo.for_this_process(operation)
         pg_connection.acquire(self._connection(), self.name, me, timeout, self.where)
         self._locked = True
         self.upgrade_schema()

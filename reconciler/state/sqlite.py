@@ -14,7 +14,6 @@ written by older versions are brought up to date on their first write
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import uuid
 from pathlib import Path
@@ -27,7 +26,7 @@ from reconciler.state import migration
 from reconciler.state.keystores import KeyStore
 from reconciler.state.lockfile import LockFile
 from reconciler.state.sealing import MasterKeySource, Sealer
-from reconciler.state.sql_store import FORMAT, SqlStateStore, _now
+from reconciler.state.sql_store import FORMAT, SqlStateStore
 from reconciler.state.store import LockInfo
 
 __all__ = ["FORMAT", "SqliteStateStore"]
@@ -204,15 +203,7 @@ class SqliteStateStore(SqlStateStore):
     def lock(self, operation: str, timeout: float = 0.0) -> None:
         """Take the state's OS lock, before anything is created or read: creates the
         state directory (0700) and the lock file (0600) when missing."""
-        host = socket.gethostname()
-        me = LockInfo(
-            holder=f"{os.environ.get('USER', 'unknown')}@{host}",
-            pid=os.getpid(),
-            host=host,
-            operation=operation,
-            acquired_at=_now(),
-            lock_id=str(uuid.uuid4()),
-        )
+        me = LockInfo.for_this_process(operation)
         try:
             make_dirs(self.path.parent, STATE_DIR_MODE)
             self._lock.acquire(me, timeout)

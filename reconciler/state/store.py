@@ -19,11 +19,14 @@ Durability model (what apply's runner relies on, see ``engine/runner.py``):
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.model.material import IssuedMaterial
@@ -48,6 +51,19 @@ class LockInfo:
     acquired_at: str
     lock_id: str = ""
     """Unique per acquisition: what ``certform force-unlock LOCK_ID`` names."""
+
+    @classmethod
+    def for_this_process(cls, operation: str) -> LockInfo:
+        """This run as a lock holder, with a fresh lock ID."""
+        host = socket.gethostname()
+        return cls(
+            holder=f"{os.environ.get('USER', 'unknown')}@{host}",
+            pid=os.getpid(),
+            host=host,
+            operation=operation,
+            acquired_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            lock_id=str(uuid.uuid4()),
+        )
 
     def describe(self) -> str:
         """``user@host (pid N, apply, since T; lock ID X)`` for messages."""
