@@ -139,15 +139,18 @@ def check(
     json_output: opt.CheckJson = False,
     output_format: opt.Format = opt.CheckFormat.text,
     textfile: opt.Textfile = None,
+    cloudwatch: opt.CloudWatch = False,
     tag: opt.Tag = None,
     var: opt.Var = None,
     var_file: opt.VarFile = None,
     lock_timeout: opt.LockTimeout = 0.0,
 ) -> None:
     """For scheduled jobs: expiring certificates, ACM renewal health, what TLS endpoints
-    really serve; Prometheus gauges and expiry notifications. Exit 0 all well, 1 error
-    (including a notification not delivered), 2 something needs attention."""
+    really serve; Prometheus gauges, CloudWatch metrics and expiry notifications. Exit 0
+    all well, 1 error (including a notification or metric not delivered), 2 something
+    needs attention."""
     session = _session(config, var, var_file, lock_timeout)
+    publishing = session.cloudwatch_settings(cloudwatch)
     result = session.check(within, at, tag, textfile)
     fmt = opt.CheckFormat.json if json_output else output_format
     if fmt is opt.CheckFormat.prometheus:
@@ -158,11 +161,15 @@ def check(
         typer.echo(cli_format.check_text(result), nl=False)
     # The stdout sink must not corrupt JSON or Prometheus output: it goes to stderr then.
     reports = session.notify(result, sys.stdout if fmt is opt.CheckFormat.text else sys.stderr)
+    metrics = session.publish_metrics(result, publishing)
     if fmt is opt.CheckFormat.json:
-        typer.echo(cli_format.check_json(result, reports))
-    for line in cli_format.notification_lines(reports, fmt is opt.CheckFormat.text):
+        typer.echo(cli_format.check_json(result, reports, metrics))
+    text = fmt is opt.CheckFormat.text
+    for line in cli_format.notification_lines(reports, text):
         _err(line)
-    if status := result.exit_status(reports):
+    for line in cli_format.notification_lines([metrics] if metrics else [], text, "CloudWatch"):
+        _err(line)
+    if status := result.exit_status([*(reports or ()), *([metrics] if metrics else [])]):
         raise typer.Exit(status)
 
 

@@ -46,17 +46,25 @@ def check_text(result: CheckResult) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def check_json(result: CheckResult, reports: Sequence[DeliveryReport] | None) -> str:
+def check_json(
+    result: CheckResult,
+    reports: Sequence[DeliveryReport] | None,
+    metrics: DeliveryReport | None = None,
+) -> str:
     document: dict[str, Any] = {"findings": [f.to_json() for f in result.findings]}
     if reports is not None:
         document["notifications"] = [r.to_json() for r in reports]
+    if metrics is not None:
+        document["cloudwatch"] = metrics.to_json()
     return json.dumps(document, indent=2)
 
 
-def notification_lines(reports: Sequence[DeliveryReport] | None, text: bool) -> list[str]:
+def notification_lines(
+    reports: Sequence[DeliveryReport] | None, text: bool, label: str = "Notifications"
+) -> list[str]:
     """For stderr: failed deliveries always, sent ones only beside text output."""
     return [
-        f"Notifications: {report.summary()}"
+        f"{label}: {report.summary()}"
         for report in reports or ()
         if not report.ok or (text and report.sent)
     ]

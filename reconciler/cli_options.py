@@ -118,6 +118,14 @@ Format = Annotated[
         help="text, json, or prometheus (node_exporter textfile format) on stdout.",
     ),
 ]
+CloudWatch = Annotated[
+    bool,
+    typer.Option(
+        "--cloudwatch",
+        help="Publish DaysToExpiry per certificate to CloudWatch (PutMetricData): with the "
+        "cloudwatch: block's settings, else namespace certform through the first aws provider.",
+    ),
+]
 Textfile = Annotated[
     Path | None,
     typer.Option(

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from reconciler.engine.apply import ApplyResult
     from reconciler.engine.check import Finding
     from reconciler.engine.export import ExportFile
+    from reconciler.monitoring.cloudwatch import CloudWatchConfig
     from reconciler.monitoring.notifications import DeliveryReport
     from reconciler.monitoring.prometheus import CertificateMetric
     from reconciler.state.copy import CopyReport
@@ -474,7 +475,36 @@ class Session:
             result.now,
             root=self.validated.root,
             out=out or sys.stdout,
+            providers=self.validated.config.providers,
         )
+
+    def cloudwatch_settings(self, requested: bool = False) -> CloudWatchConfig | None:
+        """Where ``check`` publishes DaysToExpiry: the ``cloudwatch:`` block; with
+        ``requested`` (``check --cloudwatch``) and no block, namespace ``certform``
+        through the first aws provider.  None when neither asks for it.  Asked
+        before the check runs, so that a flag that cannot work changes nothing."""
+        from reconciler.monitoring.cloudwatch import DEFAULT_NAMESPACE, CloudWatchConfig
+
+        config = self.validated.config
+        if config.cloudwatch is not None or not requested:
+            return config.cloudwatch
+        first = next((n for n, p in config.providers.items() if p.type == "aws"), None)
+        if first is None:
+            raise UsageError(
+                "check --cloudwatch: no aws provider under providers: to publish with "
+                "(declare one, or a cloudwatch: {provider, namespace} block)"
+            )
+        return CloudWatchConfig(provider=first, namespace=DEFAULT_NAMESPACE)
+
+    def publish_metrics(
+        self, result: CheckResult, settings: CloudWatchConfig | None
+    ) -> DeliveryReport | None:
+        """``DaysToExpiry`` per certificate in ``result`` to CloudWatch (None: not asked)."""
+        from reconciler.monitoring.cloudwatch import publish
+
+        if settings is None:
+            return None
+        return publish(settings, self.validated.config.providers, result.metrics, result.now)
 
     @staticmethod
     def import_certificate(

@@ -19,6 +19,7 @@ from reconciler.config.types import (
     RenewBefore,
     StrictModel,
 )
+from reconciler.monitoring.cloudwatch import CloudWatchConfig
 from reconciler.monitoring.notifications import NotificationsConfig
 from reconciler.pki.names import dns_name_error
 from reconciler.providers.catalog import ProviderConfig, TargetConfig
@@ -78,10 +79,36 @@ def _unguarded() -> Lifecycle:
     return _UNGUARDED
 
 
-class CrlPublish(StrictModel):
-    directory: str = Field(
-        min_length=1, description="Where NAME.crl (DER) and NAME.crl.pem are written."
+class CrlS3(StrictModel):
+    """An S3 object the CRL (DER, ``application/pkix-crl``) is put to, as AWS
+    Private CA publishes its CRLs; ``url`` is where relying parties fetch it."""
+
+    provider: str = Field(min_length=1, description="The aws provider entry to write with.")
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="The S3 bucket (it must exist)."
     )
+    key: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The object key, e.g. crl/issuing.crl; {key_id} as in url.",
+    )
+
+
+class CrlPublish(StrictModel):
+    """Where each CRL goes: a directory, an S3 object, or both."""
+
+    directory: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where NAME.crl (DER) and NAME.crl.pem are written.",
+    )
+    s3: CrlS3 | None = Field(default=None, description="An S3 object the DER CRL is put to.")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> CrlPublish:
+        if self.directory is None and self.s3 is None:
+            raise ValueError("give directory, s3 or both")
+        return self
 
 
 class CrlConfig(StrictModel):
@@ -93,6 +120,15 @@ class CrlConfig(StrictModel):
         pattern=r"^https?://",
         description="CRL distribution point put in the certificates this CA issues.",
     )
+
+    @model_validator(mode="after")
+    def _key_per_ca_key(self) -> CrlConfig:
+        """With {key_id} in url each CA key has its own CRL; an S3 key without it
+        would overwrite the old key's final CRL with the new key's."""
+        s3 = self.publish.s3
+        if s3 is not None and ("{key_id}" in self.url) != ("{key_id}" in s3.key):
+            raise ValueError("publish.s3.key must contain {key_id} exactly when url does")
+        return self
 
 
 class _AuthorityBase(StrictModel):
@@ -446,6 +482,10 @@ class CertformConfig(StrictModel):
     notifications: NotificationsConfig | None = Field(
         default=None,
         description="Expiry events `certform check` sends, like ACM's daily expiry events.",
+    )
+    cloudwatch: CloudWatchConfig | None = Field(
+        default=None,
+        description="`certform check` publishes DaysToExpiry per certificate to CloudWatch.",
     )
     endpoints: dict[EntryName, WatchedEndpoint] = Field(
         default_factory=dict,

@@ -92,7 +92,33 @@ def check(
     findings.extend(_target_problems(config, targets))
     findings.extend(_endpoint_files(config, root))
     findings.extend(_key_store_provider(config))
+    findings.extend(_signal_providers(config))
     return findings
+
+
+def _signal_providers(config: CertformConfig) -> Iterator[Finding]:
+    """The EventBridge sink, the CloudWatch block and S3 CRL publishing each name
+    an ``aws`` provider entry."""
+    named: list[tuple[Path_, str]] = []
+    if config.notifications is not None:
+        for index, sink in enumerate(config.notifications.sinks):
+            if sink.type == "eventbridge":
+                named.append((("notifications", "sinks", index, "provider"), sink.provider))
+    if config.cloudwatch is not None:
+        named.append((("cloudwatch", "provider"), config.cloudwatch.provider))
+    for name, authority in config.authorities.items():
+        crl = getattr(authority, "crl", None)
+        if crl is not None and crl.publish.s3 is not None:
+            path = ("authorities", name, "crl", "publish", "s3", "provider")
+            named.append((path, crl.publish.s3.provider))
+    for path, provider_name in named:
+        provider = config.providers.get(provider_name)
+        if provider is None or provider.type != "aws":
+            yield (
+                path,
+                f"unknown aws provider {provider_name!r}; expected one of: "
+                + _choices(config.providers),
+            )
 
 
 def _key_store_provider(config: CertformConfig) -> Iterator[Finding]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconciler.errors import ProviderError
 from reconciler.filestamp import stamp_problems
 from reconciler.fsutil import config_path
 from reconciler.model.desired import DesiredState
-from reconciler.model.observed import Observation
-from reconciler.model.records import RecordedState, peek
+from reconciler.model.observed import Observation, Unreachable
+from reconciler.model.records import CrlRecord, RecordedState, peek
 from reconciler.providers.batch import observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.endpoint import endpoint_observation
@@ -36,16 +37,49 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
 def _published_crls(
     desired: DesiredState, recorded: RecordedState, root: Path
 ) -> dict[str, Observation]:
-    """Are the CRL files certform published still there, unchanged?"""
+    """Are the CRL files and S3 objects certform published still there, unchanged?"""
     observed: dict[str, Observation] = {}
     for authority in desired.authorities:
         settings = authority.spec.crl
         record = recorded.crls.get(authority.name)
         if not settings or record is None:
             continue
-        directory = config_path(root, settings["publish"]["directory"])
-        entries = [(name, str(directory / name), stamp) for name, stamp in record.files.items()]
-        problems, _ = stamp_problems(entries)
-        status = "drifted" if problems else "in_sync"
-        observed[f"crl.{authority.name}"] = Observation(status, tuple(problems))
+        problems: list[str] = []
+        if settings["publish"].get("directory"):
+            directory = config_path(root, settings["publish"]["directory"])
+            entries = [
+                (name, str(directory / name), stamp)
+                for name, stamp in record.files.items()
+                if not name.startswith("s3://")
+            ]
+            problems, _ = stamp_problems(entries)
+        s3 = settings["publish"].get("s3")
+        unreachable = None
+        if s3:
+            try:
+                problems += _s3_problems(s3, record, recorded, authority.name)
+            except (ProviderError, Unreachable) as exc:
+                unreachable = str(exc)
+        if unreachable is not None:
+            observation = Observation("unreachable", (unreachable,))
+        else:
+            observation = Observation("drifted" if problems else "in_sync", tuple(problems))
+        observed[f"crl.{authority.name}"] = observation
     return observed
+
+
+def _s3_problems(
+    s3: dict[str, object], record: CrlRecord, recorded: RecordedState, name: str
+) -> list[str]:
+    """The S3 object of the CA's current key: not put yet, gone or changed."""
+    from reconciler.issuers.private_ca_signing import crl_key_id
+    from reconciler.providers.aws.s3_crl import location, object_problems
+
+    authority = recorded.authorities.get(name)
+    if authority is None:
+        return []
+    where = location(s3, crl_key_id(authority.key_id))
+    stamp = record.files.get(where)
+    if stamp is None:
+        return [f"{where} not published yet"]
+    return object_problems(s3, where, stamp)

@@ -54,6 +54,9 @@ from reconciler.policy.rules import Policy, key_violations
 if TYPE_CHECKING:
     from reconciler.model.desired import DesiredAuthority
 
+S3_PROVIDER = "aws"
+"""Key of the provider's settings in a CRL spec's ``publish.s3`` (``s3_crl.PROVIDER``)."""
+
 _CACHE = "private-ca"
 """``scratch`` name of the signing authorities loaded in this run."""
 
@@ -93,7 +96,7 @@ class PrivateCaIssuer(Issuer):
             ),
         }
         if authority.crl is not None:
-            spec["crl"] = authority.crl.model_dump(mode="json")
+            spec["crl"] = _crl_settings(authority.crl, config)
         parent = getattr(authority, "parent", None)
         if parent is not None:
             spec["parent"] = parent
@@ -209,6 +212,18 @@ class PrivateCaIssuer(Issuer):
         )
 
 
+def _crl_settings(crl: Any, config: Any) -> dict[str, Any]:
+    """The CRL settings as the spec carries them; S3 publishing takes its aws
+    provider's connection settings along (no secrets: credentials come from the
+    AWS chain), as the ACM issuer does, so apply needs no config lookup."""
+    settings: dict[str, Any] = crl.model_dump(mode="json", exclude_none=True)
+    s3 = settings["publish"].get("s3")
+    provider = config.providers.get(s3["provider"]) if s3 else None
+    if s3 is not None and provider is not None and provider.type == "aws":
+        s3[S3_PROVIDER] = provider.model_dump(mode="json", exclude_none=True)
+    return settings
+
+
 def _certificate(change: Change) -> CertificateSpec:
     assert isinstance(change.after, CertificateSpec)
     return change.after
@@ -258,16 +273,26 @@ def write_crl(
     authority: SigningAuthority,
     crl: x509.CertificateRevocationList,
 ) -> dict[str, list[int | str]]:
-    """DER + PEM, atomically; named per CA key when the URL has ``{key_id}``."""
-    directory = config_path(root, settings["publish"]["directory"])
-    make_dirs(directory, PUBLIC_DIR_MODE)  # CRLs are public: served as they are
-    stem = name
-    if "{key_id}" in settings["url"]:
-        stem = f"{name}-{crl_key_id(authority.key_id)}"
-    files = {}
-    for file_name, data in zip((f"{stem}.crl", f"{stem}.crl.pem"), crl_files(crl), strict=True):
-        write_atomic(directory / file_name, data, 0o644)
-        files[file_name] = stamp_of(directory / file_name, data)
+    """DER + PEM, atomically, to the directory; named per CA key when the URL has
+    ``{key_id}``.  The DER CRL to S3 too when ``publish.s3`` is set (recorded as
+    ``s3://bucket/key``).  Raises ProviderError when S3 refuses."""
+    files: dict[str, list[int | str]] = {}
+    der, pem = crl_files(crl)
+    key_id = crl_key_id(authority.key_id)
+    directory_setting = settings["publish"].get("directory")
+    if directory_setting:
+        directory = config_path(root, directory_setting)
+        make_dirs(directory, PUBLIC_DIR_MODE)  # CRLs are public: served as they are
+        stem = f"{name}-{key_id}" if "{key_id}" in settings["url"] else name
+        for file_name, data in ((f"{stem}.crl", der), (f"{stem}.crl.pem", pem)):
+            write_atomic(directory / file_name, data, 0o644)
+            files[file_name] = stamp_of(directory / file_name, data)
+    s3 = settings["publish"].get("s3")
+    if s3:
+        from reconciler.providers.aws.s3_crl import put_crl
+
+        where, stamp = put_crl(s3, key_id, der)
+        files[where] = stamp
     return files
 
 

@@ -2,8 +2,10 @@
 
 ``prometheus``: gauges for node_exporter's textfile collector.
 ``notifications``: ACM-style expiry events and their delivery (stdout, file,
-webhook).  Both read ``CertificateMetric``s, built from state and config by
-``certificate_metrics``; neither touches the state store or a provider.
+webhook; ``eventbridge``: in ACM's own event shape).  ``cloudwatch``: the
+``DaysToExpiry`` metric per certificate.  All read ``CertificateMetric``s, built
+from state and config by ``certificate_metrics``; none touches the state store,
+and only the EventBridge and CloudWatch calls reach a provider (``providers/aws``).
 
 The names below are imported on first use (PEP 562): the configuration models
 import ``notifications`` for its config classes, and must not pull in
@@ -23,6 +25,8 @@ _WHERE = {
     "deliver_all": "notifications",
     "expiry_events": "notifications",
     "notify": "notifications",
+    "CloudWatchConfig": "cloudwatch",
+    "publish": "cloudwatch",
     "CertificateMetric": "prometheus",
     "certificate_metrics": "prometheus",
     "render_prometheus": "prometheus",

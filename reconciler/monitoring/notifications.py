@@ -6,7 +6,8 @@ Expiration" once a day.  An event's ``id`` depends only on the certificate,
 the kind of event and the UTC day, so a scheduled job that runs (or retries)
 several times a day sends the same ids and a receiver can drop duplicates.
 
-``deliver`` is the I/O edge: standard output, a JSON-lines file or a webhook.
+``deliver`` is the I/O edge: standard output, a JSON-lines file, a webhook or
+an EventBridge bus (``eventbridge.py``: ACM's own event shape).
 It never raises for a failed delivery; it returns a ``DeliveryReport``.  Header
 values (secrets, typically) are never part of a report, a reason or a repr.
 """
@@ -107,6 +108,10 @@ def _event(certificate: CertificateMetric, kind: str, now: datetime, run_id: str
     }
     if certificate.serial is not None:
         detail["serial"] = certificate.serial
+    if certificate.common_name is not None:
+        detail["common_name"] = certificate.common_name
+    if certificate.arn is not None:
+        detail["certificate_arn"] = certificate.arn
     if run_id is not None:
         detail["run_id"] = run_id
     return {
@@ -259,7 +264,44 @@ def _check_header_name(name: str) -> None:
         raise ValueError(f"{name!r} is not a valid HTTP header name")
 
 
-NotificationSink = Annotated[StdoutSink | FileSink | WebhookSink, Field(discriminator="type")]
+class EventBridgeSink(StrictModel):
+    """PutEvents to an EventBridge bus in ACM's own event shape, so rules written
+    for ACM's expiry events fire on certform's certificates too.
+
+    EventBridge reserves sources starting with ``aws.`` for AWS services: the
+    events keep ACM's ``detail-type`` and ``detail`` and carry ``source``
+    (default ``certform``) instead of ``aws.acm``."""
+
+    type: Literal["eventbridge"]
+    provider: str = Field(min_length=1, description="The aws provider entry to send with.")
+    bus: str = Field(
+        default="default",
+        min_length=1,
+        max_length=1600,
+        pattern=r"^(arn:[\w+=/,.@:-]+|[/.\-_A-Za-z0-9]{1,256})$",
+        description="The event bus: name or ARN (default: the account's default bus).",
+    )
+    source: str = Field(
+        default=SOURCE,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[/.\-_A-Za-z0-9]+$",
+        description="The events' source; EventBridge refuses aws.* for custom events.",
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _not_aws(cls, value: str) -> str:
+        if value.startswith("aws."):
+            raise ValueError("sources starting with aws. are reserved for AWS services")
+        return value
+
+    def describe(self) -> str:
+        return f"eventbridge {self.bus}"
+
+
+AnySink = StdoutSink | FileSink | WebhookSink | EventBridgeSink
+NotificationSink = Annotated[AnySink, Field(discriminator="type")]
 
 
 class NotificationsConfig(StrictModel):
@@ -272,7 +314,7 @@ class NotificationsConfig(StrictModel):
         description="Notify about certificates that expire within this many days (as ACM: 45).",
     )
     sinks: list[NotificationSink] = Field(
-        min_length=1, description="Where to send the events: stdout, file or webhook."
+        min_length=1, description="Where to send the events: stdout, file, webhook or eventbridge."
     )
 
 
@@ -313,19 +355,21 @@ Sleep = Callable[[float], None]
 
 def deliver(
     events: Sequence[Event],
-    sink: StdoutSink | FileSink | WebhookSink,
+    sink: AnySink,
     *,
     root: Path | None = None,
     out: TextIO | None = None,
     sleep: Sleep = time.sleep,
     opener: urllib.request.OpenerDirector | None = None,
+    providers: Mapping[str, Any] | None = None,
 ) -> DeliveryReport:
     """Send ``events`` to ``sink``; never raises for a delivery that failed.
 
     ``root``: the directory a relative file path is resolved against.  ``out``:
     where the stdout sink writes (default ``sys.stdout``; pass ``sys.stderr``
-    when stdout carries other machine-readable output).  ``sleep`` and
-    ``opener`` are for tests.  Safe to repeat: event ids are stable for a day."""
+    when stdout carries other machine-readable output).  ``providers``: the
+    configuration's provider entries (the eventbridge sink names one).  ``sleep``
+    and ``opener`` are for tests.  Safe to repeat: event ids are stable for a day."""
     if not events:
         return DeliveryReport(sink.describe())
     if isinstance(sink, StdoutSink):
@@ -335,12 +379,16 @@ def deliver(
         if root is not None and not path.is_absolute():
             path = root / path
         return _deliver_file(events, path, sink.describe())
+    if isinstance(sink, EventBridgeSink):
+        from reconciler.monitoring.eventbridge import deliver_eventbridge
+
+        return deliver_eventbridge(events, sink, providers or {})
     return _deliver_webhook(events, sink, sleep, opener or _opener())
 
 
 def deliver_all(
     events: Sequence[Event],
-    sinks: Sequence[StdoutSink | FileSink | WebhookSink],
+    sinks: Sequence[AnySink],
     **options: Any,
 ) -> list[DeliveryReport]:
     """``deliver`` to every sink in turn; one report per sink."""

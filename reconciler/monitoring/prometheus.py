@@ -45,6 +45,10 @@ class CertificateMetric:
     renewal_at: datetime | None
     revoked: bool
     serial: str | None = None
+    common_name: str | None = None
+    """The first name of the certificate (what ACM calls its CommonName)."""
+    arn: str | None = None
+    """The ACM ARN of a certificate ACM holds (issued or imported there)."""
 
     def is_ready(self, now: datetime) -> bool:
         """Issued, not expired and not revoked."""
@@ -150,7 +154,14 @@ def certificate_metrics(recorded: RecordedState, desired: DesiredState) -> list[
         if record is None:
             metrics.append(
                 CertificateMetric(
-                    wanted.name, wanted.issuer, dict(wanted.tags), None, None, None, revoked=False
+                    wanted.name,
+                    wanted.issuer,
+                    dict(wanted.tags),
+                    None,
+                    None,
+                    None,
+                    revoked=False,
+                    common_name=_first(wanted.spec.names),
                 )
             )
             continue
@@ -171,7 +182,8 @@ def _from_record(
         renewal_at = record.revoked_at or renewal_time(
             record.not_before, record.not_after, renew_before
         )
-    issuer = certificate_spec(record.spec).issuing_authority
+    spec = certificate_spec(record.spec)
+    issuer = spec.issuing_authority
     return CertificateMetric(
         name=record.name,
         issuer=issuer,
@@ -181,7 +193,13 @@ def _from_record(
         renewal_at=renewal_at,
         revoked=revoked,
         serial=record.serial,
+        common_name=_first(spec.names),
+        arn=record.external_id,
     )
+
+
+def _first(names: Sequence[str]) -> str | None:
+    return names[0] if names else None
 
 
 def _labels(certificate: CertificateMetric) -> str:

@@ -3,7 +3,7 @@
 Publish when: no CRL was published yet; the CA was (re)issued in this plan; a
 certificate it issued was revoked since the last CRL; the last CRL is in the
 final third of its validity (relying parties must never see an expired CRL);
-or the published files are missing or were changed on disk.
+or the published files (or S3 object) are missing or were changed.
 """
 
 from __future__ import annotations
@@ -77,3 +77,14 @@ def crl_changes(
             Change(crl_address(authority.name), Action.PUBLISH, tuple(reasons), before, after)
         )
     return changes
+
+
+def crl_warnings(desired: DesiredState, observed: Mapping[str, Observation]) -> tuple[str, ...]:
+    """Published CRLs that could not be checked (S3 unreachable): said, not repaired."""
+    warnings = []
+    for authority in desired.authorities:
+        observation = observed.get(crl_address(authority.name))
+        if observation is not None and observation.status == "unreachable":
+            details = "; ".join(observation.details)
+            warnings.append(f"{crl_address(authority.name)} unreachable: {details}")
+    return tuple(warnings)

@@ -24,7 +24,7 @@ from reconciler.model.records import (
     RecordedState,
     peek,
 )
-from reconciler.plan.crls import crl_changes
+from reconciler.plan.crls import crl_changes, crl_warnings
 from reconciler.plan.model import Action, Change, StateUpdate
 from reconciler.plan.specs import BindingSpec, CertificateSpec
 from reconciler.policy.reissue import (
@@ -75,6 +75,7 @@ def diff(
     )
     reissued = {c.name for c in authority_changes if c.action != Action.DESTROY}
     changes += crl_changes(desired, recorded, observed, reissued, now, certificate_changes)
+    warnings += crl_warnings(desired, observed)
     touched = {c.address for c in changes}
     return DiffResult(tuple(changes), _state_updates(desired, recorded, touched), warnings)
 
