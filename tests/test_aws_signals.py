@@ -217,6 +217,7 @@ def test_check_cloudwatch_flag_defaults_and_failures(workspace: Workspace, aws: 
 
 # -- CRLs in S3 -----------------------------------------------------------------------
 URL = "http://crls.example.test/issuing.crl"
+DEAD_ENDPOINT = "endpoint_url: 'http://127.0.0.1:9', max_attempts: 1"
 
 
 def _crl_config(
@@ -287,6 +288,11 @@ def test_crl_published_to_s3_verified_by_openssl_and_drift_observed(
     ws.ok("apply", "--auto-approve")
     assert ws.run("plan", "--detailed-exitcode").code == 0
     assert _fetch_crl(aws, tmp_path)[1]["ContentType"] == "application/pkix-crl"
+
+    ws.write(_crl_config(aws).replace(f"endpoint_url: '{aws.url}'", DEAD_ENDPOINT))
+    plan = ws.run("plan")
+    assert "crl.issuing unreachable: " in plan.text, plan.text
+    assert "crl.issuing will be published" not in plan.out
 
 
 def test_crl_to_directory_and_s3_and_a_missing_bucket(
