@@ -87,6 +87,7 @@ class PostgresStateStore(SqlStateStore):
         self.schema = schema_name(name)
         self._local_source = local
         self._locked = False
+        self._ready = False
 
     # -- connection -------------------------------------------------------------
     def _connection(self) -> PgConnection:
@@ -115,12 +116,15 @@ class PostgresStateStore(SqlStateStore):
 
     def _connect(self, *, create: bool) -> PgConnection:  # type: ignore[override]
         conn = self._connection()
+        if self._ready:  # checked once per connection: the schema cannot vanish under us
+            return conn
         if not self.exists:
             if not create:
                 raise StateError(f"no state at {self.where}")
             self._create_state(conn)
         self._check_schema(conn)
         self._check_format(conn)
+        self._ready = True
         return conn
 
     def _create_from(self, meta: dict[str, str], data_key: bytes) -> None:
@@ -192,6 +196,7 @@ class PostgresStateStore(SqlStateStore):
     def close(self) -> None:
         """Close the connection (which also ends its advisory lock)."""
         self._locked = False
+        self._ready = False
         super().close()
 
     # -- locking ----------------------------------------------------------------
