@@ -36,7 +36,14 @@ def apply_summary(outcome: ApplyOutcome) -> str:
             f"\nApply incomplete: {len(result.done)} done, {len(result.failed)} failed, "
             f"{len(result.skipped)} skipped. Fix the errors above and run apply again."
         )
-    return f"\nApply complete: {len(result.done) + len(outcome.plan.moves)} change(s) made."
+    done = f"\nApply complete: {len(result.done) + len(outcome.plan.moves)} change(s) made."
+    if result.waiting:
+        return (
+            f"{done} {len(result.waiting)} waiting for approval ("
+            + ", ".join(result.waiting)
+            + "): the next apply continues them."
+        )
+    return done
 
 
 def check_text(result: CheckResult) -> str:

@@ -59,3 +59,9 @@ class ProviderError(CertformError):
 
 class UsageError(CertformError):
     """An option or argument the session cannot act on; nothing was changed."""
+
+
+class AwaitingApproval(CertformError):
+    """A step asked someone else to act (ACM emailed the domain owner for approval):
+    it is neither done nor failed.  Apply reports it as waiting and ends without
+    error; the next plan shows the step again until the approval arrived."""

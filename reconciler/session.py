@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from reconciler.engine.apply import ApplyResult
     from reconciler.engine.check import Finding
     from reconciler.engine.export import ExportFile
+    from reconciler.model.desired import DesiredState
     from reconciler.monitoring.cloudwatch import CloudWatchConfig
     from reconciler.monitoring.notifications import DeliveryReport
     from reconciler.monitoring.prometheus import CertificateMetric
@@ -446,6 +447,7 @@ class Session:
             from reconciler.providers.aws.acm import describe_for_check
 
             findings += acm_findings(recorded, describe_for_check)
+        findings += self._pending_acm_findings(desired, recorded)
         endpoints = validated.config.endpoints
         watches = endpoint_watches(desired, recorded, store, endpoints, validated.root)
         findings += endpoint_findings(watches, now, window)
@@ -460,6 +462,14 @@ class Session:
                 raise UsageError(f"cannot write {textfile}: {exc.strerror or exc}") from None
         checked = len(recorded.certificates) + len(recorded.authorities) + len(watches)
         return CheckResult(findings, metrics, checked, now)
+
+    @staticmethod
+    def _pending_acm_findings(desired: DesiredState, recorded: RecordedState) -> list[Finding]:
+        """ACM requests waiting for the domain owner's approval (email validation)."""
+        from reconciler.engine.check import pending_findings
+        from reconciler.issuers.aws_acm_status import pending_approval
+
+        return pending_findings(desired, recorded, pending_approval)
 
     def notify(self, result: CheckResult, out: TextIO | None = None) -> list[DeliveryReport] | None:
         """Deliver the expiry notifications due for ``result`` (the ``stdout`` sink

@@ -78,7 +78,8 @@ def test_the_acm_binding_rule_belongs_to_the_aws_acm_issuer() -> None:
     assert error(_target(AlbListenerTarget, "aws-alb-listener", "eu-west-1")) is None
     assert error(_target(FilesTarget, "files", None)) == (
         "certificate 'site' is issued by ACM (acm), which never releases its private key: "
-        "it can only be bound to AWS targets, not files"
+        "it can only be bound to AWS targets, not files; set exportable: true on authority "
+        "'acm' for a certificate that can be exported and deployed anywhere"
     )
     assert error(_target(CloudFrontTarget, "aws-cloudfront", "us-east-1")) == (
         "certificate 'site' is issued by ACM in eu-west-1, but aws-cloudfront needs its "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.acme.config import AcmeSolver, ExternalAccountBinding
 from reconciler.config.types import (
@@ -181,12 +181,60 @@ class AwsAcmAuthority(StrictModel):
     region: str | None = Field(
         default=None, description="Region of the certificates; default: the provider's."
     )
-    validation: AcmValidation = Field(default_factory=AcmValidation)
+    validation: AcmValidation | Literal["dns", "email"] = Field(
+        default_factory=AcmValidation,
+        description="DNS validation settings, or `email`: ACM emails the domain's "
+        "contacts and apply reports the request as waiting for their approval.",
+    )
     certificate_transparency: bool = Field(
         default=True, description="CertificateTransparencyLoggingPreference ENABLED."
     )
+    exportable: bool = Field(
+        default=False,
+        description="Request an exportable public certificate (Options.Export ENABLED): "
+        "apply exports it so that it may be bound to any target, not only AWS ones.",
+    )
+    certificate_authority_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/[A-Za-z0-9-]+$",
+        description="An AWS Private CA: ACM issues private certificates from it "
+        "(always exportable, no validation).",
+    )
     timeout: Duration = Field(default="10m", description="How long to wait for ISSUED.")
     lifecycle: Lifecycle = Field(default_factory=_unguarded)
+
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _validation_word(cls, value: object) -> object:
+        if isinstance(value, str) and value not in ("dns", "email"):
+            raise ValueError(
+                f"expected dns, email or DNS settings ({{route53_zone_id, route53}}), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _private_needs_no_validation(self) -> AwsAcmAuthority:
+        if self.certificate_authority_arn and self.validation == "email":
+            raise ValueError(
+                "validation: email is for public certificates; a certificate from "
+                "certificate_authority_arn needs no validation"
+            )
+        return self
+
+    @property
+    def validation_method(self) -> str:
+        """``DNS`` or ``EMAIL`` (RequestCertificate's ValidationMethod)."""
+        return "EMAIL" if self.validation == "email" else "DNS"
+
+    @property
+    def dns_validation(self) -> AcmValidation:
+        """Where DNS validation records go (the defaults for ``validation: dns``)."""
+        return self.validation if isinstance(self.validation, AcmValidation) else AcmValidation()
+
+    @property
+    def releases_key(self) -> bool:
+        """True when ACM lets the key be exported (exportable or private certificates)."""
+        return self.exportable or self.certificate_authority_arn is not None
 
 
 class AcmeAuthority(StrictModel):

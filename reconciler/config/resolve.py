@@ -95,6 +95,7 @@ def _bindings(config: CertformConfig, bound: Sequence[BoundTarget]) -> list[Desi
                 binding_address(target.type_name, identity),
                 binding.certificate,
                 target.settings(),
+                target.acm_region(),
             )
         )
     return result

@@ -104,7 +104,7 @@ def certificate_material(ctx: ApplyContext, name: str) -> CertificateMaterial:
     if record is None:
         raise StateError(f"certificate.{name} is not in the state")
     material = ctx.store.material("certificate", name)
-    if record.external_id:  # ACM issued it and keeps the key
+    if not record.has_key:  # ACM issued it and keeps the key
         return deployable(record, material, b"")
     key = private_key_from_der(ctx.store.private_key("certificate", name))
     return deployable(record, material, private_key_to_pem(key))

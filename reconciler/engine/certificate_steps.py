@@ -4,6 +4,7 @@ issuer) and destroy (then retire the copies targets made of it)."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from reconciler.engine.context import ApplyContext
@@ -13,6 +14,7 @@ from reconciler.errors import CertformError
 from reconciler.issuers.base import Issuance, Issuer
 from reconciler.issuers.registry import certificate_issuer
 from reconciler.model.observed import Facts
+from reconciler.model.records import CertificateRecord
 from reconciler.plan.model import Action, Change
 from reconciler.providers.catalog import TARGETS, target_from_settings
 from reconciler.state.store import StateWriter
@@ -47,6 +49,8 @@ class IssueCertificate(Step):
         writer: StateWriter,
     ) -> Done:  # fmt: skip
         writer.put_certificate(outcome.record, outcome.material, outcome.key_der)
+        if change.action == Action.RENEW and _issuer(change).renewal_in_place:
+            _follow_in_place(ctx, change.name, outcome.record, writer)
         return Done(outcome.audit, outcome.report)
 
     def finish(
@@ -72,6 +76,21 @@ class DestroyCertificate(Step):
 
     def finish(self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any) -> None:
         retire_copies(ctx, change)
+
+
+def _follow_in_place(
+    ctx: ApplyContext, name: str, record: CertificateRecord, writer: StateWriter
+) -> None:
+    """The issuer renewed the certificate where it is (ACM, same ARN): the bindings
+    that serve that very copy (their ``copy_id`` is its ARN) already serve the new
+    serial, and are recorded so without being redeployed."""
+    if not record.external_id:
+        return
+    for binding in ctx.recorded.bindings.values():
+        if binding.certificate != name or binding.serial == record.serial:
+            continue
+        if _copy_id(binding.target, binding.facts) == record.external_id:
+            writer.put_binding(replace(binding, serial=record.serial))
 
 
 def retire_copies(ctx: ApplyContext, change: Change) -> None:

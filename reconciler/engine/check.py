@@ -20,6 +20,7 @@ from cryptography import x509
 
 from reconciler.issuers.aws_acm import AcmLeafSpec
 from reconciler.issuers.registry import authority_issuer, certificate_issuer
+from reconciler.model.desired import DesiredState
 from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.policy.renewal import describe_window, renewal_time
 from reconciler.providers.endpoint import WatchedEndpoint
@@ -36,6 +37,8 @@ class Finding:
 
 
 AcmReader = Callable[[dict[str, Any], str], dict[str, Any]]
+PendingReader = Callable[[AcmLeafSpec, str], "str | None"]
+"""(spec, address) -> why an ACM request waits for approval, None when none does."""
 IMPORTED_WINDOW = timedelta(days=30)
 
 
@@ -123,6 +126,30 @@ def acm_findings(recorded: RecordedState, read: AcmReader) -> list[Finding]:
             findings.append(Finding(record.address, "problem", f"cannot read ACM: {exc}"))
             continue
         findings.extend(_acm_detail_findings(record.address, record.not_after, detail))
+    return findings
+
+
+def pending_findings(
+    desired: DesiredState, recorded: RecordedState, read: PendingReader
+) -> list[Finding]:
+    """Email-validated ACM requests not issued yet: ACM status PENDING_VALIDATION,
+    waiting for the domain owner's approval (one lookup per such certificate)."""
+    findings = []
+    for certificate in desired.certificates:
+        spec = certificate.spec
+        if not isinstance(spec, AcmLeafSpec) or certificate.name in recorded.certificates:
+            continue
+        if spec.acm.get("validation", {}).get("method") != "email":
+            continue
+        try:
+            pending = read(spec, certificate.address)
+        except Exception as exc:  # reported, not fatal: the other checks still count
+            findings.append(Finding(certificate.address, "problem", f"cannot read ACM: {exc}"))
+            continue
+        if pending is not None:
+            findings.append(
+                Finding(certificate.address, "problem", f"ACM PENDING_VALIDATION: {pending}")
+            )
     return findings
 
 

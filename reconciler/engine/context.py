@@ -33,6 +33,9 @@ class ApplyResult:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Steps waiting for someone else (a domain owner's approval), and the steps
+    that need them: neither done nor failed, and no reason for apply to fail."""
 
     @property
     def ok(self) -> bool:
@@ -81,7 +84,8 @@ class ApplyContext:
         return self.memory.revoked_now
 
     def failed(self, address: str) -> bool:
-        return address in self.result.failed or address in self.result.skipped
+        result = self.result
+        return address in result.failed or address in result.skipped or address in result.waiting
 
     def key_for(self, change: Change, spec: CertificateSpec) -> bytes:
         """A new key, unless this is a renewal of a certificate whose policy keeps it."""

@@ -118,7 +118,7 @@ def refusal(name: str, spec: Certificate | None, record: CertificateRecord) -> s
             f"{address} is not exportable: set 'exportable: true' on certificates.{name} "
             "in the configuration to allow exporting its private key"
         )
-    if record.external_id or not record.has_key:
+    if not record.has_key:
         return f"{address} was issued by ACM, which keeps its private key: export it from ACM"
     if record.revoked_at is not None:
         return (

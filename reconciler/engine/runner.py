@@ -48,7 +48,7 @@ from reconciler.engine.context import ApplyContext, ApplyResult, Reporter
 from reconciler.engine.faults import BATCH_SIZE_ENV, fault_point
 from reconciler.engine.revocation_steps import revoke_replaced
 from reconciler.engine.step import Done, Phase, Prepared, Step, step_for
-from reconciler.errors import CertformError, ProviderError
+from reconciler.errors import AwaitingApproval, CertformError, ProviderError
 from reconciler.fsutil import deferred_sync, unsafe_key_directory
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import KEY_STORE_ADDRESS, Change, Plan
@@ -178,6 +178,10 @@ def run_batch(ctx: ApplyContext, batch: Sequence[_Group]) -> None:
         prepared_group: list[tuple[Change, Prepared]] = []
         for change in group.changes:
             blocker = blocked_by(ctx, change)
+            if blocker and blocker in ctx.result.waiting:
+                ctx.result.waiting[change.address] = f"waits for {blocker}"
+                ctx.report(f"{change.address}: not yet ({blocker} is waiting for approval)")
+                continue
             if blocker:
                 ctx.result.skipped[change.address] = f"{blocker} failed"
                 ctx.report(f"{change.address}: skipped ({blocker} failed)")
@@ -277,6 +281,12 @@ def _record_one(ctx: ApplyContext, s: _Started, writer: StateWriter) -> Done:
 def _failed(ctx: ApplyContext, change: Change, entry: int | None, exc: BaseException) -> None:
     if entry is not None:
         ctx.store.journal_finish(entry, "failed")
+    if isinstance(exc, AwaitingApproval):
+        ctx.result.waiting[change.address] = str(exc)
+        ctx.store.audit(ctx.actor, "apply", change.address, change.action.value, "waiting",
+                        str(exc))  # fmt: skip
+        ctx.report(f"{change.address}: waiting: {exc}")
+        return
     message = str(exc) if isinstance(exc, CertformError) else type(exc).__name__
     if isinstance(exc, OSError):
         message = f"{exc.strerror or exc}"

@@ -1,7 +1,12 @@
-"""The ``aws-acm`` authority: ACM issues the certificate (RequestCertificate, DNS
-validation) and keeps its private key; certform writes the validation CNAMEs
-into Route 53 (or prints them), waits for ISSUED with a deadline and progress
-output, and records what ACM issued.
+"""The ``aws-acm`` authority: ACM issues the certificate (RequestCertificate);
+certform writes the DNS validation CNAMEs into Route 53 (or prints them), waits
+for ISSUED with a deadline and progress output, and records what ACM issued.
+
+A private certificate (``certificate_authority_arn``) needs no validation.  With
+email validation ACM mails the domain's contacts: apply does not wait for a
+person, it reports the request as waiting for approval (``AwaitingApproval``)
+and a later apply picks the same request up (found by its ``certform:address``
+tag) instead of requesting, and emailing, again.
 
 A request that was made but not finished (crash, timeout) is made again with the
 same idempotency token, which ACM answers with the ARN it already created: a
@@ -21,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from reconciler.durations import parse_duration
-from reconciler.errors import ProviderError
+from reconciler.errors import AwaitingApproval, ProviderError
 from reconciler.issuers.aws_acm import ACM_REQUEST_KEYS, AcmLeafSpec
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
@@ -48,10 +53,12 @@ def _client(settings: Mapping[str, Any]) -> Any:
     return client(provider, "acm", settings["region"])
 
 
-def idempotency_token(address: str, names: list[str], key: str) -> str:
+def idempotency_token(address: str, names: list[str], key: str, kind: tuple[str, ...] = ()) -> str:
     """Same request, same token: ACM answers a repeated request (a retry after a
-    crash or timeout, within its one-hour window) with the ARN it already made."""
-    digest = hashlib.sha256("\n".join([address, key, *names]).encode()).hexdigest()
+    crash or timeout, within its one-hour window) with the ARN it already made.
+    ``kind`` (export, Private CA) is part of the request: a certificate ACM keeps
+    must not be the answer to a request for an exportable one."""
+    digest = hashlib.sha256("\n".join([address, key, *names, *kind]).encode()).hexdigest()
     return digest[:32]
 
 
@@ -63,9 +70,15 @@ def request_certificate(
     settings = spec.acm
     acm_client = _client(settings)
     names = list(spec.names)
-    arn = _request(acm_client, settings, names, spec.key, address, tags)
-    report(f"{address}: requested {arn}")
-    _validate(acm_client, settings, arn, address, report)
+    email = settings.get("validation", {}).get("method") == "email"
+    arn = pending_request(acm_client, address, names, previous_arn) if email else None
+    if arn is None:
+        arn = _request(acm_client, settings, names, spec.key, address, tags)
+        report(f"{address}: requested {arn}")
+    if email:
+        _awaiting_approval(acm_client, arn, address)
+    elif not settings.get("certificate_authority_arn"):
+        _validate(acm_client, settings, arn, address, report)
     return _wait_issued(acm_client, arn, parse_duration(settings["timeout"]).total_seconds(),
                         address, report)  # fmt: skip
 
@@ -78,17 +91,93 @@ def _request(
     request: dict[str, Any] = {
         "DomainName": names[0],
         "SubjectAlternativeNames": names,
-        "ValidationMethod": "DNS",
         "KeyAlgorithm": ACM_REQUEST_KEYS[key],
-        "IdempotencyToken": idempotency_token(address, names, key),
+        "IdempotencyToken": idempotency_token(address, names, key, _kind(settings)),
         "Tags": [{"Key": k[:128], "Value": v[:256]} for k, v in all_tags.items()],
     }
-    if not settings.get("certificate_transparency", True):
-        # ENABLED is ACM's default; only the opt-out is sent.
-        request["Options"] = {"CertificateTransparencyLoggingPreference": "DISABLED"}
+    options: dict[str, str] = {}
+    if settings.get("certificate_authority_arn"):
+        # A private certificate: no validation, always exportable, never CT-logged.
+        request["CertificateAuthorityArn"] = settings["certificate_authority_arn"]
+    else:
+        email = settings.get("validation", {}).get("method") == "email"
+        request["ValidationMethod"] = "EMAIL" if email else "DNS"
+        if not settings.get("certificate_transparency", True):
+            # ENABLED is ACM's default; only the opt-out is sent.
+            options["CertificateTransparencyLoggingPreference"] = "DISABLED"
+        if settings.get("exportable"):
+            options["Export"] = "ENABLED"
+    if options:
+        request["Options"] = options
     with aws_errors(f"ACM request for {address}"):
         response = acm_client.request_certificate(**request)
     return str(response["CertificateArn"])
+
+
+def _kind(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """What besides the names and key makes a request different (empty by default,
+    so the token of a plain request is what it always was)."""
+    kind = ("export",) if settings.get("exportable") else ()
+    if settings.get("certificate_authority_arn"):
+        kind += (str(settings["certificate_authority_arn"]),)
+    return kind
+
+
+def pending_request(
+    acm_client: Any, address: str, names: list[str], previous_arn: str | None
+) -> str | None:
+    """The request for ``address`` still waiting for the domain owner's approval (same
+    names), so that a later apply waits for it instead of mailing the owner again."""
+    with aws_errors("ACM list"):
+        pages = acm_client.get_paginator("list_certificates").paginate(
+            CertificateStatuses=["PENDING_VALIDATION"]
+        )
+        for page in pages:
+            for summary in page.get("CertificateSummaryList", []):
+                arn = str(summary["CertificateArn"])
+                if arn == previous_arn:
+                    continue
+                tags = acm_client.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+                if {"Key": acm.TAG_ADDRESS, "Value": address} not in tags:
+                    continue
+                detail = acm_client.describe_certificate(CertificateArn=arn)["Certificate"]
+                if sorted(detail.get("SubjectAlternativeNames") or []) == sorted(names):
+                    return arn
+    return None
+
+
+def _awaiting_approval(acm_client: Any, arn: str, address: str) -> None:
+    """Email validation: go on when the owner approved, else say what we wait for."""
+    with aws_errors(f"ACM describe {arn}"):
+        detail = acm_client.describe_certificate(CertificateArn=arn)["Certificate"]
+    if detail.get("Status") != "PENDING_VALIDATION":
+        return
+    raise AwaitingApproval(approval_message(arn, detail))
+
+
+def approval_message(arn: str, detail: Mapping[str, Any]) -> str:
+    """``waiting for the domain owner's approval`` of ``arn``, naming where ACM mailed."""
+    emails = sorted(
+        {
+            e
+            for o in detail.get("DomainValidationOptions") or []
+            for e in o.get("ValidationEmails") or []
+        }
+    )
+    where = f" (ACM emailed {', '.join(emails)})" if emails else ""
+    return (
+        f"{arn} is waiting for the domain owner's approval{where}; apply again once it is approved"
+    )
+
+
+def read_issued(settings: Mapping[str, Any], arn: str) -> AcmIssued:
+    """What ACM holds at ``arn`` now (after ACM renewed it in place)."""
+    acm_client = _client(settings)
+    with aws_errors(f"ACM describe {arn}"):
+        detail = acm_client.describe_certificate(CertificateArn=arn)["Certificate"]
+    if detail.get("Status") != "ISSUED":
+        raise ProviderError(f"ACM certificate {arn} is {detail.get('Status', '?')}, not ISSUED")
+    return _issued(acm_client, arn)
 
 
 def _validation_records(acm_client: Any, arn: str, deadline: float) -> list[tuple[str, str]]:

@@ -150,7 +150,13 @@ class Issuer(ABC):
     renews: ClassVar[bool] = True
     """False when certform cannot renew the certificates (imported files)."""
     publishes_renewal_info: ClassVar[bool] = False
-    """True when ``renewal_windows`` may ask the CA (ACME Renewal Information)."""
+    """True when ``renewal_windows`` may ask the CA (ACME Renewal Information, ACM)."""
+    renewal_in_place: ClassVar[str | None] = None
+    """For an issuer that renews its certificates itself at the same identity (ACM,
+    at the same ARN): the reason a ``RENEW`` gives the bindings that deploy the key
+    themselves.  Bindings that serve the issuer's own copy
+    (``DesiredBinding.acm_region``) are not redeployed.  None: a renewal redeploys
+    every binding."""
 
     # -- config ---------------------------------------------------------------------
     def authority_spec(self, name: str, authority: Any, config: Any) -> AuthoritySpec:

@@ -66,6 +66,10 @@ class DesiredBinding:
     address: str
     certificate: str
     target: dict[str, Any]
+    acm_region: str | None = None
+    """The ACM region the target serves certificates from (AWS targets), None for
+    targets that deploy the key themselves: an ACM certificate renewed in place
+    needs redeploying only to the latter."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ then destroy of authorities children-first.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -163,7 +163,7 @@ def _certificate_changes(
             certificate.address in replace,
         )
         if change is not None:
-            changes.append(change)
+            changes.append(_touched_by_renewal_in_place(change, desired))
     return changes
 
 
@@ -172,6 +172,16 @@ def _blast_radius(desired: DesiredState) -> dict[str, tuple[str, ...]]:
     for binding in desired.bindings:
         radius.setdefault(binding.certificate, []).append(binding.address)
     return {name: tuple(addresses) for name, addresses in radius.items()}
+
+
+def _touched_by_renewal_in_place(change: Change, desired: DesiredState) -> Change:
+    """A renewal its issuer made in place touches only the bindings that deploy the
+    key themselves (``_rebind_reasons``); say so in ``bindings``."""
+    if _renewal_in_place(change) is None:
+        return change
+    served = {b.address for b in desired.bindings if b.acm_region is not None}
+    kept = tuple(address for address in change.bindings if address not in served)
+    return replace(change, bindings=kept)
 
 
 def _certificate_change(
@@ -186,7 +196,9 @@ def _certificate_change(
 ) -> Change | None:
     if record is None:
         after = _certificate_after(certificate)
-        return Change(certificate.address, Action.ISSUE, ("not issued yet",), None, after, bindings)
+        # An issuer's view may say why it is not issued yet (ACM: waiting for approval).
+        reason = getattr(renewal_window, "pending", None) or "not issued yet"
+        return Change(certificate.address, Action.ISSUE, (reason,), None, after, bindings)
     facts = IssuedFacts(
         peek(record, "spec"),  # not kept on the record: read once per plan
         record.not_before,
@@ -194,6 +206,7 @@ def _certificate_change(
         record.issuer_key_id,
         record.has_key,
         record.revoked_at,
+        record.serial,
     )
     data = ReissueInput(
         certificate.spec.raw,  # the JSON form the spec is a view of (plain dict lookups)
@@ -283,7 +296,12 @@ def _rebind_reasons(
         reasons.append(f"certificate changed: {record.certificate} → {binding.certificate}")
     if binding.certificate in changed_certs:
         change = changed_certs[binding.certificate]
-        reasons.append(f"certificate.{binding.certificate} will be {_past(change.action)}")
+        in_place = _renewal_in_place(change)
+        if in_place is None:
+            reasons.append(f"certificate.{binding.certificate} will be {_past(change.action)}")
+        elif binding.acm_region is None:
+            reasons.append(in_place)
+        # else: the target serves the issuer's own copy, renewed where it is
     if record.target != binding.target:
         reasons.append("target settings changed: " + _settings_delta(record.target, binding.target))
     current = recorded.certificates.get(binding.certificate)
@@ -298,6 +316,14 @@ def _rebind_reasons(
     if drift and observation is not None:
         reasons.append("drift: " + "; ".join(observation.details))
     return reasons, drift
+
+
+def _renewal_in_place(change: Change) -> str | None:
+    """The binding reason when ``change`` is a renewal its issuer made in place."""
+    if change.action != Action.RENEW or change.after is None:
+        return None
+    assert isinstance(change.after, CertificateSpec)
+    return certificate_issuer(change.after).renewal_in_place
 
 
 def _past(action: Action) -> str:

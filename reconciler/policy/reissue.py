@@ -37,6 +37,8 @@ class IssuedFacts:
     issuer_key_id: str | None
     has_key: bool
     revoked_at: datetime | None = None
+    serial: str | None = None
+    """The recorded serial (lowercase hex), for issuers that renew at the same identity."""
 
 
 @dataclass(frozen=True)
