@@ -92,7 +92,14 @@ def check(
     findings.extend(_target_problems(config, targets))
     findings.extend(_endpoint_files(config, root))
     findings.extend(_key_store_provider(config))
+    findings.extend(_issuer_findings(config))
     return findings
+
+
+def _issuer_findings(config: CertformConfig) -> Iterator[Finding]:
+    """Each issuer's own rules about its authorities (``Issuer.config_findings``)."""
+    for name, authority in config.authorities.items():
+        yield from issuer_named(authority.type).config_findings(name, authority, config)
 
 
 def _key_store_provider(config: CertformConfig) -> Iterator[Finding]:
