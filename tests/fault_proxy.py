@@ -3,7 +3,8 @@
 ``fail[action] = [status, ...]`` makes the next requests for that API action
 (the ``Action`` form field, or the ``X-Amz-Target`` header) answer with those
 HTTP statuses and an AWS-style throttling body, before forwarding again.  It
-records every action it forwarded, so tests can count calls.
+records every action it forwarded (and its request body), so tests can count
+calls and read what was sent.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class FaultProxy:
         self.upstream = upstream
         self.fail: dict[str, list[int]] = {}
         self.calls: list[str] = []
+        self.bodies: list[tuple[str, bytes]] = []
         self.injected: list[tuple[str, int]] = []
         proxy = self
 
@@ -56,6 +58,7 @@ class FaultProxy:
                     self.wfile.write(payload)
                     return
                 proxy.calls.append(action)
+                proxy.bodies.append((action, body))
                 request = urllib.request.Request(
                     proxy.upstream + self.path, data=body or None, method=self.command
                 )

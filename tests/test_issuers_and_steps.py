@@ -51,7 +51,7 @@ def test_unknown_authority_type_is_a_clear_error() -> None:
         issuer_named("aws-private-ca")
     assert str(caught.value) == (
         "unknown issuer type 'aws-private-ca'; expected one of: "
-        "acme, aws-acm, imported, private-root, private-subordinate"
+        "acme, aws-acm, aws-pca, imported, private-root, private-subordinate"
     )
     with pytest.raises(PlanError, match="unknown issuer type 'nope'"):
         authority_spec({"type": "nope"})

@@ -237,6 +237,104 @@ class AwsAcmAuthority(StrictModel):
         return self.exportable or self.certificate_authority_arn is not None
 
 
+AwsPcaKeyAlgorithm = Literal[
+    "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1"
+]
+AwsPcaSigningAlgorithm = Literal[
+    "SHA256WITHECDSA",
+    "SHA384WITHECDSA",
+    "SHA512WITHECDSA",
+    "SHA256WITHRSA",
+    "SHA384WITHRSA",
+    "SHA512WITHRSA",
+]
+
+
+class AwsPcaCrlConfig(StrictModel):
+    """The CA's CRL, published by AWS Private CA itself into an S3 bucket."""
+
+    s3_bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket AWS writes the CRL to."
+    )
+    expiration_days: int = Field(
+        default=7, ge=1, le=5000, description="Days each published CRL stays valid."
+    )
+
+
+class AwsPcaCreate(StrictModel):
+    """A CA certform creates in AWS Private CA (its key never leaves AWS)."""
+
+    subject: Subject
+    key_algorithm: AwsPcaKeyAlgorithm = "EC_secp384r1"
+    signing_algorithm: AwsPcaSigningAlgorithm = "SHA384WITHECDSA"
+    type: Literal["ROOT", "SUBORDINATE"]
+    parent: EntryName | None = Field(
+        default=None, description="SUBORDINATE: the aws-pca authority that signs this CA."
+    )
+    validity: Duration | None = Field(
+        default=None, description="Of the CA certificate; default 3650d (ROOT), 1825d."
+    )
+    crl: AwsPcaCrlConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AwsPcaCreate:
+        if self.type == "SUBORDINATE" and self.parent is None:
+            raise ValueError("parent: a SUBORDINATE CA needs the aws-pca authority that signs it")
+        if self.type == "ROOT" and self.parent is not None:
+            raise ValueError("parent is for SUBORDINATE CAs; a ROOT signs itself")
+        family = "ECDSA" if self.key_algorithm.startswith("EC_") else "RSA"
+        if not self.signing_algorithm.endswith(f"WITH{family}"):
+            raise ValueError(
+                f"signing_algorithm {self.signing_algorithm} does not match key_algorithm "
+                f"{self.key_algorithm}; use a ...WITH{family} algorithm"
+            )
+        return self
+
+
+class AwsPcaAuthority(StrictModel):
+    """AWS Private CA: an existing CA (``certificate_authority_arn``) or one certform
+    creates and manages (``create``).  certform generates each certificate's key and
+    CSR; the CA signs it."""
+
+    type: Literal["aws-pca"]
+    provider: EntryName = Field(description="Name of an `aws` entry under providers.")
+    certificate_authority_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/[A-Za-z0-9-]+$",
+        description="An existing CA; absent when `create` is given.",
+    )
+    template_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm-pca:::template/[A-Za-z0-9_]+/V\d+$",
+        description="Certificate template of issued certificates; default EndEntityCertificate/V1.",
+    )
+    signing_algorithm: AwsPcaSigningAlgorithm | None = Field(
+        default=None, description="Of issued certificates; default: the CA's own."
+    )
+    create: AwsPcaCreate | None = None
+    renew_before: RenewBefore | None = Field(
+        default=None, description="Created CAs: default when a third of the lifetime remains."
+    )
+    timeout: Duration = Field(
+        default="2m", description="How long to wait for AWS to issue one certificate."
+    )
+    lifecycle: Lifecycle = Field(default_factory=_unguarded)
+
+    @model_validator(mode="after")
+    def _arn_or_create(self) -> AwsPcaAuthority:
+        if (self.certificate_authority_arn is None) == (self.create is None):
+            raise ValueError(
+                "give exactly one of certificate_authority_arn (an existing CA) and create "
+                "(a CA certform creates)"
+            )
+        return self
+
+    @property
+    def parent(self) -> str | None:
+        """The authority that signs this one (a created SUBORDINATE)."""
+        return self.create.parent if self.create is not None else None
+
+
 class AcmeAuthority(StrictModel):
     """An ACME CA (RFC 8555): Let's Encrypt, ZeroSSL, step-ca, Vault, Pebble..."""
 
@@ -282,6 +380,7 @@ Authority = Annotated[
         PrivateRootAuthority,
         PrivateSubordinateAuthority,
         AwsAcmAuthority,
+        AwsPcaAuthority,
         AcmeAuthority,
         ImportedAuthority,
     ],

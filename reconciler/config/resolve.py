@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.config.models import CertformConfig, PrivateSubordinateAuthority
+from reconciler.config.models import CertformConfig
 from reconciler.config.semantic import BoundTarget, bound_targets
 from reconciler.issuers.registry import issuer_named
 from reconciler.model.desired import (
@@ -44,9 +44,9 @@ def _authority_order(config: CertformConfig) -> list[str]:
         if name in placed:
             return
         placed.add(name)
-        authority = config.authorities[name]
-        if isinstance(authority, PrivateSubordinateAuthority):
-            place(authority.parent)
+        parent = getattr(config.authorities[name], "parent", None)
+        if parent is not None and parent in config.authorities:
+            place(parent)
         order.append(name)
 
     for name in config.authorities:

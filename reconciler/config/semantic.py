@@ -93,6 +93,7 @@ def check(
     findings.extend(_endpoint_files(config, root))
     findings.extend(_key_store_provider(config))
     findings.extend(_signal_providers(config))
+    findings.extend(_issuer_findings(config))
     return findings
 
 
@@ -119,6 +120,12 @@ def _signal_providers(config: CertformConfig) -> Iterator[Finding]:
                 f"unknown aws provider {provider_name!r}; expected one of: "
                 + _choices(config.providers),
             )
+
+
+def _issuer_findings(config: CertformConfig) -> Iterator[Finding]:
+    """Each issuer's own rules about its authorities (``Issuer.config_findings``)."""
+    for name, authority in config.authorities.items():
+        yield from issuer_named(authority.type).config_findings(name, authority, config)
 
 
 def _key_store_provider(config: CertformConfig) -> Iterator[Finding]:

@@ -4,8 +4,6 @@ issuer's business; these steps record it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from reconciler.engine.context import ApplyContext
 from reconciler.engine.step import Done, Phase, Prepared, Step, register
 from reconciler.issuers.base import AuthorityIssuance
@@ -49,12 +47,14 @@ class AccountStep(_AuthorityStep):
 class DestroyAuthority(Step):
     phase = Phase.DESTROYS
 
-    def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Any:
-        return None  # forgetting it is all there is to do
+    def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> str:
+        """Forgetting it is all there is to do, unless it lives outside the state too
+        (a CA certform created in AWS Private CA: its issuer deletes it)."""
+        return authority_issuer(change.before or {}).destroy_authority(ctx, change)
 
     def record(
-        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any,
+        self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: str,
         writer: StateWriter,
     ) -> Done:  # fmt: skip
         writer.destroy("authority", change.name)
-        return Done()
+        return Done(outcome, f" ({outcome})" if outcome else "")

@@ -7,6 +7,7 @@ from pathlib import Path
 from reconciler.errors import ProviderError
 from reconciler.filestamp import stamp_problems
 from reconciler.fsutil import config_path
+from reconciler.issuers.registry import authority_issuer
 from reconciler.model.desired import DesiredState
 from reconciler.model.observed import Observation, Unreachable
 from reconciler.model.records import CrlRecord, RecordedState, peek
@@ -31,6 +32,18 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
                     observation = endpoint_observation(endpoint, record.serial)
                 observed[address] = observation
     observed.update(_published_crls(desired, recorded, root))
+    observed.update(_authorities(desired, recorded))
+    return observed
+
+
+def _authorities(desired: DesiredState, recorded: RecordedState) -> dict[str, Observation]:
+    """Authorities that live outside the state (an AWS Private CA), as their issuer sees them."""
+    observed: dict[str, Observation] = {}
+    for authority in desired.authorities:
+        issuer = authority_issuer(authority.spec)
+        observation = issuer.observe_authority(authority, recorded.authorities.get(authority.name))
+        if observation is not None:
+            observed[authority.address] = observation
     return observed
 
 

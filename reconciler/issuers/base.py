@@ -7,14 +7,17 @@ in this order and nothing else:
   frozen specs from the validated config (once), ``key_error`` says
   which keys it cannot issue and ``binding_error`` which targets cannot serve
   its certificates;
-* at plan time: ``authority_change`` (does the authority itself need a step?),
+* at plan time: ``observe_authority`` (refresh: what the authority looks like
+  where it lives, for issuers that keep it elsewhere), ``authority_change``
+  (does the authority itself need a step?) and ``authority_observed`` (what the
+  observation changes about that),
   ``certificate_checks`` (why a certificate needs a new issuance),
   ``renewal_windows`` (the CA's own schedule, when it publishes one) and
   ``policy_violations`` (what apply re-checks against the policy);
 * at apply time: ``prepare`` (pick the key to journal, read inputs: no side
   effect), then ``issue`` (the act), or ``issue_together`` for a batch the
   issuer runs in parallel; ``prepare_authority`` / ``act_authority`` for the
-  authority's own steps; ``revoke``.
+  authority's own steps; ``destroy_authority``; ``revoke``.
 
 Apply's runner journals what ``prepare`` chose before ``issue`` runs and
 records what ``issue`` returns in one transaction: issuers never touch the
@@ -24,7 +27,7 @@ journal or write state.
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
     from reconciler.model.desired import DesiredAuthority, DesiredCertificate
     from reconciler.model.material import IssuedMaterial
+    from reconciler.model.observed import Observation
     from reconciler.model.records import (
         AuthorityRecord,
         CertificateRecord,
@@ -211,6 +215,14 @@ class Issuer(ABC):
         at the binding's ``target``, not an apply that fails halfway."""
         return None
 
+    def config_findings(
+        self, name: str, authority: Any, config: Any
+    ) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        """What is wrong with authority ``name`` (its validated entry ``authority``) and
+        the certificates it signs, in relation to the rest of ``config``: (field path,
+        message), reported by validate like every semantic check."""
+        return iter(())
+
     # -- plan -----------------------------------------------------------------------
     def authority_change(
         self,
@@ -223,6 +235,24 @@ class Issuer(ABC):
     ) -> Change | None:
         """The step the authority itself needs (None: none, e.g. an external issuer)."""
         return None
+
+    def observe_authority(
+        self, authority: DesiredAuthority, record: AuthorityRecord | None
+    ) -> Observation | None:
+        """What the authority looks like where it lives (refresh, at plan time; I/O).
+        None: nothing to observe (certform holds everything about it)."""
+        return None
+
+    def authority_observed(
+        self,
+        authority: DesiredAuthority,
+        record: AuthorityRecord | None,
+        change: Change | None,
+        observation: Observation | None,
+    ) -> tuple[Change | None, tuple[str, ...]]:
+        """The authority's step given what refresh observed (drift repaired or
+        warned about), and plan warnings.  Pure, like ``authority_change``."""
+        return change, ()
 
     def renewal_windows(
         self,
@@ -274,6 +304,11 @@ class Issuer(ABC):
         self, ctx: ApplyAccess, change: Change, prepared: Prepared
     ) -> AuthorityIssuance:
         raise PlanError(f"cannot {change.action.value} {change.address}")
+
+    def destroy_authority(self, ctx: ApplyAccess, change: Change) -> str:
+        """Delete what the authority is outside the state, before it is forgotten
+        (a CA certform created in AWS); returns a note for the output ("" none)."""
+        return ""
 
     def revoke_refusal(self, record: CertificateRecord) -> str | None:
         """Why certform cannot revoke ``record`` at all (None: it can)."""

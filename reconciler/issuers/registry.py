@@ -14,6 +14,7 @@ from typing import Any
 from reconciler.errors import PlanError
 from reconciler.issuers.acme import AcmeIssuer
 from reconciler.issuers.aws_acm import AwsAcmIssuer
+from reconciler.issuers.aws_pca import AwsPcaIssuer
 from reconciler.issuers.base import Issuer
 from reconciler.issuers.imported import ImportedIssuer
 from reconciler.issuers.private_ca import PrivateCaIssuer
@@ -24,6 +25,7 @@ _ISSUER_CLASSES: tuple[type[Issuer], ...] = (
     AcmeIssuer,
     AwsAcmIssuer,
     ImportedIssuer,
+    AwsPcaIssuer,
 )
 ISSUERS: dict[str, Issuer] = {
     type_name: issuer for issuer in (cls() for cls in _ISSUER_CLASSES) for type_name in issuer.types

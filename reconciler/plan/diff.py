@@ -59,12 +59,15 @@ def diff(
     ``renewal_windows`` are ACME Renewal Information windows by certificate
     address (gathered beforehand: the diff does no I/O)."""
     _refuse_guarded_destroys(desired, recorded)
-    authority_changes, rekeyed = _authority_changes(desired, recorded, now)
+    authority_changes, rekeyed, authority_warnings = _authority_changes(
+        desired, recorded, observed, now
+    )
     certificate_changes = _certificate_changes(
         desired, recorded, rekeyed, now, renewal_windows or {}, replace
     )
     changed_certs = {c.name: c for c in certificate_changes}
     binding_changes, warnings = _binding_changes(desired, recorded, observed, changed_certs)
+    warnings = (*authority_warnings, *warnings)
     changes = (
         authority_changes
         + certificate_changes
@@ -99,12 +102,17 @@ def _refuse_guarded_destroys(desired: DesiredState, recorded: RecordedState) -> 
 
 # -- authorities ---------------------------------------------------------------------
 def _authority_changes(
-    desired: DesiredState, recorded: RecordedState, now: datetime
-) -> tuple[list[Change], set[str]]:
+    desired: DesiredState,
+    recorded: RecordedState,
+    observed: Mapping[str, Observation],
+    now: datetime,
+) -> tuple[list[Change], set[str], tuple[str, ...]]:
     """Each authority's issuer decides whether it needs a step (a private CA its
-    re-issue checks, an ACME account its registration; external issuers none)."""
+    re-issue checks, an ACME account its registration; external issuers none),
+    and what its observed drift (an AWS Private CA disabled) adds to that."""
     changes: list[Change] = []
     rekeyed: set[str] = set()
+    warnings: list[str] = []
     for authority in desired.authorities:
         record = recorded.authorities.get(authority.name)
         parent = recorded.authorities.get(authority.parent) if authority.parent else None
@@ -118,15 +126,20 @@ def _authority_changes(
                 ),
                 None,
             )
-        change = authority_issuer(authority.spec).authority_change(
+        issuer = authority_issuer(authority.spec)
+        change = issuer.authority_change(
             authority, record, parent, authority.parent in rekeyed, now, revoked_at
         )
+        observation = observed.get(authority.address)
+        if observation is not None:
+            change, seen = issuer.authority_observed(authority, record, change, observation)
+            warnings.extend(seen)
         if change is None:
             continue
         changes.append(change)
         if change.action in NEW_KEY_ACTIONS:
             rekeyed.add(authority.name)
-    return changes, rekeyed
+    return changes, rekeyed, tuple(warnings)
 
 
 def _authority_before(record: AuthorityRecord) -> dict[str, Any]:

@@ -20,7 +20,7 @@ _VERBS = {
     Action.REVOKE: "will be revoked",
     Action.DESTROY: "will be destroyed",
     Action.REGISTER: "will be registered (ACME account)",
-    Action.UPDATE: "will be updated (ACME account)",
+    Action.UPDATE: "will be updated in place (ACME account contact, AWS Private CA settings)",
     Action.PUBLISH: "will be published",
 }
 
