@@ -20,6 +20,7 @@ from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.reissue import ACM_CERTIFICATE_CHECKS
 
 if TYPE_CHECKING:
+    from reconciler.providers.aws.iam import Statement
     from reconciler.providers.base import Target
 
 ACM_REQUEST_KEYS = {"rsa-2048": "RSA_2048", "ec-p256": "EC_prime256v1", "ec-p384": "EC_secp384r1"}
@@ -106,6 +107,17 @@ class AwsAcmIssuer(Issuer):
                 f"{target.type_name} needs its certificate in {needed}{hint}"
             )
         return None
+
+    def iam_statements(self, name: str, authority: Any, config: Any) -> list[Statement]:
+        """Requests for the names of the certificates this authority issues, in its
+        region (``aws_acm_request.iam_statements``)."""
+        from reconciler.issuers.aws_acm_request import iam_statements
+
+        provider = config.providers[authority.provider]
+        names = [n for c in config.certificates.values() if name in c.issuers for n in c.names]
+        return iam_statements(
+            provider, authority.region or provider.region, authority.validation, names
+        )
 
     # -- apply ----------------------------------------------------------------------
     def prepare(self, ctx: ApplyAccess, change: Change) -> Prepared:

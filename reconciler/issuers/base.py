@@ -6,7 +6,7 @@ in this order and nothing else:
 * at config time: ``authority_spec`` / ``certificate_spec`` build the typed,
   frozen specs from the validated config (once), ``key_error`` says
   which keys it cannot issue and ``binding_error`` which targets cannot serve
-  its certificates;
+  its certificates; ``iam_statements`` what its AWS calls need (``iam-policy``);
 * at plan time: ``authority_change`` (does the authority itself need a step?),
   ``certificate_checks`` (why a certificate needs a new issuance),
   ``renewal_windows`` (the CA's own schedule, when it publishes one) and
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         RevocationRecord,
     )
     from reconciler.plan.model import Change
+    from reconciler.providers.aws.iam import Statement
     from reconciler.providers.base import Target
     from reconciler.state.store import StateStore
 
@@ -204,6 +205,12 @@ class Issuer(ABC):
         Checked at validate time, so that an impossible binding is a config error
         at the binding's ``target``, not an apply that fails halfway."""
         return None
+
+    def iam_statements(self, name: str, authority: Any, config: Any) -> list[Statement]:
+        """The IAM statements the AWS calls made for authority ``name`` (its validated
+        entry ``authority``) and its certificates need (``certform iam-policy``);
+        none for an issuer that calls no AWS API."""
+        return []
 
     # -- plan -----------------------------------------------------------------------
     def authority_change(
