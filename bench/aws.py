@@ -172,25 +172,43 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.command, self.path, body, headers
         )
         self.server.record(operation_of(self.headers, self.path, body), time.perf_counter() - start)
+        if self.server.observe is not None:
+            self.server.observe(Request(self.command, self.path, dict(self.headers), body, status))
         self.send_response(status, reason)
+        length = str(len(data))
         for key, value in reply_headers:
-            if key.lower() not in _HOP_BY_HOP:
+            if key.lower() == "content-length" and self.command == "HEAD":
+                length = value  # HEAD: the length of the body a GET would get
+            elif key.lower() not in _HOP_BY_HOP:
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", length)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request the proxy forwarded, with moto's status (``CountingProxy(observe=)``)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream_url: str) -> None:
+    def __init__(self, upstream_url: str, observe: Callable[[Request], None] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.observe = observe
         parts = urllib.parse.urlsplit(upstream_url)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
         self._local = threading.local()
@@ -230,10 +248,11 @@ class _ProxyServer(ThreadingHTTPServer):
 
 
 class CountingProxy:
-    """An HTTP reverse proxy to ``upstream_url`` in a background thread of this process."""
+    """An HTTP reverse proxy to ``upstream_url`` in a background thread of this process;
+    ``observe`` (tests/test_aws_iam_policy.py) is given every request it forwarded."""
 
-    def __init__(self, upstream_url: str) -> None:
-        self._server = _ProxyServer(upstream_url)
+    def __init__(self, upstream_url: str, observe: Callable[[Request], None] | None = None) -> None:
+        self._server = _ProxyServer(upstream_url, observe)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

@@ -126,6 +126,14 @@ CloudWatch = Annotated[
         "cloudwatch: block's settings, else namespace certform through the first aws provider.",
     ),
 ]
+IamCloudWatch = Annotated[
+    bool,
+    typer.Option(
+        "--cloudwatch",
+        help="Include PutMetricData for check --cloudwatch without a cloudwatch: block "
+        "(namespace certform).",
+    ),
+]
 Textfile = Annotated[
     Path | None,
     typer.Option(

@@ -516,6 +516,14 @@ class Session:
             return None
         return publish(settings, self.validated.config.providers, result.metrics, result.now)
 
+    def iam_policy(self, cloudwatch: bool = False) -> dict[str, Any]:
+        """The IAM policy document this configuration's AWS calls need (no
+        statement when it makes none); ``cloudwatch`` as ``check --cloudwatch``."""
+        from reconciler.providers.aws.iam_policy import document, statements_for
+
+        settings = self.cloudwatch_settings(requested=cloudwatch)
+        return document(statements_for(self.validated, settings))
+
     @staticmethod
     def import_certificate(
         name: str, cert: Path, key: Path, chain: Path | None = None, issuer: str = "imported"

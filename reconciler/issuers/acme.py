@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from reconciler.acme.client import AcmeAccount
     from reconciler.model.desired import DesiredAuthority, DesiredCertificate
     from reconciler.model.records import RecordedState
+    from reconciler.providers.aws.iam import Statement
 
 ACCOUNT_NOT_AFTER = datetime(9999, 12, 31, tzinfo=UTC)
 """ACME accounts do not expire; their records carry this date so expiry checks pass."""
@@ -101,6 +102,18 @@ class AcmeIssuer(Issuer):
         if key in ACME_KEYS:
             return None
         return f"ACME CAs issue certificates for {', '.join(sorted(ACME_KEYS))} keys, not {key}"
+
+    def iam_statements(self, name: str, authority: Any, config: Any) -> list[Statement]:
+        """The TXT records of each Route 53 dns-01 solver (``route53.iam_statements``)."""
+        from reconciler.providers.aws.route53 import iam_statements
+
+        statements: list[Statement] = []
+        for solver in authority.solvers:
+            route53 = solver.dns01.route53 if solver.dns01 is not None else None
+            if route53 is not None:
+                provider = config.providers[route53.provider]
+                statements += iam_statements(provider, route53.zone_id, "TXT", reads=True)
+        return statements
 
     # -- plan -----------------------------------------------------------------------
     def authority_change(

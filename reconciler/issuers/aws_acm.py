@@ -43,6 +43,7 @@ from reconciler.policy.reissue import (
 if TYPE_CHECKING:
     from reconciler.model.desired import DesiredCertificate
     from reconciler.model.records import RecordedState
+    from reconciler.providers.aws.iam import Statement
     from reconciler.providers.base import Target
 
 ACM_REQUEST_KEYS = {"rsa-2048": "RSA_2048", "ec-p256": "EC_prime256v1", "ec-p384": "EC_secp384r1"}
@@ -201,6 +202,17 @@ class AwsAcmIssuer(Issuer):
         from reconciler.issuers.aws_acm_status import acm_statuses
 
         return acm_statuses(certificates, recorded)
+
+    def iam_statements(self, name: str, authority: Any, config: Any) -> list[Statement]:
+        """Requests for the names of the certificates this authority issues, in its
+        region (``aws_acm_request.iam_statements``)."""
+        from reconciler.issuers.aws_acm_request import iam_statements
+
+        provider = config.providers[authority.provider]
+        names = [n for c in config.certificates.values() if name in c.issuers for n in c.names]
+        return iam_statements(
+            provider, authority.region or provider.region, authority.validation, names
+        )
 
     # -- apply ----------------------------------------------------------------------
     def prepare(self, ctx: ApplyAccess, change: Change) -> Prepared:

@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives import hashes
 from reconciler.durations import parse_duration
 from reconciler.errors import AwaitingApproval, ProviderError
 from reconciler.issuers.aws_acm import ACM_REQUEST_KEYS, AcmLeafSpec
-from reconciler.providers.aws import acm
+from reconciler.providers.aws import acm, route53
 from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.iam import Statement
 from reconciler.providers.aws.route53 import Route53Dns
 from reconciler.providers.aws.session import aws_errors, client
 
@@ -46,6 +47,37 @@ class AcmIssued:
     not_before: datetime
     not_after: datetime
     fingerprint: str
+
+
+def iam_statements(
+    provider: AwsProviderConfig, region: str, validation: Any, names: list[str]
+) -> list[Statement]:
+    """What requesting, validating and reading the certificates of one ``aws-acm``
+    authority needs: RequestCertificate only with certform's tag, DNS validation
+    and exactly the names the configuration asks for (``acm:DomainNames``);
+    Describe/Get on certform's tagged certificates; the validation CNAMEs in
+    Route 53 when certform writes them.  No names (no certificate uses the
+    authority): no call, no statement."""
+    if not names:
+        return []
+    request = {
+        "StringEquals": {
+            f"aws:RequestTag/{acm.TAG_MANAGED}": acm.MANAGED_VALUE,
+            "acm:ValidationMethod": "DNS",
+        },
+        "ForAllValues:StringEquals": {"acm:DomainNames": sorted(set(names))},
+    }
+    statements = [
+        Statement.of("AcmRequest", ["acm:RequestCertificate"], [acm.certificates_arn(region)],
+                     request),
+        acm.tagging_new_certificates(region, []),
+        acm.certform_certificates(region, ["acm:DescribeCertificate", "acm:GetCertificate"]),
+    ]  # fmt: skip
+    if validation.route53:
+        statements += route53.iam_statements(
+            provider, validation.route53_zone_id, "CNAME", reads=False
+        )
+    return statements
 
 
 def _client(settings: Mapping[str, Any]) -> Any:

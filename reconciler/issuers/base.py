@@ -6,7 +6,7 @@ in this order and nothing else:
 * at config time: ``authority_spec`` / ``certificate_spec`` build the typed,
   frozen specs from the validated config (once), ``key_error`` says
   which keys it cannot issue and ``binding_error`` which targets cannot serve
-  its certificates;
+  its certificates; ``iam_statements`` what its AWS calls need (``iam-policy``);
 * at plan time: ``observe_authority`` (refresh: what the authority looks like
   where it lives, for issuers that keep it elsewhere), ``authority_change``
   (does the authority itself need a step?) and ``authority_observed`` (what the
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         RevocationRecord,
     )
     from reconciler.plan.model import Change
+    from reconciler.providers.aws.iam import Statement
     from reconciler.providers.base import Target
     from reconciler.state.store import StateStore
 
@@ -222,6 +223,12 @@ class Issuer(ABC):
         the certificates it signs, in relation to the rest of ``config``: (field path,
         message), reported by validate like every semantic check."""
         return iter(())
+
+    def iam_statements(self, name: str, authority: Any, config: Any) -> list[Statement]:
+        """The IAM statements the AWS calls made for authority ``name`` (its validated
+        entry ``authority``) and its certificates need (``certform iam-policy``);
+        none for an issuer that calls no AWS API."""
+        return []
 
     # -- plan -----------------------------------------------------------------------
     def authority_change(

@@ -53,6 +53,7 @@ from reconciler.policy.rules import Policy, key_violations
 
 if TYPE_CHECKING:
     from reconciler.model.desired import DesiredAuthority
+    from reconciler.providers.aws.iam import Statement
 
 S3_PROVIDER = "aws"
 """Key of the provider's settings in a CRL spec's ``publish.s3`` (``s3_crl.PROVIDER``)."""
@@ -104,6 +105,15 @@ class PrivateCaIssuer(Issuer):
             if parent_crl is not None:
                 spec["parent_crl_url"] = parent_crl.url
         return PrivateCaSpec.parse(spec)
+
+    def iam_statements(self, name: str, authority: Any, config: Any) -> list[Statement]:
+        """The S3 object this CA's CRL is put to (``s3_crl.iam_statements``)."""
+        s3 = authority.crl.publish.s3 if authority.crl is not None else None
+        if s3 is None:
+            return []
+        from reconciler.providers.aws.s3_crl import iam_statements
+
+        return iam_statements(config.providers[s3.provider], s3.bucket, s3.key)
 
     # -- plan -----------------------------------------------------------------------
     def authority_change(

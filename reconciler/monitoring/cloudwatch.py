@@ -26,6 +26,7 @@ from reconciler.monitoring.notifications import DeliveryFailure, DeliveryReport
 
 if TYPE_CHECKING:
     from reconciler.monitoring.prometheus import CertificateMetric
+    from reconciler.providers.aws.iam import Statement
 
 METRIC = "DaysToExpiry"
 DEFAULT_NAMESPACE = "certform"
@@ -135,6 +136,14 @@ def _put(provider: Any, namespace: str, batch: list[dict[str, Any]]) -> None:
 
     with aws_errors("PutMetricData"):
         client(provider, "cloudwatch").put_metric_data(Namespace=namespace, MetricData=batch)
+
+
+def iam_statements(config: CloudWatchConfig) -> list[Statement]:
+    """PutMetricData takes no resource: limited to the namespace instead."""
+    from reconciler.providers.aws.iam import Statement
+
+    namespace = {"StringEquals": {"cloudwatch:namespace": config.namespace}}
+    return [Statement.of("CloudWatchMetrics", ["cloudwatch:PutMetricData"], ["*"], namespace)]
 
 
 def _address(datum: Mapping[str, Any]) -> str:

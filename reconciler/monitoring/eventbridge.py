@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.monitoring.notifications import (
     APPROACHING,
@@ -24,6 +24,9 @@ from reconciler.monitoring.notifications import (
     Event,
     EventBridgeSink,
 )
+
+if TYPE_CHECKING:
+    from reconciler.providers.aws.iam import Statement
 
 ACM_APPROACHING = "ACM Certificate Approaching Expiration"
 ACM_EXPIRED = "ACM Certificate Expired"
@@ -60,6 +63,18 @@ def acm_entry(event: Event, sink: EventBridgeSink) -> dict[str, Any]:
         "Detail": json.dumps(body, separators=(",", ":")),
         "EventBusName": sink.bus,
     }
+
+
+def iam_statements(sink: EventBridgeSink, providers: Mapping[str, Any]) -> list[Statement]:
+    """PutEvents on the sink's bus (a name in the provider's region, or an ARN)."""
+    from reconciler.providers.aws.iam import Statement, partition
+
+    if sink.bus.startswith("arn:"):
+        bus = sink.bus
+    else:
+        region = providers[sink.provider].region
+        bus = f"arn:{partition(region)}:events:{region}:*:event-bus/{sink.bus}"
+    return [Statement.of("EventBridgeBuses", ["events:PutEvents"], [bus])]
 
 
 def _batches(events: Sequence[Event]) -> Iterator[Sequence[Event]]:

@@ -82,6 +82,7 @@ from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing, Observation, Unreachable
 
 if TYPE_CHECKING:
+    from reconciler.providers.aws.iam import Statement
     from reconciler.providers.endpoint import EndpointSettings
 
 Seen = TypeVar("Seen")
@@ -268,6 +269,11 @@ class Target(ABC):
         """The ACM region this target serves certificates from (None: not an AWS
         target, so it cannot serve a certificate whose key stays in ACM)."""
         return None
+
+    def iam_statements(self) -> list[Statement]:
+        """The IAM statements this binding's AWS calls need (``certform iam-policy``):
+        declared by each AWS target next to its calls; none for the others."""
+        return []
 
     def _provider_problems(self, providers: Mapping[str, BaseModel]) -> list[Problem]:
         # Asked of the model's declared fields first: a ``getattr`` miss goes through

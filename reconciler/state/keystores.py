@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 
@@ -25,6 +25,9 @@ from reconciler.state.sealing import (
     unwrap_data_key,
     wrap_data_key,
 )
+
+if TYPE_CHECKING:
+    from reconciler.providers.aws.iam import Statement
 
 _KMS_CONTEXT_V2 = {"certform-data-key": "v2"}
 """KMS encryption context of a version 2 wrapping (authenticated rows; see
@@ -127,6 +130,28 @@ class KmsKeyStore(KeyStore):
             return bytes(reply["Plaintext"]), DATA_KEY_V1
         except ProviderError as exc:
             raise MasterKeyError(f"cannot open the state's data key: {exc}") from None
+
+
+def kms_iam_statements(key_id: str, provider: Any) -> list[Statement]:
+    """What ``KmsKeyStore`` needs: Encrypt (a new state, or switching stores) and
+    Decrypt (every run that opens a sealed key), on the one key.
+
+    An alias is no resource of these calls (IAM evaluates the key it points to):
+    the statement covers keys of the region requested through that alias
+    (``kms:RequestAlias``, the alias name, which certform always sends)."""
+    from reconciler.providers.aws.iam import Statement, partition
+
+    region: str = provider.region
+    where, account, resource = partition(region), "*", key_id
+    if key_id.startswith("arn:"):
+        _, where, _, region, account, resource = key_id.split(":", 5)
+    if resource.startswith("alias/"):
+        key = f"arn:{where}:kms:{region}:{account}:key/*"
+        condition = {"StringEquals": {"kms:RequestAlias": resource}}
+    else:
+        key = key_id if key_id.startswith("arn:") else f"arn:{where}:kms:{region}:*:key/{key_id}"
+        condition = None
+    return [Statement.of("KmsStateKey", ["kms:Decrypt", "kms:Encrypt"], [key], condition)]
 
 
 def keystore_from_descriptor(descriptor: dict[str, Any], local: MasterKeySource) -> KeyStore:

@@ -17,11 +17,13 @@ from cryptography import x509
 from reconciler.errors import ProviderError
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts
+from reconciler.providers.aws.iam import Statement, partition
 from reconciler.providers.aws.session import aws_errors, describe_error, error_code
 from reconciler.providers.base import Target
 from reconciler.providers.batch import memo
 
 TAG_MANAGED = "managed-by"
+MANAGED_VALUE = "certform"
 TAG_ADDRESS = "certform:address"
 ALL_KEY_TYPES = [
     "RSA_1024",
@@ -38,10 +40,66 @@ ACM_IMPORT_KEYS = frozenset({"rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-
 
 
 def _tags(material: CertificateMaterial) -> list[dict[str, str]]:
-    tags = {TAG_MANAGED: "certform", TAG_ADDRESS: material.address}
+    tags = {TAG_MANAGED: MANAGED_VALUE, TAG_ADDRESS: material.address}
     for key, value in material.tags.items():
         tags.setdefault(key[:128], value[:256])
     return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+# -- IAM: what the calls in this module need ------------------------------------------
+def certificates_arn(region: str) -> str:
+    """Every ACM certificate of ``region`` (any account): ARNs are only known once made."""
+    return f"arn:{partition(region)}:acm:{region}:*:certificate/*"
+
+
+def managed_by_certform(kind: str = "aws:ResourceTag") -> dict[str, dict[str, str]]:
+    """``StringEquals {kind}/managed-by: certform``: certform's own ACM certificates
+    (``aws:ResourceTag``), or a request that tags the new certificate so
+    (``aws:RequestTag``)."""
+    return {"StringEquals": {f"{kind}/{TAG_MANAGED}": MANAGED_VALUE}}
+
+
+def certform_certificates(region: str, actions: list[str]) -> Statement:
+    """``actions`` on certform's own certificates in ``region``, by their tag."""
+    return Statement.of(
+        "AcmCertformCertificates", actions, [certificates_arn(region)], managed_by_certform()
+    )
+
+
+def tagging_new_certificates(region: str, actions: list[str]) -> Statement:
+    """``actions`` that create a certificate tagged ``managed-by: certform`` (the
+    tags are part of the request: ACM also checks AddTagsToCertificate for them)."""
+    return Statement.of(
+        "AcmNewCertformCertificates",
+        [*actions, "acm:AddTagsToCertificate"],
+        [certificates_arn(region)],
+        managed_by_certform("aws:RequestTag"),
+    )
+
+
+def copy_statements(region: str) -> list[Statement]:
+    """What placing, observing and retiring copies in ACM of ``region`` needs
+    (``place``, ``copy_drift``, ``retire`` below).
+
+    ListCertificates takes no resource; ListTagsForCertificate must read every
+    certificate's tags (that is how a lost copy is found by its address tag);
+    everything else is limited to certificates tagged ``managed-by: certform``,
+    or, for a new import, to requests that put that tag on."""
+    return [
+        Statement.of("AcmList", ["acm:ListCertificates"], ["*"]),
+        Statement.of("AcmReadTags", ["acm:ListTagsForCertificate"], [certificates_arn(region)]),
+        certform_certificates(
+            region,
+            [
+                "acm:AddTagsToCertificate",
+                "acm:DeleteCertificate",
+                "acm:DescribeCertificate",
+                "acm:GetCertificate",
+                "acm:ImportCertificate",
+            ],
+        ),
+        tagging_new_certificates(region, ["acm:ImportCertificate"]),
+    ]
 
 
 def import_certificate(acm: Any, material: CertificateMaterial, arn: str | None) -> str:

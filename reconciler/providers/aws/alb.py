@@ -22,6 +22,7 @@ from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.iam import Statement, partition
 from reconciler.providers.aws.session import aws_errors, client, error_code
 from reconciler.providers.base import Problem, Target
 from reconciler.providers.batch import memo
@@ -80,6 +81,41 @@ class AlbListenerTarget(acm.AcmCopyTarget):
                 f"(accepted: {', '.join(sorted(ALB_KEYS))})"
             )
         return None
+
+    # -- IAM: what the calls below need -------------------------------------------
+    def listener_arns(self) -> list[str]:
+        """ARN patterns of this binding's listener, known before it is looked up:
+        from the load balancer's ARN when given, else from its name (an ALB or an
+        NLB: ``listener/app/NAME/*`` and ``listener/net/NAME/*``)."""
+        name = self.config.load_balancer
+        if name.startswith("arn:"):
+            # arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/app/NAME/ID
+            head, _, path = name.partition(":loadbalancer/")
+            return [f"{head}:listener/{path}/*"]
+        region = self.provider.region
+        prefix = f"arn:{partition(region)}:elasticloadbalancing:{region}:*:listener"
+        return [f"{prefix}/app/{name}/*", f"{prefix}/net/{name}/*"]
+
+    def iam_statements(self) -> list[Statement]:
+        """Describe* take no resource; the listener is changed with ModifyListener
+        (default certificate) or Add/RemoveListenerCertificates (SNI); the ACM copy
+        lives in the provider's region."""
+        changes = (
+            ["elasticloadbalancing:AddListenerCertificates",
+             "elasticloadbalancing:RemoveListenerCertificates"]
+            if self.config.sni
+            else ["elasticloadbalancing:ModifyListener"]
+        )  # fmt: skip
+        describe = [
+            "elasticloadbalancing:DescribeListenerCertificates",
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeLoadBalancers",
+        ]
+        return [
+            Statement.of("ElbDescribe", describe, ["*"]),
+            Statement.of("ElbListeners", changes, self.listener_arns()),
+            *acm.copy_statements(self.provider.region),
+        ]
 
     # -- AWS calls ----------------------------------------------------------------
     def _elb(self) -> Any:

@@ -42,6 +42,7 @@ from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.iam import Statement, partition
 from reconciler.providers.aws.session import aws_errors, client, error_code
 
 EDGE_REGION = "us-east-1"
@@ -190,6 +191,28 @@ class ApiGatewayTarget(acm.AcmCopyTarget):
             if self.config.endpoint == "edge"
             else getattr(self.provider, "region", None)
         )
+
+    # -- IAM: what the calls below need -------------------------------------------
+    def iam_statements(self) -> list[Statement]:
+        """GetDomainName is ``apigateway:GET`` and UpdateDomainName ``apigateway:PATCH``
+        on the domain name, whose IAM resource is ``/domainnames/NAME`` for both API
+        versions.  Updating an edge-optimized domain's certificate also updates the
+        CloudFront distribution API Gateway owns (in its own account, so that
+        permission cannot name it: AWS documents ``Resource: *``)."""
+        region = self.provider.region
+        domain = (
+            f"arn:{partition(region)}:apigateway:{region}::/domainnames/{self.config.domain_name}"
+        )
+        statements = [
+            Statement.of("ApiGatewayDomainNames", ["apigateway:GET", "apigateway:PATCH"], [domain])
+        ]
+        if self.config.endpoint == "edge":
+            statements.append(
+                Statement.of(
+                    "ApiGatewayEdgeDistributions", ["cloudfront:UpdateDistribution"], ["*"]
+                )
+            )
+        return statements + acm.copy_statements(self.acm_region() or region)
 
     # -- AWS calls ----------------------------------------------------------------
     @property

@@ -26,6 +26,7 @@ from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing
 from reconciler.providers.aws import acm
 from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.iam import Statement, partition
 from reconciler.providers.aws.session import aws_errors, client, error_code
 from reconciler.providers.batch import memo
 
@@ -116,6 +117,17 @@ class CloudFrontTarget(acm.AcmCopyTarget):
                 f"accepted: {', '.join(sorted(CLOUDFRONT_KEYS))})"
             )
         return None
+
+    # -- IAM: what the calls below need -------------------------------------------
+    def iam_statements(self) -> list[Statement]:
+        """The distribution's config, read and updated; the ACM copy in us-east-1."""
+        where = partition(self.provider.region)
+        distribution = f"arn:{where}:cloudfront::*:distribution/{self.config.distribution_id}"
+        actions = ["cloudfront:GetDistributionConfig", "cloudfront:UpdateDistribution"]
+        return [
+            Statement.of("CloudFrontDistributions", actions, [distribution]),
+            *acm.copy_statements(CLOUDFRONT_REGION),
+        ]
 
     # -- AWS calls ----------------------------------------------------------------
     def _cloudfront(self) -> Any:

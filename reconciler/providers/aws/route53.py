@@ -14,11 +14,43 @@ from typing import Any
 
 from reconciler.errors import ProviderError
 from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.iam import Statement, partition
 from reconciler.providers.aws.session import aws_errors, client
 
 
 def _fqdn(name: str) -> str:
     return name if name.endswith(".") else name + "."
+
+
+def iam_statements(
+    provider: AwsProviderConfig, zone_id: str | None, record_type: str, *, reads: bool
+) -> list[Statement]:
+    """What writing ``record_type`` records through ``Route53Dns`` needs.
+
+    ListHostedZones (no resource) only when the zone is found by name; changes
+    limited to the zone when its id is given and to ``record_type`` records
+    (``route53:ChangeResourceRecordSetsRecordTypes``); GetChange on changes;
+    ListResourceRecordSets only for a writer that reads first (``reads``: ACME's
+    TXT values are merged with those already there)."""
+    where = partition(provider.region)
+    zone = f"arn:{where}:route53:::hostedzone/{zone_id.split('/')[-1] if zone_id else '*'}"
+    types = {
+        "ForAllValues:StringEquals": {"route53:ChangeResourceRecordSetsRecordTypes": [record_type]}
+    }
+    statements = [
+        Statement.of(
+            f"Route53{record_type.title()}Records",
+            ["route53:ChangeResourceRecordSets"],
+            [zone],
+            types,
+        ),
+        Statement.of("Route53Changes", ["route53:GetChange"], [f"arn:{where}:route53:::change/*"]),
+    ]
+    if reads:
+        statements.append(Statement.of("Route53Zones", ["route53:ListResourceRecordSets"], [zone]))
+    if zone_id is None:
+        statements.append(Statement.of("Route53ListZones", ["route53:ListHostedZones"], ["*"]))
+    return statements
 
 
 @dataclass

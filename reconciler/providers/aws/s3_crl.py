@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.providers.aws.config import AwsProviderConfig
+from reconciler.providers.aws.iam import Statement, partition
 from reconciler.providers.aws.session import aws_errors, client, error_code
 
 CONTENT_TYPE = "application/pkix-crl"
@@ -26,6 +27,24 @@ PROVIDER = "aws"
 _ABSENT = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
 Stamp = list[int | str]
+
+
+def iam_statements(provider: AwsProviderConfig, bucket: str, key: str) -> list[Statement]:
+    """PutObject to publish; GetObject for HeadObject and the read-back on refresh;
+    ListBucket on the bucket, because without it S3 answers HeadObject on a
+    deleted object with 403 instead of 404, and a missing CRL would be an error
+    instead of drift (that implicit check carries no ``s3:prefix`` to narrow it
+    by).  ``{key_id}`` in the key is any key id."""
+    where = partition(provider.region)
+    pattern = key.replace("{key_id}", "*")
+    return [
+        Statement.of(
+            "S3CrlObjects",
+            ["s3:GetObject", "s3:PutObject"],
+            [f"arn:{where}:s3:::{bucket}/{pattern}"],
+        ),
+        Statement.of("S3CrlBuckets", ["s3:ListBucket"], [f"arn:{where}:s3:::{bucket}"]),
+    ]
 
 
 def location(settings: Mapping[str, Any], key_id: str) -> str:
