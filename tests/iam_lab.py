@@ -87,6 +87,15 @@ def _json_call(
         if data.get("Tags") and operation in ("ImportCertificate", "RequestCertificate"):
             found.append(("acm:AddTagsToCertificate", arn))
         return found
+    if prefix == "acm-pca":
+        arn = data.get("CertificateAuthorityArn") or (
+            f"arn:aws:acm-pca:{region}:{ACCOUNT}:certificate-authority/new"
+            if operation == "CreateCertificateAuthority" else "*"
+        )  # fmt: skip
+        found = [(action, arn)]
+        if data.get("Tags") and operation == "CreateCertificateAuthority":
+            found.append(("acm-pca:TagCertificateAuthority", arn))
+        return found
     if prefix == "kms":
         return [(action, kms_key(region, data["KeyId"]))]
     if prefix == "events":

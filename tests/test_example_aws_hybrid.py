@@ -19,7 +19,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from bench.aws import CountingProxy, Request
 from reconciler.providers.tls_probe import probe
+from tests import iam_lab
 from tests.aws_lab import AwsLab
 from tests.conftest import Workspace
 from tests.nginx_lab import NginxLab, ServerSpec, nginx_binary, write_self_signed
@@ -42,10 +44,12 @@ def nginx(workspace: Workspace) -> Iterator[NginxLab]:
     lab.stop()
 
 
-def pointed_at_the_lab(aws: AwsLab, nginx: NginxLab, zone_id: str) -> str:
+def pointed_at_the_lab(endpoint: str, nginx: NginxLab, zone_id: str) -> str:
     text = EXAMPLE.read_text()
     replacements = {
-        "aws: {type: aws, region: eu-west-1}": aws.provider_yaml().strip(),
+        "aws: {type: aws, region: eu-west-1}": (
+            f"aws: {{type: aws, region: eu-west-1, endpoint_url: '{endpoint}'}}"
+        ),
         "test_command: [sudo, nginx, -t]": f"test_command: {json.dumps(nginx.test_command)}",
         "reload_command: [sudo, systemctl, reload, nginx]": (
             f"reload_command: {json.dumps(nginx.reload_command)}"
@@ -78,7 +82,10 @@ def test_the_aws_hybrid_example_applies_and_signals(
     )
     listener, placeholder = aws.https_load_balancer("web-alb")
     queue = _queue_for_rule(aws)
-    ws.write(pointed_at_the_lab(aws, nginx, zone_id))
+    requests: list[Request] = []
+    proxy = CountingProxy(aws.url, observe=requests.append)  # records every AWS call
+    ws.write(pointed_at_the_lab(proxy.url, nginx, zone_id))
+    policy = json.loads(ws.ok("iam-policy").out)
 
     ws.ok("validate")
     applied = ws.run("apply", "--auto-approve")
@@ -129,3 +136,22 @@ def test_the_aws_hybrid_example_applies_and_signals(
     }
     assert certificates == {"certificate.www", "certificate.payments-api"}
     assert "PRIVATE KEY" not in applied.text + checked.text
+
+    # Every AWS call of the run is allowed by what `certform iam-policy` printed.
+    proxy.stop()
+    needed = {
+        permission
+        for r in requests
+        for permission in iam_lab.permissions(
+            r.method, r.path, r.headers, r.body, r.status, lambda region, key: key
+        )
+    }
+    denied = sorted(f"{a} on {r}" for a, r in needed if not iam_lab.allows(policy, a, r))
+    assert not denied, "calls the printed policy does not allow:\n  " + "\n  ".join(denied)
+    assert {a for a, _ in needed} >= {
+        "acm:ExportCertificate",
+        "acm-pca:CreateCertificateAuthority",
+        "acm-pca:IssueCertificate",
+        "events:PutEvents",
+        "cloudwatch:PutMetricData",
+    }

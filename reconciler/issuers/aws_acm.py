@@ -210,9 +210,7 @@ class AwsAcmIssuer(Issuer):
 
         provider = config.providers[authority.provider]
         names = [n for c in config.certificates.values() if name in c.issuers for n in c.names]
-        return iam_statements(
-            provider, authority.region or provider.region, authority.validation, names
-        )
+        return iam_statements(provider, authority.region or provider.region, authority, names)
 
     # -- apply ----------------------------------------------------------------------
     def prepare(self, ctx: ApplyAccess, change: Change) -> Prepared:

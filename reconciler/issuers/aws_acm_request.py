@@ -50,7 +50,7 @@ class AcmIssued:
 
 
 def iam_statements(
-    provider: AwsProviderConfig, region: str, validation: Any, names: list[str]
+    provider: AwsProviderConfig, region: str, authority: Any, names: list[str]
 ) -> list[Statement]:
     """What requesting, validating and reading the certificates of one ``aws-acm``
     authority needs: RequestCertificate only with certform's tag, DNS validation
@@ -60,20 +60,35 @@ def iam_statements(
     authority): no call, no statement."""
     if not names:
         return []
+    private_ca = authority.certificate_authority_arn
+    # A private certificate needs no validation; its CA is the condition instead.
+    how = (
+        {"acm:CertificateAuthority": private_ca}
+        if private_ca
+        else {"acm:ValidationMethod": authority.validation_method}
+    )
     request = {
-        "StringEquals": {
-            f"aws:RequestTag/{acm.TAG_MANAGED}": acm.MANAGED_VALUE,
-            "acm:ValidationMethod": "DNS",
-        },
+        "StringEquals": {f"aws:RequestTag/{acm.TAG_MANAGED}": acm.MANAGED_VALUE, **how},
         "ForAllValues:StringEquals": {"acm:DomainNames": sorted(set(names))},
     }
+    reads = ["acm:DescribeCertificate", "acm:GetCertificate"]
+    if authority.exportable or private_ca:
+        reads.append("acm:ExportCertificate")
     statements = [
         Statement.of("AcmRequest", ["acm:RequestCertificate"], [acm.certificates_arn(region)],
                      request),
         acm.tagging_new_certificates(region, []),
-        acm.certform_certificates(region, ["acm:DescribeCertificate", "acm:GetCertificate"]),
+        acm.certform_certificates(region, reads),
     ]  # fmt: skip
-    if validation.route53:
+    if authority.validation == "email":  # finds its own pending request by its tag
+        statements += [
+            Statement.of("AcmList", ["acm:ListCertificates"], ["*"]),
+            Statement.of(
+                "AcmReadTags", ["acm:ListTagsForCertificate"], [acm.certificates_arn(region)]
+            ),
+        ]
+    validation = authority.dns_validation
+    if not private_ca and authority.validation != "email" and validation.route53:
         statements += route53.iam_statements(
             provider, validation.route53_zone_id, "CNAME", reads=False
         )

@@ -45,6 +45,7 @@ from reconciler.policy.reissue import (
 
 if TYPE_CHECKING:
     from reconciler.model.desired import DesiredAuthority
+    from reconciler.providers.aws.iam import Statement
 
 Finding = tuple[tuple[str | int, ...], str]
 
@@ -188,6 +189,16 @@ class AwsPcaIssuer(Issuer):
         if key in PCA_KEYS:
             return None
         return f"AWS Private CA signs {', '.join(sorted(PCA_KEYS))} keys only, not {key}"
+
+    def iam_statements(self, name: str, authority: Any, config: Any) -> list[Statement]:
+        """What this authority's AWS Private CA calls need (``pca_iam_statements``)."""
+        from reconciler.issuers.aws_pca_calls import pca_iam_statements
+
+        provider = config.providers[authority.provider]
+        parent = None
+        if authority.create is not None and authority.create.parent is not None:
+            parent = config.authorities[authority.create.parent].certificate_authority_arn
+        return pca_iam_statements(provider, authority.certificate_authority_arn, parent)
 
     def config_findings(self, name: str, authority: Any, config: Any) -> Iterator[Finding]:
         """The provider, the parent (an aws-pca authority, no cycle), and the keys and

@@ -17,7 +17,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -39,6 +39,9 @@ from reconciler.pki.csr import build_csr
 from reconciler.pki.keys import private_key_from_der, private_key_to_pem, public_key_matches
 from reconciler.plan.model import Action, Change
 from reconciler.providers.aws.acm import TAG_ADDRESS, TAG_MANAGED
+
+if TYPE_CHECKING:
+    from reconciler.providers.aws.iam import Statement
 from reconciler.providers.aws.config import AwsProviderConfig
 from reconciler.providers.aws.session import (
     aws_errors,
@@ -582,3 +585,54 @@ def observe(
     if details:
         return CaObservation("drifted", tuple(details), status, drift)
     return CaObservation("in_sync", (), status)
+
+
+_LEAF_ACTIONS = (
+    "acm-pca:DescribeCertificateAuthority",
+    "acm-pca:GetCertificate",
+    "acm-pca:GetCertificateAuthorityCertificate",
+    "acm-pca:IssueCertificate",
+    "acm-pca:RevokeCertificate",
+)
+_MANAGED_ACTIONS = (
+    *_LEAF_ACTIONS,
+    "acm-pca:DeleteCertificateAuthority",
+    "acm-pca:GetCertificateAuthorityCsr",
+    "acm-pca:ImportCertificateAuthorityCertificate",
+    "acm-pca:ListTags",
+    "acm-pca:UpdateCertificateAuthority",
+)
+
+
+def pca_iam_statements(provider: Any, existing: str | None, parent: str | None) -> list[Statement]:
+    """An existing CA: issuing, reading and revoking on its ARN only.  A CA certform
+    creates: CreateCertificateAuthority only with certform's tag (and tagging in
+    the same request), everything else only on CAs that carry that tag; listing
+    CAs (to find the one an interrupted apply made) takes no resource.  A parent
+    given by ARN signs its subordinate."""
+    from reconciler.providers.aws.iam import Statement, partition
+
+    if existing is not None:
+        return [Statement.of("PcaExistingCa", _LEAF_ACTIONS, [existing])]
+    cas = f"arn:{partition(provider.region)}:acm-pca:{provider.region}:*:certificate-authority/*"
+    statements = [
+        Statement.of(
+            "PcaCreateCertformCas",
+            ["acm-pca:CreateCertificateAuthority", "acm-pca:TagCertificateAuthority"],
+            [cas],
+            {"StringEquals": {f"aws:RequestTag/{TAG_MANAGED}": "certform"}},
+        ),
+        Statement.of(
+            "PcaCertformCas",
+            _MANAGED_ACTIONS,
+            [cas],
+            {"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED}": "certform"}},
+        ),
+        Statement.of("PcaList", ["acm-pca:ListCertificateAuthorities"], ["*"]),
+    ]
+    if parent is not None:
+        statements.append(
+            Statement.of("PcaExistingCa", ["acm-pca:IssueCertificate", "acm-pca:GetCertificate"],
+                         [parent])
+        )  # fmt: skip
+    return statements
