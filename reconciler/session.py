@@ -268,10 +268,12 @@ class Session:
         when: datetime,
         change: tuple[str, str] | None = None,
         replace: frozenset[str] = frozenset(),
+        running: str | None = None,
     ) -> Plan:
         return plan_from(
-            self.validated, recorded, store.where, when, change, pem_reader(store), replace
-        )
+            self.validated, recorded, store.where, when, change, pem_reader(store), replace,
+            running,
+        )  # fmt: skip
 
     def _replacing(self, addresses: Sequence[str]) -> frozenset[str]:
         """``--replace`` addresses, each a declared certificate (UsageError otherwise)."""
@@ -314,7 +316,11 @@ class Session:
         change = store.key_store_change if store.exists else None
         if store.exists and store.upgrade_pending:
             self._note(UPGRADE_NOTE)
-        the_plan = self._plan_against(store, recorded, when, change, replacing)
+        running = None
+        if recorded.interrupted:  # steps in progress: dead run, or one still going?
+            holder = store.lock_holder()
+            running = holder.describe() if holder is not None else None
+        the_plan = self._plan_against(store, recorded, when, change, replacing, running)
         show(the_plan)
         if out is not None:
             save_plan(the_plan, store, out)

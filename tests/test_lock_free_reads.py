@@ -98,3 +98,15 @@ def test_a_snapshot_does_not_see_a_commit_made_while_it_is_open(
     assert after.serial > before and after.certificates["web"].serial != web.serial
     reader.close()
     assert Path(ws.root / "out/web/cert.pem").exists()
+
+
+def test_a_plan_during_an_apply_says_it_is_running_not_interrupted(paused_apply) -> None:  # type: ignore[no-untyped-def]
+    ws, proc = paused_apply
+    during = ws.run("plan")
+    assert during.code == 0, during.text
+    assert "Warning: an apply is running (" in during.out and f"pid {proc.pid}, apply" in during.out
+    assert "certificate.web (renew) in progress" in during.out
+    assert "was interrupted" not in during.out
+    kill(proc)
+    after = ws.run("plan")
+    assert "a previous apply was interrupted during certificate.web (renew)" in after.out

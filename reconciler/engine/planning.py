@@ -37,6 +37,7 @@ def plan_from(
     key_store_change: tuple[str, str] | None = None,
     certificate_pem: CertificatePem | None = None,
     replace: frozenset[str] = frozenset(),
+    running: str | None = None,
 ) -> Plan:
     """``certificate_pem`` reads a recorded certificate (for ACME renewal information);
     without it, ACME certificates are scheduled by ``renew_before`` alone.  ``replace``
@@ -56,7 +57,13 @@ def plan_from(
         )
     result = diff(validated.desired, recorded, observed, now, windows, replace)
     warnings = [*move_warnings, *result.warnings, *ari_warnings]
-    if recorded.interrupted:
+    if recorded.interrupted and running is not None:
+        steps = ", ".join(f"{s.address} ({s.action})" for s in recorded.interrupted[:5])
+        warnings.append(
+            f"an apply is running ({running}): {steps} in progress; this plan shows the "
+            "state as it was before them"
+        )
+    elif recorded.interrupted:
         steps = ", ".join(f"{s.address} ({s.action})" for s in recorded.interrupted[:5])
         warnings.append(
             f"a previous apply was interrupted during {steps}; apply recovers it "

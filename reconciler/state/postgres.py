@@ -215,6 +215,9 @@ class PostgresStateStore(SqlStateStore):
             self._locked = False
             pg_connection.release(self._conn, self.name)  # type: ignore[arg-type]
 
+    def lock_holder(self) -> LockInfo | None:
+        return pg_connection.holder(self._connection(), self.name)
+
     def force_unlock(self, lock_id: str) -> str:
         return pg_connection.force_release(self._connection(), self.name, lock_id, self.where)
 

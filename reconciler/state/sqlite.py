@@ -215,6 +215,9 @@ class SqliteStateStore(SqlStateStore):
     def unlock(self) -> None:
         self._lock.release()
 
+    def lock_holder(self) -> LockInfo | None:
+        return self._lock.holder()
+
     def force_unlock(self, lock_id: str) -> str:
         """An OS lock cannot outlive its process, so a held one belongs to a live run:
         say which, rather than pretend to release it."""

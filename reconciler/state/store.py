@@ -227,6 +227,11 @@ class StateLocker(ABC):
     def unlock(self) -> None: ...
 
     @abstractmethod
+    def lock_holder(self) -> LockInfo | None:
+        """Who holds the lock now (None: nobody), asked without waiting: a plan
+        that finds steps in progress says whether an apply is still running them."""
+
+    @abstractmethod
     def force_unlock(self, lock_id: str) -> str:
         """Release the lock ``lock_id`` that a dead run left (never one this process
         holds); what was done, for the user.  StateError when the lock has another
