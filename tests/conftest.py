@@ -94,17 +94,22 @@ class Workspace:
         path.write_text(text)
         return path
 
-    def store(self):  # type: ignore[no-untyped-def]
-        """The configuration's state store, opened in this process (either backend)."""
+    @contextlib.contextmanager
+    def opened_store(self):  # type: ignore[no-untyped-def]
+        """The configuration's state store, opened in this process (either backend),
+        with this workspace's master key and DSN in the environment while it is used;
+        closed afterwards."""
         from reconciler.session import Session
 
         previous = {k: os.environ.get(k) for k in (MASTER_KEY, PG_DSN)}
         os.environ.update({k: self.env[k] for k in (MASTER_KEY, PG_DSN) if k in self.env})
+        store = None
         try:
             store = Session(self.config).open_store()
-            store.exists  # noqa: B018 - connects now, while the DSN is in the environment
-            return store
+            yield store
         finally:
+            if store is not None:
+                store.close()
             for key, value in previous.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -113,17 +118,8 @@ class Workspace:
 
     def private_key_der(self, kind: str, name: str) -> bytes:
         """The sealed private key of ``kind.name``, opened with this workspace's master key."""
-        store = self.store()
-        saved = os.environ.get(MASTER_KEY)
-        os.environ[MASTER_KEY] = self.env[MASTER_KEY]
-        try:
+        with self.opened_store() as store:
             return store.private_key(kind, name)
-        finally:
-            store.close()
-            if saved is None:
-                os.environ.pop(MASTER_KEY)
-            else:
-                os.environ[MASTER_KEY] = saved
 
     def deployed_key_der(self, directory: str) -> bytes:
         """The key file deployed in ``directory``, as PKCS#8 DER (to compare with a sealed one)."""
@@ -142,11 +138,8 @@ class Workspace:
         """Whether a state was created (the SQLite file, or the PostgreSQL schema)."""
         if self.backend == "sqlite":
             return self.state_db.exists()
-        store = self.store()
-        try:
+        with self.opened_store() as store:
             return bool(store.exists)
-        finally:
-            store.close()
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
         """Rows of ``sql`` run (and committed) on the state's database (SQLite file or

@@ -17,7 +17,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from reconciler.pki.keys import private_key_from_der
-from reconciler.state.sealing import MASTER_KEY_ENV
 from tests.conftest import Workspace, certform_argv, openssl_verify
 
 pytestmark = pytest.mark.state_backends
@@ -73,17 +72,8 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
 
 
 def journaled_public_key(ws: Workspace, address: str) -> bytes | None:
-    store = ws.store()
-    previous = os.environ.get(MASTER_KEY_ENV)
-    os.environ[MASTER_KEY_ENV] = ws.env[MASTER_KEY_ENV]
-    try:
+    with ws.opened_store() as store:
         der = store.journaled_key(address)
-    finally:
-        store.close()
-        if previous is None:
-            os.environ.pop(MASTER_KEY_ENV)
-        else:
-            os.environ[MASTER_KEY_ENV] = previous
     if der is None:
         return None
     return _spki(private_key_from_der(der).public_key())
