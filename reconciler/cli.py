@@ -201,9 +201,12 @@ def revoke(
     var: opt.Var = None,
     var_file: opt.VarFile = None,
     lock_timeout: opt.LockTimeout = 0.0,
+    yes: opt.Yes = False,
 ) -> None:
-    """Revoke a certificate (at its ACME CA, or recorded for a private CA's CRL);
-    the next apply issues a new one."""
+    """Revoke a certificate (at its ACME CA, or for a private CA's CRL); asks on a terminal."""
+    if not yes and sys.stdin.isatty() and not _confirm(f"Revoke {name} ({reason})?"):
+        _err("Revoke cancelled: nothing was changed.")
+        raise typer.Exit(1)
     typer.echo(_session(config, var, var_file, lock_timeout).revoke(name, reason).message)
 
 

@@ -39,7 +39,7 @@ def plan_printer(form: opt.PlanFormat = opt.PlanFormat.text) -> Callable[[Plan],
     return lambda p: typer.echo(render(p), nl=False)
 
 
-def confirm() -> bool:
-    typer.echo("\nDo you want to perform these actions? Only 'yes' will be accepted.")
+def confirm(question: str = "Do you want to perform these actions?") -> bool:
+    typer.echo(f"\n{question} Only 'yes' will be accepted.")
     answer = typer.prompt("  Enter a value", default="", show_default=False)
     return answer.strip() == "yes"

@@ -87,6 +87,7 @@ PlanAt = Annotated[
 PlanFile = Annotated[
     Path | None, typer.Argument(help="A plan saved by 'plan --out'; applied exactly.")
 ]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
 Parallelism = Annotated[
     int,

@@ -57,7 +57,8 @@ def test_publish_revoke_and_openssl_crl_check(workspace: Workspace, tmp_path: Pa
 
     old = tmp_path / "old-web.pem"
     old.write_bytes(cert_path.read_bytes())
-    workspace.ok("revoke", "web", "--reason", "keyCompromise")
+    revoked = workspace.ok("revoke", "web", "--reason", "keyCompromise")
+    assert "the next apply lists it in authority.issuing's CRL" in revoked.out
     plan = workspace.run("plan")
     assert "1 revocation(s) since CRL #1" in plan.out
     assert "revoked on" in plan.out

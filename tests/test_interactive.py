@@ -1,4 +1,4 @@
-"""apply asks on a terminal: 'yes' applies, anything else changes nothing."""
+"""apply and revoke ask on a terminal: 'yes' goes on, anything else changes nothing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 from tests.conftest import Workspace, certform_argv
 
 
-def _apply_on_terminal(ws: Workspace, answer: str) -> tuple[int, str]:
+def _apply_on_terminal(ws: Workspace, answer: str, *argv: str) -> tuple[int, str]:
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
-        [*certform_argv(), "apply"],
+        [*certform_argv(), *(argv or ("apply",))],
         cwd=ws.root,
         env=ws.env,
         stdin=terminal,
@@ -54,3 +54,22 @@ def test_anything_else_cancels(workspace: Workspace) -> None:
     assert "cancelled" in output
     assert not (workspace.root / "out").exists()
     assert not (workspace.root / ".certform").exists()
+
+
+def test_revoke_asks_on_a_terminal_and_says_no_crl_will_list_it(workspace: Workspace) -> None:
+    workspace.ok("apply", "--auto-approve")
+    code, output = _apply_on_terminal(workspace, "no", "revoke", "web")
+    assert code == 1, output
+    assert "Revoke web (unspecified)?" in output and "cancelled" in output
+    assert "revoked" not in workspace.ok("show").out.lower()
+    code, output = _apply_on_terminal(workspace, "yes", "revoke", "web")
+    assert code == 0, output
+    assert "publishes no CRL" in output and "crl:" in output
+    assert "when it publishes one" not in output
+
+
+def test_revoke_yes_skips_the_question(workspace: Workspace) -> None:
+    workspace.ok("apply", "--auto-approve")
+    code, output = _apply_on_terminal(workspace, "", "revoke", "web", "--yes")
+    assert code == 0, output
+    assert "Only 'yes'" not in output and "recorded as revoked in the state only" in output

@@ -25,6 +25,7 @@ from reconciler.issuers.base import (
     AuthorityIssuance,
     Issuance,
     Issuer,
+    IssuerAccess,
     Prepared,
     leaf_record,
 )
@@ -35,7 +36,7 @@ from reconciler.issuers.private_ca_signing import (
     issue_leaf,
     key_id_of,
 )
-from reconciler.model.records import AuthorityRecord
+from reconciler.model.records import AuthorityRecord, CertificateRecord
 from reconciler.pki.builder import certificate_from_pem
 from reconciler.pki.crl import Revoked, build_crl, crl_files
 from reconciler.pki.keys import private_key_from_der, private_key_to_pem
@@ -180,6 +181,24 @@ class PrivateCaIssuer(Issuer):
             private_key_to_pem(key),
             f"serial {issued.serial}",
             f" (serial {issued.serial[:16]}…, expires {record.not_after:%Y-%m-%d})",
+        )
+
+    def revoke(
+        self, access: IssuerAccess, record: CertificateRecord, certificate_pem: str, reason: str
+    ) -> str:
+        """A private CA revokes by listing the serial in its CRL: say whether that will
+        ever happen, since a CA without ``crl:`` publishes nothing relying parties see."""
+        from reconciler.issuers.registry import certificate_spec
+
+        issued_by = certificate_spec(record.spec).issuing_authority
+        authority = access.recorded.authorities.get(issued_by)
+        if authority is not None and authority.spec.get("crl"):
+            return f"recorded as revoked; the next apply lists it in authority.{issued_by}'s CRL"
+        return (
+            f"recorded as revoked in the state only: authority.{issued_by} publishes no CRL, "
+            "so clients that trust it will still accept this certificate until it expires. "
+            f"To publish revocations, add `crl: {{publish: {{directory: DIR}}, url: URL}}` to "
+            f"authority {issued_by} and apply: its CRL will list this serial"
         )
 
     # -- apply: the CA itself -------------------------------------------------------
