@@ -581,12 +581,10 @@ class Session:
             raise UsageError(
                 f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}"
             )
-        read_passphrase(passphrase_file)
+        passphrase = read_passphrase(passphrase_file)  # once: it may be standard input
         certificates = validated.config.certificates
         with self._existing_state("export") as (store, recorded):
-            files = export_certificate(
-                store, recorded, certificates, name, passphrase_file, fmt, out
-            )
+            files = export_certificate(store, recorded, certificates, name, passphrase, fmt, out)
         return ExportResult(files)
 
     def state_list(self) -> list[dict[str, Any]]:

@@ -278,3 +278,20 @@ def test_refusal_reasons() -> None:
     assert "ACM" in (refusal("web", spec, acm) or "")
     revoked = _record(revoked_at=datetime(2025, 6, 1, tzinfo=UTC))
     assert "revoked on 2025-06-01" in (refusal("web", spec, revoked) or "")
+
+
+def test_passphrase_from_standard_input(applied: Workspace) -> None:
+    ws = applied
+    passphrase = (ws.root / "pass.txt").read_text().strip()
+    result = ws.run(
+        "export", "web", "--passphrase-file", "-", "--format", "pkcs12", "--out", "p12",
+        stdin=passphrase + "\n",
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    assert passphrase not in result.text
+    p12 = ws.root / "p12" / "web.p12"
+    opened = openssl("pkcs12", "-in", str(p12), "-passin", f"pass:{passphrase}", "-nokeys")
+    assert opened.returncode == 0, opened.stderr
+    empty = ws.run("export", "web", "--passphrase-file", "-", "--out", "p13", stdin="")
+    assert empty.code == 1 and "standard input (the passphrase) is empty" in empty.err
+    assert not (ws.root / "p13").exists()

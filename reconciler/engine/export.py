@@ -28,6 +28,7 @@ passphrase and the key never appear in output, errors or the state.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from reconciler.state.store import StateStore
 
 FORMATS: tuple[str, ...] = ("pem", "pkcs12")
 PASSPHRASE_MIN_LENGTH = 8
+PASSPHRASE_MAX_BYTES = 1024
 KDF_ITERATIONS = 600_000
 """PBKDF2-HMAC-SHA256 rounds for the key (OWASP's 2023 recommendation)."""
 
@@ -77,7 +79,7 @@ def export_certificate(
     recorded: RecordedState,
     declared: Mapping[str, Certificate],
     name: str,
-    passphrase_file: Path,
+    passphrase: bytes,
     fmt: str,
     out: Path,
 ) -> list[ExportFile]:
@@ -90,7 +92,6 @@ def export_certificate(
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     record = _exportable_record(store, recorded, declared, name)
-    passphrase = read_passphrase(passphrase_file)
     material = store.material("certificate", name)
     key = private_key_from_der(store.private_key("certificate", name))
     leaf = x509.load_pem_x509_certificate(material.certificate_pem.encode())
@@ -147,29 +148,40 @@ def _exportable_record(
 def read_passphrase(path: Path) -> bytes:
     """The passphrase in ``path``, without one trailing newline.
 
+    ``-`` reads standard input (``printf %s "$PASS" | certform export NAME
+    --passphrase-file -``), so a passphrase never needs to touch the disk.
     Raises ExportError for a missing or unreadable file and for a passphrase that
-    is empty, shorter than ``PASSPHRASE_MIN_LENGTH`` characters, not UTF-8 or more
-    than one line (``openssl -passin file:`` reads only the first line).
+    is empty, shorter than ``PASSPHRASE_MIN_LENGTH`` characters, longer than
+    ``PASSPHRASE_MAX_BYTES``, not UTF-8 or more than one line (``openssl -passin
+    file:`` reads only the first line).
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ExportError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(PASSPHRASE_MAX_BYTES + 1)
+        source, within = "standard input (the passphrase)", "on standard input"
+    else:
+        try:
+            with path.open("rb") as file:
+                data = file.read(PASSPHRASE_MAX_BYTES + 1)
+        except OSError as exc:
+            raise ExportError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
+        source, within = f"the passphrase file {path}", f"in {path}"
     if data.endswith(b"\r\n"):
         data = data[:-2]
     elif data.endswith(b"\n"):
         data = data[:-1]
     if not data:
-        raise ExportError(f"the passphrase file {path} is empty")
+        raise ExportError(f"{source} is empty")
+    if len(data) > PASSPHRASE_MAX_BYTES:
+        raise ExportError(f"the passphrase {within} is longer than {PASSPHRASE_MAX_BYTES} bytes")
     if b"\n" in data or b"\r" in data:
-        raise ExportError(f"the passphrase in {path} must be a single line")
+        raise ExportError(f"the passphrase {within} must be a single line")
     try:
         length = len(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ExportError(f"the passphrase in {path} is not UTF-8 text") from None
+        raise ExportError(f"the passphrase {within} is not UTF-8 text") from None
     if length < PASSPHRASE_MIN_LENGTH:
         raise ExportError(
-            f"the passphrase in {path} is too short: use at least "
+            f"the passphrase {within} is too short: use at least "
             f"{PASSPHRASE_MIN_LENGTH} characters (a long random one is best)"
         )
     return data
