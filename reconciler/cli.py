@@ -29,7 +29,6 @@ from reconciler.cli_common import plan_printer as _plan_printer
 from reconciler.cli_common import session_for as _session
 from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
-from reconciler.schema import DEFAULT_SCHEMA_PATH
 
 # The session (configuration models, state, engine) is imported by the command
 # that runs, not here: ``certform --version`` and ``--help`` start in a fraction
@@ -211,7 +210,7 @@ def revoke(
 
 
 @app.command()
-def schema(out: opt.SchemaOut = DEFAULT_SCHEMA_PATH) -> None:
+def schema(out: opt.SchemaOut = Path("-")) -> None:
     """Write the JSON Schema of the configuration (generated from the models)."""
     from reconciler.schema import schema_text, write_schema
 

@@ -166,7 +166,7 @@ Reason = Annotated[
 
 # -- schema, audit, export ----------------------------------------------------------
 SchemaOut = Annotated[
-    Path, typer.Option("--out", help="Where to write the JSON Schema ('-' for stdout).")
+    Path, typer.Option("--out", help="File to write the JSON Schema to (default: standard output).")
 ]
 Verify = Annotated[
     bool, typer.Option("--verify", help="Check the hash chain: exit 1 if edited or deleted.")

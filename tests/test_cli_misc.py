@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_committed_schema_is_current() -> None:
     committed = (REPO / "schemas/certform.schema.json").read_text()
-    assert committed == schema_text(), "run `certform schema` and commit the result"
+    assert committed == schema_text(), (
+        "run `certform schema --out schemas/certform.schema.json` and commit the result"
+    )
     schema = json.loads(committed)
     assert schema["additionalProperties"] is False
     assert {"authorities", "certificates", "bindings"} <= set(schema["properties"])
@@ -23,6 +25,14 @@ def test_schema_command_writes_the_file(tmp_path: Path, workspace: Workspace) ->
     result = workspace.run("schema", "--out", str(tmp_path / "s.json"))
     assert result.code == 0, result.text
     assert (tmp_path / "s.json").read_text() == schema_text()
+    assert result.out == f"Wrote {tmp_path / 's.json'}\n"
+
+
+def test_schema_without_arguments_prints_it_and_writes_nothing(workspace: Workspace) -> None:
+    result = workspace.run("schema")
+    assert result.code == 0, result.text
+    assert json.loads(result.out) == json.loads(schema_text())
+    assert not (workspace.root / "schemas").exists()
 
 
 def test_examples_validate_and_reference_the_schema(workspace: Workspace) -> None:
