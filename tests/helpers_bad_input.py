@@ -568,10 +568,10 @@ VALIDATE_CASES: tuple[BadCase, ...] = (
     ),
     case(
         "acme-contact-not-mailto",
-        _acme(contact="ops@example.test"),
-        "contact: [ops@example.test]",
+        _acme(contact="https://example.test/ops"),
+        "contact: [https://example.test/ops]",
         "authorities.le",
-        "contact entries must be mailto: addresses",
+        "contact entries must be email addresses (mailto: optional)",
         line_offset=-3,
     ),
     case(

@@ -354,6 +354,15 @@ def test_webroot_http01_and_contact_update(workspace: Workspace, lab: Lab) -> No
         assert "contact changed: mailto:ops@example.test → mailto:pki@example.test" in plan.out
         workspace.ok("apply", "--auto-approve")
         assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+        # A bare address means mailto: — the same as recorded, and Pebble (which
+        # refuses any other scheme) accepts a new one written that way.
+        workspace.write(text.replace("mailto:ops@example.test", "pki@example.test"))
+        assert workspace.run("plan", "--detailed-exitcode").code == 0
+        workspace.write(text.replace("mailto:ops@example.test", "sec@example.test"))
+        plan = workspace.run("plan")
+        assert "contact changed: mailto:pki@example.test → mailto:sec@example.test" in plan.out
+        workspace.ok("apply", "--auto-approve")
     finally:
         server.stop()
 

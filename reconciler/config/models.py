@@ -7,6 +7,7 @@ whole config is visible.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
@@ -335,12 +336,19 @@ class AwsPcaAuthority(StrictModel):
         return self.create.parent if self.create is not None else None
 
 
+_BARE_EMAIL = re.compile(r"^[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+$")
+"""An address an ACME CA accepts as a contact, with or without ``mailto:``."""
+
+
 class AcmeAuthority(StrictModel):
     """An ACME CA (RFC 8555): Let's Encrypt, ZeroSSL, step-ca, Vault, Pebble..."""
 
     type: Literal["acme"]
     directory: str = Field(pattern=r"^https?://", description="The ACME directory URL.")
-    contact: list[str] = Field(min_length=1, description="mailto: URLs for the account.")
+    contact: list[str] = Field(
+        min_length=1,
+        description="Email addresses for the account (`ops@example.com` or `mailto:ops@...`).",
+    )
     terms_of_service_agreed: bool = Field(description="Must be true to create an account.")
     ca_bundle: str | None = Field(
         default=None, description="PEM trust for a private ACME server's HTTPS."
@@ -354,11 +362,22 @@ class AcmeAuthority(StrictModel):
     timeout: Duration = Field(default="5m", description="Deadline of one order, end to end.")
     lifecycle: Lifecycle = Field(default_factory=_unguarded)
 
+    @field_validator("contact", mode="after")
+    @classmethod
+    def _mailto(cls, contact: list[str]) -> list[str]:
+        """A bare ``ops@example.com`` is what people write: it means ``mailto:`` (RFC
+        8555 wants the URL), so it is normalised rather than refused."""
+        return [c if c.startswith("mailto:") or not _BARE_EMAIL.match(c) else f"mailto:{c}"
+                for c in contact]  # fmt: skip
+
     @model_validator(mode="after")
     def _contacts_and_terms(self) -> AcmeAuthority:
-        bad = [c for c in self.contact if not c.startswith("mailto:") or "@" not in c]
+        bad = [c for c in self.contact if not _BARE_EMAIL.match(c.removeprefix("mailto:"))
+               or not c.startswith("mailto:")]  # fmt: skip
         if bad:
-            raise ValueError(f"contact entries must be mailto: addresses, got {bad[0]!r}")
+            raise ValueError(
+                f"contact entries must be email addresses (mailto: optional), got {bad[0]!r}"
+            )
         if not self.terms_of_service_agreed:
             raise ValueError(
                 "terms_of_service_agreed must be true: the CA requires agreeing to its terms"
