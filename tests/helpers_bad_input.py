@@ -143,7 +143,12 @@ def _acme(
 def _yaml_syntax() -> BadCase:
     text = derive(("    issuer: issuing\n", "    issuer: issuing: oops\n"))
     return case(
-        "yaml-syntax-error", text, "issuer: issuing: oops", None, "mapping values are not allowed"
+        "yaml-syntax-error",
+        text,
+        "issuer: issuing: oops",
+        None,
+        "invalid YAML: mapping values are not allowed",
+        "hint: quote a value that contains ': '",
     )
 
 
@@ -731,7 +736,7 @@ def write_files(root: Path, files: Mapping[str, str]) -> None:
 
 # --- checking what certform said ------------------------------------------------------
 
-_ISSUE = re.compile(r"^\s+(?P<file>[^\s:][^:]*):(?P<line>\d+): (?P<rest>.*)$")
+_ISSUE = re.compile(r"^\s+(?P<file>[^\s:][^:]*):(?P<line>\d+)(?::(?P<column>\d+))?: (?P<rest>.*)$")
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ def test_directory_of_two_files_is_merged(tmp_path: Path) -> None:
     write(config, "a-base.yaml", BASE)
     write(config, "c-empty.yaml", "# nothing yet\n")
     write(config, "notes.txt", "not: yaml: at all")
+    write(config, ".hidden.yaml", "not: yaml: at all")  # an editor's or a tool's dotfile
+    write(config, ".#a-base.yaml", "not: yaml: at all")
     loaded = load_config(config)
     assert [p.name for p in loaded.files] == ["a-base.yaml", "b-extra.yml", "c-empty.yaml"]
     assert loaded.root == config
@@ -160,6 +162,25 @@ def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
     assert issue.file == "certform.yaml"
     assert issue.line == 4
     assert "expected ',' or ']'" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "hint"),
+    [
+        ("a:\n\tb: 1\n", "certform.yaml:2:1:", "hint: YAML indents with spaces, not tabs"),
+        ("a: `x`\n", "certform.yaml:1:4:", "hint: a value starting with ` must be quoted"),
+        ("a: *.example.com\n", "certform.yaml:1:5:", "quote it if it is text ('*.example.com')"),
+        ("a: b: c\n", "certform.yaml:1:5:", "hint: quote a value that contains ': '"),
+    ],
+)
+def test_yaml_syntax_error_has_line_column_and_hint(
+    tmp_path: Path, text: str, where: str, hint: str
+) -> None:
+    path = write(tmp_path, "certform.yaml", text)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    [line] = str(excinfo.value).splitlines()
+    assert line.startswith(f"{where} invalid YAML: ") and hint in line, line
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def parse_document(text: str, display: str) -> ParsedDocument:
         issues = [ConfigIssue(display, f.line, f.field, f.message) for f in exc.findings]
         raise ConfigError(issues) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_issue(exc, display)]) from None
+        raise ConfigError([_yaml_issue(exc, display, text)]) from None
 
 
 def parse_yaml(text: str, display: str) -> Any:
@@ -82,17 +82,49 @@ def parse_yaml(text: str, display: str) -> Any:
     return parse_document(text, display).data
 
 
-def _yaml_issue(exc: yaml.YAMLError, display: str) -> ConfigIssue:
-    """A ``ConfigIssue`` from a PyYAML error: the problem text at its 1-based line."""
+def _yaml_issue(exc: yaml.YAMLError, display: str, text: str = "") -> ConfigIssue:
+    """A ``ConfigIssue`` from a PyYAML error: the problem at its 1-based line and
+    column, with a hint chosen by the character the parser stopped at."""
     if not isinstance(exc, yaml.MarkedYAMLError):
         return ConfigIssue(display, None, "", f"invalid YAML: {exc}")
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark is not None else None
-    message = exc.problem or exc.context or "invalid YAML"
+    column = mark.column + 1 if mark is not None else None
+    message = "invalid YAML: " + (exc.problem or exc.context or "syntax error")
     if exc.problem and exc.context:
         where = exc.context_mark.line + 1 if exc.context_mark is not None else None
         message += f" ({exc.context}" + (f" started on line {where})" if where else ")")
-    return ConfigIssue(display, line, "", message)
+    marks = (m for m in (exc.problem_mark, exc.context_mark) if m is not None)
+    hint = next((h for m in marks if (h := _yaml_hint(text, m))), None)
+    if hint:
+        message += f"; hint: {hint}"
+    return ConfigIssue(display, line, "", message, column)
+
+
+_HINTS = {
+    "\t": "YAML indents with spaces, not tabs",
+    "@": "a value starting with @ must be quoted ('@...')",
+    "`": "a value starting with ` must be quoted",
+    "%": "a value starting with % must be quoted",
+    ":": "quote a value that contains ': ' (key: 'a: b')",
+    "{": "a value starting with { is a flow mapping: close it with } or quote it if it is text",
+    "[": "a value starting with [ is a flow list: close it with ] or quote it if it is text",
+    "*": "a value starting with * is an alias: quote it if it is text ('*.example.com')",
+    "&": "a value starting with & is an anchor: quote it if it is text",
+    "-": "check the indentation of this list item",
+}
+
+
+def _yaml_hint(text: str, mark: yaml.Mark) -> str | None:
+    """What usually causes a syntax error at this character (None: no hint)."""
+    lines = text.splitlines()
+    if not 0 <= mark.line < len(lines):
+        return None
+    row = lines[mark.line]
+    if "\t" in row[: mark.column + 1]:
+        return _HINTS["\t"]
+    char = row[mark.column] if mark.column < len(row) else ""
+    return _HINTS.get(char)
 
 
 # --- files ----------------------------------------------------------------------------
@@ -117,7 +149,12 @@ def _discover(path: Path) -> tuple[list[Path], Path]:
         return [absolute], absolute.parent
     try:
         files = sorted(
-            (p for p in absolute.iterdir() if p.suffix in _CONFIG_SUFFIXES and p.is_file()),
+            (
+                p
+                for p in absolute.iterdir()
+                # Dotfiles are editors' and tools' (.#a.yaml, .hidden.yaml), not config.
+                if p.suffix in _CONFIG_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            ),
             key=lambda p: p.name,
         )
     except OSError as exc:
