@@ -367,17 +367,15 @@ class AcmeAuthority(StrictModel):
     def _mailto(cls, contact: list[str]) -> list[str]:
         """A bare ``ops@example.com`` is what people write: it means ``mailto:`` (RFC
         8555 wants the URL), so it is normalised rather than refused."""
-        return [c if c.startswith("mailto:") or not _BARE_EMAIL.match(c) else f"mailto:{c}"
-                for c in contact]  # fmt: skip
-
-    @model_validator(mode="after")
-    def _contacts_and_terms(self) -> AcmeAuthority:
-        bad = [c for c in self.contact if not _BARE_EMAIL.match(c.removeprefix("mailto:"))
-               or not c.startswith("mailto:")]  # fmt: skip
+        bad = [c for c in contact if not _BARE_EMAIL.match(c.removeprefix("mailto:"))]
         if bad:
             raise ValueError(
                 f"contact entries must be email addresses (mailto: optional), got {bad[0]!r}"
             )
+        return [c if c.startswith("mailto:") else f"mailto:{c}" for c in contact]
+
+    @model_validator(mode="after")
+    def _terms(self) -> AcmeAuthority:
         if not self.terms_of_service_agreed:
             raise ValueError(
                 "terms_of_service_agreed must be true: the CA requires agreeing to its terms"

@@ -35,6 +35,7 @@ from reconciler.policy.rules import domain_violation, key_violations, validity_v
 from reconciler.providers.base import BindingContext, Target
 from reconciler.providers.catalog import build_target
 from reconciler.providers.endpoint import ca_bundle_problem
+from reconciler.suggest import expected_one_of
 
 Path_ = tuple[str | int, ...]
 Finding = tuple[Path_, str]
@@ -117,8 +118,8 @@ def _signal_providers(config: CertformConfig) -> Iterator[Finding]:
         if provider is None or provider.type != "aws":
             yield (
                 path,
-                f"unknown aws provider {provider_name!r}; expected one of: "
-                + _choices(config.providers),
+                f"unknown aws provider {provider_name!r}; "
+                + expected_one_of(provider_name, config.providers),
             )
 
 
@@ -136,8 +137,8 @@ def _key_store_provider(config: CertformConfig) -> Iterator[Finding]:
     if provider is None or provider.type != "aws":
         yield (
             ("state", "key_store", "provider"),
-            f"unknown aws provider {key_store.provider!r}; expected one of: "
-            + _choices(config.providers),
+            f"unknown aws provider {key_store.provider!r}; "
+            + expected_one_of(key_store.provider, config.providers),
         )
 
 
@@ -147,8 +148,8 @@ def _authority_parents(config: CertformConfig) -> Iterator[Finding]:
             if authority.parent not in config.authorities:
                 yield (
                     ("authorities", name, "parent"),
-                    f"unknown authority {authority.parent!r}; expected one of: "
-                    + _choices(config.authorities),
+                    f"unknown authority {authority.parent!r}; "
+                    + expected_one_of(authority.parent, config.authorities),
                 )
             elif authority.parent == name:
                 yield (("authorities", name, "parent"), "an authority cannot be its own parent")
@@ -230,8 +231,7 @@ def _issuers(config: CertformConfig) -> Iterator[Finding]:
             if authority is None:
                 yield (
                     field,
-                    f"unknown authority {issuer!r}; expected one of: "
-                    + _choices(config.authorities),
+                    f"unknown authority {issuer!r}; " + expected_one_of(issuer, config.authorities),
                 )
             elif len(issuers) > 1 and authority.type != "acme":
                 yield (
@@ -419,8 +419,8 @@ def _acme_issued(config: CertformConfig) -> Iterator[Finding]:
             if provider is None or provider.type != "aws":
                 yield (
                     ("authorities", name, "solvers", index, "dns01", "route53", "provider"),
-                    f"unknown aws provider {route53.provider!r}; expected one of: "
-                    + _choices(config.providers),
+                    f"unknown aws provider {route53.provider!r}; "
+                    + expected_one_of(route53.provider, config.providers),
                 )
 
 
@@ -457,8 +457,8 @@ def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
             if provider is None or provider.type != "aws":
                 yield (
                     ("authorities", name, "provider"),
-                    f"unknown aws provider {authority.provider!r}; expected one of: "
-                    + _choices(config.providers),
+                    f"unknown aws provider {authority.provider!r}; "
+                    + expected_one_of(authority.provider, config.providers),
                 )
 
 
@@ -467,8 +467,8 @@ def _binding_references(config: CertformConfig) -> Iterator[Finding]:
         if binding.certificate not in config.certificates:
             yield (
                 ("bindings", index, "certificate"),
-                f"unknown certificate {binding.certificate!r}; expected one of: "
-                + _choices(config.certificates),
+                f"unknown certificate {binding.certificate!r}; "
+                + expected_one_of(binding.certificate, config.certificates),
             )
 
 
@@ -508,7 +508,3 @@ def _duplicate_targets(config: CertformConfig, bound: Sequence[BoundTarget]) -> 
             )
         else:
             seen[key] = index
-
-
-def _choices(entries: dict) -> str:
-    return ", ".join(sorted(entries)) or "(none declared)"

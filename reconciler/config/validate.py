@@ -24,6 +24,7 @@ from reconciler.config.resolve import resolve
 from reconciler.config.template_env import recording_env_reads, refusing_env_names
 from reconciler.errors import ConfigError, ConfigIssue
 from reconciler.model.desired import DesiredState
+from reconciler.suggest import expected_one_of
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,22 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
     except ValidationError as exc:
         issues = _pydantic_issues(exc, loaded)
         issues += [loaded.sources.issue(p, m) for p, m in _partial_findings(loaded)]
-        raise ConfigError(issues) from None
+        raise ConfigError(in_file_order(issues)) from None
     remember_secret_names(secret_env_names(config))
     bound = semantic.bound_targets(config, loaded.root)
     findings = semantic.check(config, loaded.root, bound)
     if findings:
-        raise ConfigError([loaded.sources.issue(path, message) for path, message in findings])
+        issues = [loaded.sources.issue(path, message) for path, message in findings]
+        raise ConfigError(in_file_order(issues))
     return ValidatedConfig(
         config, resolve(config, loaded.root, bound), loaded, dict(variables or {})
     )
+
+
+def in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """Issues by file, then line (stable: one line's issues keep their order), so
+    the output reads top to bottom like the files."""
+    return sorted(issues, key=lambda i: (i.file, i.line or 0, i.column or 0))
 
 
 def _refuse_secret_reads(
@@ -86,13 +94,17 @@ def _refuse_secret_reads(
     raise ConfigError([loaded.sources.issue((), message)])
 
 
+_NAMED_SECTIONS = ("providers", "authorities", "certificates")
+"""Sections of named entries that others refer to by name."""
+
+
 def _partial_findings(loaded: LoadedConfig) -> list[semantic.Finding]:
     """Relation problems among the entries whose shape is valid, so one run reports
     both kinds.  References to entries that exist but are malformed are not
     reported as unknown: fixing the shape error fixes them."""
     data = loaded.data if isinstance(loaded.data, dict) else {}
     partial: dict[str, Any] = {}
-    for section in ("authorities", "certificates"):
+    for section in _NAMED_SECTIONS:
         entries = data.get(section)
         if isinstance(entries, dict):
             cleaned = {k: _salvage(section, k, v) for k, v in entries.items()}
@@ -106,18 +118,47 @@ def _partial_findings(loaded: LoadedConfig) -> list[semantic.Finding]:
         return []
     declared = {
         name
-        for section in ("authorities", "certificates")
+        for section in _NAMED_SECTIONS
         if isinstance(data.get(section), dict)
         for name in data[section]
     }
-    kept = {*config.authorities, *config.certificates}
+    kept = {*config.providers, *config.authorities, *config.certificates}
     malformed = declared - kept
     findings = semantic.check(config, loaded.root)
     return [
-        (path, message)
+        _with_declared_choices(path, message, partial, data)
         for path, message in findings
         if not _refers_to_malformed(path, partial, malformed)
     ]
+
+
+def _with_declared_choices(
+    path: tuple[str | int, ...], message: str, partial: Mapping[str, Any], data: Mapping[str, Any]
+) -> semantic.Finding:
+    """An unknown reference, worded with every *declared* name as the choices: the
+    partial config lacks the malformed entries, which are still valid targets of a
+    reference (chosen by the finding's path, never by its message)."""
+    section = _referenced_section(path)
+    value = _value_at(partial, path)
+    if section is None or not isinstance(value, str):
+        return path, message
+    declared = data.get(section)
+    names = list(declared) if isinstance(declared, dict) else []
+    if value in names:
+        return path, message  # declared: the finding is about something else
+    return path, f"unknown {_SINGULAR[section]} {value!r}; {expected_one_of(value, names)}"
+
+
+_SINGULAR = {"providers": "provider", "authorities": "authority", "certificates": "certificate"}
+
+
+def _referenced_section(path: tuple[str | int, ...]) -> str | None:
+    """The section a reference field at ``path`` names an entry of (None: not one)."""
+    if len(path) in (3, 4) and (path[0], path[2]) in _REFERENCE_FIELDS:
+        return "certificates" if path[2] == "certificate" else "authorities"
+    if len(path) == 4 and path[0] == "bindings" and path[2:] == ("target", "provider"):
+        return "providers"
+    return None
 
 
 def _salvage(section: str, name: str | int, value: Any) -> Any:
@@ -149,17 +190,23 @@ def _refers_to_malformed(
     """Whether a finding is about a reference field whose value names an entry that
     was declared but left out for its shape errors (decided on the finding's path
     and the data, never on its message)."""
-    if len(path) not in (3, 4) or (path[0], path[2]) not in _REFERENCE_FIELDS:
+    if _referenced_section(path) is None:
         return False
-    value: Any = partial
+    value = _value_at(partial, path)
+    return isinstance(value, str) and value in malformed
+
+
+def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
+    """The value at ``path`` in ``data`` (None when the path leads nowhere)."""
+    value: Any = data
     for step in path:
         if isinstance(value, dict) and step in value:
             value = value[step]
         elif isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
             value = value[step]
         else:
-            return False
-    return isinstance(value, str) and value in malformed
+            return None
+    return value
 
 
 def _pydantic_issues(exc: ValidationError, loaded: LoadedConfig) -> list[ConfigIssue]:
@@ -195,8 +242,12 @@ def _message(error: Mapping[str, Any], path: tuple[str | int, ...], data: Any) -
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(path[:-1], data)
-        hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        hint = f"; {expected_one_of(path[-1], allowed)}" if allowed else ""
         return f"unknown key {path[-1]!r}{hint}"
+    if kind == "union_tag_invalid":
+        context = error.get("ctx", {})
+        tags = [t.strip(" '") for t in str(context.get("expected_tags", "")).split(",")]
+        return f"unknown type {context.get('tag')!r}; {expected_one_of(context.get('tag'), tags)}"
     if kind == "missing":
         return f"missing required field {path[-1]!r}"
     message = str(error["msg"])

@@ -80,6 +80,7 @@ from pydantic import BaseModel
 from reconciler.errors import ProviderError
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing, Observation, Unreachable
+from reconciler.suggest import expected_one_of
 
 if TYPE_CHECKING:
     from reconciler.providers.aws.iam import Statement
@@ -286,10 +287,8 @@ class Target(ABC):
             return []
         provider = providers.get(name)
         if provider is None:
-            choices = ", ".join(sorted(providers)) or "(none declared)"
-            return [
-                (("target", "provider"), f"unknown provider {name!r}; expected one of: {choices}")
-            ]
+            message = f"unknown provider {name!r}; {expected_one_of(name, providers)}"
+            return [(("target", "provider"), message)]
         provider_type = getattr(provider, "type", None)
         if self.provider_type and provider_type != self.provider_type:
             return [
