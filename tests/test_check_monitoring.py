@@ -5,14 +5,13 @@ notifications to a file and to a real local webhook."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Workspace
+from tests.webhook_lab import Receiver, receiving
 
 pytestmark = pytest.mark.state_backends
 
@@ -56,28 +55,10 @@ def test_tag_filters(workspace: Workspace) -> None:
     assert workspace.run("check", "--tag", "nonsense").code == 1
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append({"event": json.loads(body), "auth": self.headers.get("Authorization")})
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
 def hook() -> Iterator[str]:
-    _Hook.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
+    with receiving("/hook") as url:
+        yield url
 
 
 def test_expiry_notifications_to_file_and_webhook(workspace: Workspace, hook: str) -> None:
@@ -100,5 +81,5 @@ def test_expiry_notifications_to_file_and_webhook(workspace: Workspace, hook: st
     ]
     assert {e["detail"]["name"] for e in events} == {"web", "api"}
     assert all(e["detail-type"] == "Certificate Approaching Expiration" for e in events)
-    assert {r["event"]["id"] for r in _Hook.received} == {e["id"] for e in events}
-    assert all(r["auth"] == "Bearer s3cr3t-token" for r in _Hook.received)
+    assert {r["event"]["id"] for r in Receiver.received} == {e["id"] for e in events}
+    assert all(r["auth"] == "Bearer s3cr3t-token" for r in Receiver.received)
