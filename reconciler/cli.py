@@ -21,7 +21,7 @@ try:  # typer >= 0.16 vendors click
 except ImportError:  # pragma: no cover
     from click import ClickException
 
-from reconciler import __version__, cli_format, cli_iam, cli_start, cli_state
+from reconciler import __version__, cli_format, cli_iam, cli_report, cli_start, cli_state
 from reconciler import cli_options as opt
 from reconciler.cli_common import confirm as _confirm
 from reconciler.cli_common import err as _err
@@ -48,6 +48,7 @@ app = typer.Typer(
 cli_state.register(app)
 cli_iam.register(app)
 cli_start.register(app)
+cli_report.register(app)
 
 
 @app.command()

@@ -144,6 +144,17 @@ Textfile = Annotated[
     ),
 ]
 
+# -- report -------------------------------------------------------------------------
+DEFAULT_REPORT = Path("inventory.html")
+ReportOut = Annotated[
+    Path,
+    typer.Option("--out", help="Where to write the page (replaced if it exists; '-' for stdout)."),
+]
+ReportAt = Annotated[
+    str | None,
+    typer.Option("--at", help="Report as if the clock said this (ISO-8601 or +61d)."),
+]
+
 # -- import -------------------------------------------------------------------------
 ImportName = Annotated[str, typer.Argument(help="Name for the certificate in the config.")]
 Cert = Annotated[Path, typer.Option("--cert", help="PEM certificate (may include chain).")]

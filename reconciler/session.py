@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from reconciler.monitoring.cloudwatch import CloudWatchConfig
     from reconciler.monitoring.notifications import DeliveryReport
     from reconciler.monitoring.prometheus import CertificateMetric
+    from reconciler.report.model import Report
     from reconciler.state.copy import CopyReport
     from reconciler.state.store import AuditVerification
 
@@ -415,6 +416,27 @@ class Session:
         wanted = tag_filter(tags)
         rows["certificates"] = [c for c in rows["certificates"] if tagged(c["tags"], wanted)]
         return rows
+
+    def report(self, at: str | None = None, tags: Sequence[str] | None = None) -> Report:
+        """The HTML report's data: the inventory, the CA tree and the audit summary,
+        read from one lock-free snapshot (an apply may run meanwhile); no network."""
+        from reconciler.report.model import build_report
+
+        now = _moment(at, datetime.now(UTC))
+        validated = self.validated
+        store = self.open_store()
+        recorded, audit = RecordedState(lineage="", serial=0), []
+        if store.exists:
+            try:
+                with store.snapshot():
+                    store.open()
+                    recorded, audit = store.read(), store.audit_log()
+            finally:
+                store.close()
+        return build_report(
+            validated.desired, recorded, audit, now, config=str(self.config), state=store.where,
+            wanted=tag_filter(tags),
+        )  # fmt: skip
 
     def check(
         self,

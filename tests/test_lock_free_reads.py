@@ -1,7 +1,7 @@
 """Reads never wait for the apply lock; ``force-unlock`` and the lock ID, through the CLI.
 
 A real ``certform apply`` is paused in the middle of a step (the fault point) and
-holds the lock: a drift or expiry job (``plan``, ``show``, ``check``, ``audit``)
+holds the lock: a drift or expiry job (``plan``, ``show``, ``check``, ``audit``, ``report``)
 must finish meanwhile, a second apply must fail fast naming the holder and its
 lock ID, and a snapshot must not see what the apply commits while it is open.
 """
@@ -45,7 +45,15 @@ def paused_apply(workspace: Workspace):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     "command",
-    [("plan",), ("show",), ("show", "--json"), ("check",), ("audit",), ("audit", "--verify")],
+    [
+        ("plan",),
+        ("show",),
+        ("show", "--json"),
+        ("check",),
+        ("audit",),
+        ("audit", "--verify"),
+        ("report", "--out", "-"),
+    ],
     ids=lambda c: " ".join(c),
 )
 def test_reads_finish_while_an_apply_holds_the_lock(paused_apply, command: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
