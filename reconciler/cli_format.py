@@ -37,6 +37,11 @@ def apply_summary(outcome: ApplyOutcome) -> str:
             f"{len(result.skipped)} skipped. Fix the errors above and run apply again."
         )
     done = f"\nApply complete: {len(result.done) + len(outcome.plan.moves)} change(s) made."
+    if result.covered:
+        done += (
+            f" Warning: {', '.join(result.covered)} failed, but a fallback issuer did "
+            "everything that needed it; the next apply tries again."
+        )
     if result.waiting:
         return (
             f"{done} {len(result.waiting)} waiting for approval ("

@@ -35,22 +35,6 @@ def test_schema_without_arguments_prints_it_and_writes_nothing(workspace: Worksp
     assert not (workspace.root / "schemas").exists()
 
 
-def test_examples_validate_and_reference_the_schema(workspace: Workspace) -> None:
-    examples = sorted((REPO / "examples").glob("**/certform.yaml"))
-    assert examples, "no examples/ to check"
-    for example in examples:
-        text = example.read_text()
-        depth = len(example.relative_to(REPO).parts) - 1
-        assert f"$schema={'../' * depth}schemas/certform.schema.json" in text, example
-        result = workspace.run("validate", "-c", str(example.parent))
-        assert result.code == 0, result.text
-        for var_file in sorted(example.parent.glob("environments/*.yaml")):
-            result = workspace.run(
-                "validate", "-c", str(example.parent), "--var-file", str(var_file)
-            )
-            assert result.code == 0, result.text
-
-
 def test_templated_config_with_vars_var_file_and_env(workspace: Workspace) -> None:
     ws = workspace
     templated = EXAMPLE.replace(

@@ -70,7 +70,7 @@ def test_the_gitops_example_keeps_one_state_per_environment(workspace: Workspace
 
 
 def _workflow_commands() -> list[tuple[str, list[str]]]:
-    workflow = yaml.safe_load((EXAMPLES / "gitops/github-actions.yml").read_text())
+    workflow = yaml.safe_load((EXAMPLES / "gitops/.github/workflows/certform.yml").read_text())
     return [
         (f"gitops: certform {' '.join(words)}", words)
         for script in _scripts(workflow)

@@ -78,7 +78,7 @@ def test_the_monitoring_example_checks_and_notifies(workspace: Workspace, webhoo
     assert ready["web"].value == 1 and ready["web"].labels["tag_severity"] == "page"
 
     # Every certform metric the alert rules use is written.
-    rules = yaml.safe_load((ws.root / "certform-alerts.yml").read_text())
+    rules = yaml.safe_load((ws.root / "prometheus/certform-alerts.yml").read_text())
     used = {
         name
         for rule in rules["groups"][0]["rules"]

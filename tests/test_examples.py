@@ -42,6 +42,17 @@ def validate_commands(readme: str) -> list[list[str]]:
     return commands
 
 
+def setup_scripts(readme: str) -> list[list[str]]:
+    """``sh examples/NAME/SCRIPT.sh ...`` lines of the README's code blocks: what an
+    example makes before it validates (throwaway demo files), run first."""
+    return [
+        shlex.split(line.strip())
+        for block in _FENCE.findall(readme)
+        for line in block.splitlines()
+        if re.match(r"^sh examples/[\w./-]+\.sh\b", line.strip())
+    ]
+
+
 def template_variables(config: str) -> set[str]:
     """The variables a configuration reads with a default (``{{ NAME | default(...) }}``):
     the ones a user sets for production, so its README must name them."""
@@ -93,6 +104,9 @@ def test_every_example_has_a_readme_and_configurations_that_validate(
 
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLES, root / "examples")
+    for script in setup_scripts(text):
+        made = subprocess.run(script, cwd=root, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, f"README: {' '.join(script)}\n{made.stderr}"
     covered: set[Path] = set()
     for words in commands:
         for argument in _config_arguments(words):

@@ -36,6 +36,10 @@ class ApplyResult:
     waiting: dict[str, str] = field(default_factory=dict)
     """Steps waiting for someone else (a domain owner's approval), and the steps
     that need them: neither done nor failed, and no reason for apply to fail."""
+    covered: dict[str, str] = field(default_factory=dict)
+    """Failed steps whose every dependant was done through a fallback (a first ACME
+    CA that is down while the next one issued everything): a warning, not a
+    failure; still unrecorded, so the next apply tries them again."""
 
     @property
     def ok(self) -> bool:

@@ -110,7 +110,27 @@ def run(ctx: ApplyContext) -> ApplyResult:
         run_phase(ctx, [(c, s) for c, s in steps if s.phase == phase])
     apply_state_updates(ctx)
     ctx.store.prune_journal()
+    _covered_by_fallbacks(ctx)
     return ctx.result
+
+
+def _covered_by_fallbacks(ctx: ApplyContext) -> None:
+    """Demote to ``covered`` each failure that only ever was one alternative among
+    several (fallback issuers) of changes that were all done: the fallback did its
+    job.  A failure something needed alone, or with nothing depending on it (the
+    step was what was asked for), stays a failure."""
+    done = set(ctx.result.done)
+    for address in list(ctx.result.failed):
+        needing = [
+            (change, alternatives)
+            for change in ctx.plan.changes
+            for alternatives in change.depends_on
+            if address in alternatives
+        ]
+        if needing and all(
+            len(alternatives) > 1 and change.address in done for change, alternatives in needing
+        ):
+            ctx.result.covered[address] = ctx.result.failed.pop(address)
 
 
 @dataclass
