@@ -564,10 +564,12 @@ class Session:
         from reconciler.adopt.proposal import propose
         from reconciler.adopt.scan import scan
 
-        if not directory.is_dir():
-            raise UsageError(f"--scan {directory}: not a directory")
+        root = config_root(self.config)
+        tree = root / directory  # relative to the config's directory, like --cert
+        if not tree.is_dir():
+            raise UsageError(f"--scan {directory}: not a directory (under {root})")
         certificates, _ = declared(self)
-        return propose(scan(directory), config_root(self.config), issuer, certificates)
+        return propose(scan(tree), root, issuer, certificates)
 
     def aws_for_import(self, region: str) -> Proposal:
         """``import --from-aws``: YAML declaring every ACM certificate of ``region`` and

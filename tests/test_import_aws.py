@@ -13,6 +13,7 @@ in AWS)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -316,13 +317,25 @@ def test_acm_imports_that_do_not_fit_are_refused_and_change_nothing(
     assert not (conf / ".certform" / "state.db").exists()
     assert _tags(aws, web) == {}, "nothing is tagged before every check passed"
 
-    _declare(conf, acm_site.replace("NAMES", "web.example.test"))
-    ws.ok("import", "site", "--acm-arn", web, "-c", "conf")
+    # A declared binding that does not serve the ARN yet is left to apply.
+    unbound = (
+        "bindings:\n  - {certificate: site, target: {type: aws-alb-listener, provider: aws, "
+        "load_balancer: new-alb}}\n"
+    )
+    _declare(conf, acm_site.replace("NAMES", "web.example.test") + unbound)
+    adopted = ws.ok("import", "site", "--acm-arn", web, "-c", "conf")
+    assert (
+        "  binding.aws-alb-listener:aws/new-alb:443/default: load balancer new-alb not found; "
+        "the next apply binds it"
+    ) in adopted.out
     before = _rows(conf)
     again = ws.run("import", "site", "--acm-arn", web, "-c", "conf")
     assert again.code == 1 and "certificate.site is already in the state" in again.err
     assert _rows(conf) == before
-    assert ws.run("plan", "-c", "conf", "--detailed-exitcode").code == 0
+    plan = json.loads(ws.ok("plan", "-c", "conf", "--json").out)
+    assert [(c["address"], c["action"]) for c in plan["changes"]] == [
+        ("binding.aws-alb-listener:aws/new-alb:443/default", "bind")
+    ]
 
 
 def _sealed_key(ws: Workspace, conf: Path, name: str) -> bytes:

@@ -48,7 +48,8 @@ def test_scan_of_letsencrypt_live_follows_its_symlinks_and_validates(workspace: 
     conf = _quickstart_dir(ws)
     live = tree / "live" / "example.test"
 
-    result = ws.ok("import", "--scan", "letsencrypt/live", "-c", "conf")
+    # DIR is relative to the config's directory, like every path import takes.
+    result = ws.ok("import", "--scan", "../letsencrypt/live", "-c", "conf")
     proposal = yaml.safe_load(result.out)
     assert proposal["authorities"] == {"imported": {"type": "imported"}}
     entry = proposal["certificates"]["example-test"]
@@ -170,7 +171,7 @@ def test_import_refuses_mixed_or_missing_forms(workspace: Workspace) -> None:
     ws = workspace
     cases = {
         ("import", "--scan", ".", "--cert", "x.pem"): "import --scan does not take --cert",
-        ("import", "--scan", "nowhere"): "--scan nowhere: not a directory",
+        ("import", "--scan", "nowhere"): f"--scan nowhere: not a directory (under {ws.root})",
         ("import", "--from-aws"): "import --from-aws needs --region",
         ("import", "--from-aws", "--region", "mars"): "--region 'mars' is not an AWS region",
         ("import", "--acm-arn", "arn:aws:acm:eu-west-1:1:certificate/x"): (
