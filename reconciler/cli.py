@@ -12,7 +12,7 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,15 @@ try:  # typer >= 0.16 vendors click
 except ImportError:  # pragma: no cover
     from click import ClickException
 
-from reconciler import __version__, cli_format, cli_iam, cli_report, cli_start, cli_state
+from reconciler import (
+    __version__,
+    cli_format,
+    cli_iam,
+    cli_import,
+    cli_report,
+    cli_start,
+    cli_state,
+)
 from reconciler import cli_options as opt
 from reconciler.cli_common import confirm as _confirm
 from reconciler.cli_common import err as _err
@@ -33,9 +41,6 @@ from reconciler.hardening import disable_core_dumps
 # The session (configuration models, state, engine) is imported by the command
 # that runs, not here: ``certform --version`` and ``--help`` start in a fraction
 # of the time, and no command pays for another's modules.
-if TYPE_CHECKING:
-    pass
-
 DEFAULT_CONFIG = opt.DEFAULT_CONFIG
 
 app = typer.Typer(
@@ -49,6 +54,7 @@ cli_state.register(app)
 cli_iam.register(app)
 cli_start.register(app)
 cli_report.register(app)
+cli_import.register(app)
 
 
 @app.command()
@@ -173,24 +179,6 @@ def check(
         _err(line)
     if status := result.exit_status([*(reports or ()), *([metrics] if metrics else [])]):
         raise typer.Exit(status)
-
-
-@app.command("import")
-def import_(
-    name: opt.ImportName,
-    cert: opt.Cert,
-    key: opt.Key,
-    chain: opt.Chain = None,
-    issuer: opt.Issuer = "imported",
-) -> None:
-    """Check a certificate that already runs somewhere and print the YAML that adopts it."""
-    import yaml
-
-    from reconciler.session import Session
-
-    result = Session.import_certificate(name, cert, key, chain, issuer)
-    typer.echo(cli_format.import_header(result))
-    typer.echo(yaml.safe_dump(result.document, sort_keys=False), nl=False)
 
 
 @app.command()

@@ -155,13 +155,6 @@ ReportAt = Annotated[
     typer.Option("--at", help="Report as if the clock said this (ISO-8601 or +61d)."),
 ]
 
-# -- import -------------------------------------------------------------------------
-ImportName = Annotated[str, typer.Argument(help="Name for the certificate in the config.")]
-Cert = Annotated[Path, typer.Option("--cert", help="PEM certificate (may include chain).")]
-Key = Annotated[Path, typer.Option("--key", help="PEM private key (unencrypted).")]
-Chain = Annotated[Path | None, typer.Option("--chain", help="PEM chain.")]
-Issuer = Annotated[str, typer.Option("--issuer", help="Name of the `imported` authority to use.")]
-
 # -- revoke -------------------------------------------------------------------------
 RevokeName = Annotated[
     str, typer.Argument(help="A certificate, or authority.NAME for a subordinate CA.")

@@ -36,6 +36,8 @@ from reconciler.state.store import StateStore
 from reconciler.timeparse import parse_at, parse_within
 
 if TYPE_CHECKING:
+    from reconciler.adopt.acm_record import Adopted
+    from reconciler.adopt.proposal import Proposal
     from reconciler.config.imported import ImportedMaterial
     from reconciler.engine.apply import ApplyResult
     from reconciler.engine.check import Finding
@@ -552,17 +554,18 @@ class Session:
         settings = self.cloudwatch_settings(requested=cloudwatch)
         return document(statements_for(self.validated, settings))
 
-    @staticmethod
     def import_certificate(
-        name: str, cert: Path, key: Path, chain: Path | None = None, issuer: str = "imported"
+        self, name: str, cert: Path, key: Path, chain: Path | None = None, issuer: str = "imported"
     ) -> ImportResult:
-        """Check a certificate that already runs somewhere (paths relative to the
-        working directory) and build the config that adopts it as ``name``."""
+        """Check a certificate that already runs somewhere and build the config that
+        adopts it as ``name``; paths are relative to the config's directory, as in
+        the config the result is pasted into."""
+        from reconciler.adopt.context import config_root
         from reconciler.config.imported import ImportError_, load_imported
 
         try:
             material = load_imported(
-                Path.cwd(), str(cert), str(chain) if chain else None, str(key), None
+                config_root(self.config), str(cert), str(chain) if chain else None, str(key), None
             )
         except ImportError_ as exc:
             raise UsageError(str(exc)) from None
@@ -576,6 +579,44 @@ class Session:
         entry["private_key"] = str(key)
         document = {"authorities": {issuer: {"type": "imported"}}, "certificates": {name: entry}}
         return ImportResult(cert, material, document)
+
+    def scan_for_import(self, directory: Path, issuer: str = "imported") -> Proposal:
+        """``import --scan``: YAML adopting every certificate/key pair under ``directory``."""
+        from reconciler.adopt.context import config_root, declared
+        from reconciler.adopt.proposal import propose
+        from reconciler.adopt.scan import scan
+
+        root = config_root(self.config)
+        tree = root / directory  # relative to the config's directory, like --cert
+        if not tree.is_dir():
+            raise UsageError(f"--scan {directory}: not a directory (under {root})")
+        certificates, _ = declared(self)
+        return propose(scan(tree), root, issuer, certificates)
+
+    def aws_for_import(self, region: str) -> Proposal:
+        """``import --from-aws``: YAML declaring every ACM certificate of ``region`` and
+        the places already serving it."""
+        from pydantic import ValidationError
+
+        from reconciler.adopt.aws_inventory import read_inventory
+        from reconciler.adopt.aws_proposal import propose_from_aws
+        from reconciler.adopt.context import aws_provider, declared
+
+        try:
+            name, provider, block = aws_provider(self, region)
+        except ValidationError:
+            raise UsageError(f"--region {region!r} is not an AWS region (e.g. eu-west-1)") from None
+        certificates, _ = declared(self)
+        inventory = read_inventory(provider, region, name)
+        return propose_from_aws(inventory, region, name, block, certificates)
+
+    def adopt_acm(self, name: str, arn: str, key: Path | None = None) -> Adopted:
+        """``import ADDRESS --acm-arn ARN``: record a certificate ACM holds, and the
+        declared AWS bindings already serving it, without re-issuing anything."""
+        from reconciler.adopt.acm_record import adopt_acm
+
+        validated = self.validated
+        return adopt_acm(validated, self.open_store(), name, arn, key, self.lock_timeout)
 
     def revoke(self, name: str, reason: str = "unspecified") -> RevokeResult:
         """Revoke a certificate (or ``authority.NAME``); the next apply re-issues it."""
