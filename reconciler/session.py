@@ -82,6 +82,14 @@ def variables_from(pairs: Sequence[str] = (), files: Sequence[Path] = ()) -> dic
     for path in files:
         variables.update(load_var_file(path))
     variables.update(parse_var_assignments(list(pairs)))
+    if variables:
+        from reconciler.config.templating import reserved_names
+
+        for name in sorted(set(variables) & reserved_names()):
+            raise UsageError(
+                f"template variable {name!r} is reserved: templates call {name}() by that "
+                "name; choose another name"
+            )
     return variables
 
 
@@ -215,7 +223,11 @@ class Session:
     @cached_property
     def validated(self) -> ValidatedConfig:
         """The configuration, loaded and validated (raises ConfigError)."""
-        return load_and_validate(self.config, self.variables)
+        validated = load_and_validate(self.config, self.variables)
+        if validated.unused_variables:
+            names = ", ".join(validated.unused_variables)
+            self._note(f"Warning: template variable(s) {names} given but used by no template.")
+        return validated
 
     def _render_as_planned(self, plan_file: Path) -> dict[str, Any]:
         """The saved plan's document; the configuration is then rendered with the

@@ -30,6 +30,7 @@ from reconciler.childenv import ALWAYS_SECRET, secret_names
 __all__ = ["note_env_read", "recording_env_reads", "refusal_reason", "refusing_env_names"]
 
 _reads: ContextVar[set[str] | None] = ContextVar("certform_env_reads", default=None)
+_used: ContextVar[set[str] | None] = ContextVar("certform_variables_used", default=None)
 _refused: ContextVar[frozenset[str]] = ContextVar("certform_env_refused", default=frozenset())
 
 
@@ -42,6 +43,24 @@ def recording_env_reads() -> Iterator[set[str]]:
         yield reads
     finally:
         _reads.reset(token)
+
+
+@contextlib.contextmanager
+def recording_variable_uses() -> Iterator[set[str]]:
+    """Collect the variable names templates refer to while the block renders them
+    (a ``--var`` no template names is a typo worth a warning)."""
+    used: set[str] = set()
+    token = _used.set(used)
+    try:
+        yield used
+    finally:
+        _used.reset(token)
+
+
+def note_variables_used(names: Iterable[str]) -> None:
+    recorder = _used.get()
+    if recorder is not None:
+        recorder.update(names)
 
 
 @contextlib.contextmanager

@@ -30,10 +30,17 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateRuntimeError, TemplateSyntaxError
+from jinja2 import (
+    StrictUndefined,
+    TemplateError,
+    TemplateRuntimeError,
+    TemplateSyntaxError,
+    Undefined,
+    meta,
+)
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from reconciler.config.template_env import note_env_read, refusal_reason
+from reconciler.config.template_env import note_env_read, note_variables_used, refusal_reason
 from reconciler.config.template_limits import BoundedSandbox, TemplateLimitError, render_limits
 from reconciler.errors import ConfigError, ConfigIssue
 
@@ -70,14 +77,33 @@ def _env_function(name: str, default: Any = _NO_DEFAULT) -> Any:
     return default
 
 
+def _printable(value: Any) -> Any:
+    """``{{ env }}`` without a call would print ``<function ...>`` into a tag or a
+    path: a template that prints a function is an error, not text."""
+    if callable(value) and not isinstance(value, str | Undefined):  # Undefined: its own error
+        name = getattr(value, "__name__", "a function").removeprefix("_").removesuffix("_function")
+        raise TemplateRuntimeError(
+            f"a template prints the function {name!r} instead of calling it "
+            f"({name}(...)); a template variable cannot be named {name!r}"
+        )
+    return value
+
+
 @cache
 def _environment() -> BoundedSandbox:
     """The one sandboxed environment; stateless, so shared across files."""
     environment = BoundedSandbox(
-        undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )
+        undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+        finalize=_printable,
+    )  # fmt: skip
     environment.globals["env"] = _env_function
     return environment
+
+
+def reserved_names() -> frozenset[str]:
+    """Names templates already use for functions (``env``, ``range``...): a variable of
+    that name would hide the function, or be hidden by it."""
+    return frozenset(_environment().globals)
 
 
 def render_config_text(text: str, filename: str, display: str, variables: Mapping[str, Any]) -> str:
@@ -93,6 +119,7 @@ def render_config_text(text: str, filename: str, display: str, variables: Mappin
     with render_limits():
         try:
             source = environment.parse_guarded(text, display, filename)
+            note_variables_used(meta.find_undeclared_variables(source))
             code = environment.compile(source, name=display, filename=filename)
         except TemplateSyntaxError as exc:
             raise _error(display, exc.lineno, f"template syntax error: {exc.message}") from None

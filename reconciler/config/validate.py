@@ -21,10 +21,14 @@ from reconciler.config import semantic
 from reconciler.config.loader import LoadedConfig, load_config
 from reconciler.config.models import CertformConfig
 from reconciler.config.resolve import resolve
-from reconciler.config.template_env import recording_env_reads, refusing_env_names
+from reconciler.config.template_env import (
+    recording_env_reads,
+    recording_variable_uses,
+    refusing_env_names,
+)
 from reconciler.errors import ConfigError, ConfigIssue
 from reconciler.model.desired import DesiredState
-from reconciler.suggest import expected_one_of
+from reconciler.suggest import did_you_mean, expected_one_of
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class ValidatedConfig:
     variables: Mapping[str, Any] = field(default_factory=dict)
     """The template variables it was rendered with (``--var``, ``--var-file``): a saved
     plan carries them, so that ``apply PLANFILE`` needs none."""
+    unused_variables: tuple[str, ...] = ()
+    """Given variables no template names (a typo, or a leftover), each quoted with
+    the closest used name if any: worth a warning."""
 
     @property
     def root(self) -> Path:
@@ -46,7 +53,7 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
 
     The configuration's secret variable names (``*_env`` settings) are
     remembered for every child process and template of this run (``childenv``)."""
-    with recording_env_reads() as reads:
+    with recording_env_reads() as reads, recording_variable_uses() as used:
         loaded = load_config(path, variables)
     _refuse_secret_reads(path, variables, reads, loaded)
     try:
@@ -61,8 +68,9 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
     if findings:
         issues = [loaded.sources.issue(path, message) for path, message in findings]
         raise ConfigError(in_file_order(issues))
+    unused = tuple(f"{n!r}{did_you_mean(n, used)}" for n in sorted(set(variables or {}) - used))
     return ValidatedConfig(
-        config, resolve(config, loaded.root, bound), loaded, dict(variables or {})
+        config, resolve(config, loaded.root, bound), loaded, dict(variables or {}), unused
     )
 
 
