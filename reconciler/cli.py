@@ -9,7 +9,6 @@ that 2 keeps meaning "changes" in CI scripts.
 from __future__ import annotations
 
 import gc
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,9 +22,12 @@ except ImportError:  # pragma: no cover
 
 from reconciler import (
     __version__,
+    cli_apply,
     cli_format,
     cli_iam,
     cli_import,
+    cli_inspect,
+    cli_json,
     cli_report,
     cli_start,
     cli_state,
@@ -35,6 +37,7 @@ from reconciler.cli_common import confirm as _confirm
 from reconciler.cli_common import err as _err
 from reconciler.cli_common import plan_printer as _plan_printer
 from reconciler.cli_common import session_for as _session
+from reconciler.cli_group import HELP_OPTIONS, CertformGroup
 from reconciler.errors import CertformError, ConfigError
 from reconciler.hardening import disable_core_dumps
 
@@ -45,9 +48,10 @@ DEFAULT_CONFIG = opt.DEFAULT_CONFIG
 
 app = typer.Typer(
     name="certform",
+    cls=CertformGroup,
     help="TLS certificates as code: declare CAs, certificates and bindings; plan; apply.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": HELP_OPTIONS},
     pretty_exceptions_enable=False,
 )
 cli_state.register(app)
@@ -59,10 +63,22 @@ cli_import.register(app)
 
 @app.command()
 def validate(
-    config: opt.Config = DEFAULT_CONFIG, var: opt.Var = None, var_file: opt.VarFile = None
+    config: opt.Config = DEFAULT_CONFIG,
+    json_output: opt.ValidateJson = False,
+    var: opt.Var = None,
+    var_file: opt.VarFile = None,
 ) -> None:
     """Check the configuration; print every problem with file, line and field."""
-    typer.echo(cli_format.validate_text(_session(config, var, var_file).validate()))
+    if not json_output:
+        typer.echo(cli_format.validate_text(_session(config, var, var_file).validate()))
+        return
+    try:
+        document = cli_json.validate_document(_session(config, var, var_file).validate())
+    except ConfigError as exc:
+        document = cli_json.validate_document(None, exc.issues)
+    typer.echo(cli_json.dumps(document), nl=False)
+    if not document["valid"]:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -89,96 +105,9 @@ def plan(
         raise typer.Exit(2)
 
 
-@app.command()
-def apply(
-    plan_file: opt.PlanFile = None,
-    config: opt.Config = DEFAULT_CONFIG,
-    auto_approve: opt.AutoApprove = False,
-    var: opt.Var = None,
-    var_file: opt.VarFile = None,
-    lock_timeout: opt.LockTimeout = 0.0,
-    parallelism: opt.Parallelism = 10,
-    force: opt.Force = False,
-    replace: opt.Replace = None,
-) -> None:
-    """Issue, renew, deploy and remove until the world matches the configuration."""
-    from reconciler.session import ApplyHooks
-
-    # Without a terminal nobody can answer: the session then refuses unless approved.
-    hooks = ApplyHooks(_plan_printer(), typer.echo, _confirm if sys.stdin.isatty() else None)
-    outcome = _session(config, var, var_file, lock_timeout).apply(
-        plan_file, auto_approve=auto_approve, force=force, parallelism=parallelism, hooks=hooks,
-        replace=replace or (),
-    )  # fmt: skip
-    if outcome.result is None:
-        if outcome.from_saved_plan:
-            typer.echo("No changes.")
-        return
-    if not outcome.ok:
-        _err(cli_format.apply_summary(outcome))
-        raise typer.Exit(1)
-    typer.echo(cli_format.apply_summary(outcome))
-
-
-@app.command()
-def show(
-    config: opt.Config = DEFAULT_CONFIG,
-    json_output: opt.Json = False,
-    tag: opt.Tag = None,
-    var: opt.Var = None,
-    var_file: opt.VarFile = None,
-    lock_timeout: opt.LockTimeout = 0.0,
-) -> None:
-    """Inventory: authorities and certificates, serials, expiry, where bound, tags."""
-    rows = _session(config, var, var_file, lock_timeout).show(tag)
-    if json_output:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        from reconciler.inventory import render_inventory
-
-        render_inventory(rows)
-
-
-@app.command()
-def check(
-    config: opt.Config = DEFAULT_CONFIG,
-    within: opt.Within = None,
-    at: opt.CheckAt = None,
-    json_output: opt.CheckJson = False,
-    output_format: opt.Format = opt.CheckFormat.text,
-    textfile: opt.Textfile = None,
-    cloudwatch: opt.CloudWatch = False,
-    tag: opt.Tag = None,
-    var: opt.Var = None,
-    var_file: opt.VarFile = None,
-    lock_timeout: opt.LockTimeout = 0.0,
-) -> None:
-    """For scheduled jobs: expiring certificates, ACM renewal health, what TLS endpoints
-    really serve; Prometheus gauges, CloudWatch metrics and expiry notifications. Exit 0
-    all well, 1 error (including a notification or metric not delivered), 2 something
-    needs attention."""
-    session = _session(config, var, var_file, lock_timeout)
-    publishing = session.cloudwatch_settings(cloudwatch)
-    result = session.check(within, at, tag, textfile)
-    fmt = opt.CheckFormat.json if json_output else output_format
-    if fmt is opt.CheckFormat.prometheus:
-        from reconciler.monitoring.prometheus import render_prometheus
-
-        typer.echo(render_prometheus(result.metrics, result.now), nl=False)
-    elif fmt is opt.CheckFormat.text:
-        typer.echo(cli_format.check_text(result), nl=False)
-    # The stdout sink must not corrupt JSON or Prometheus output: it goes to stderr then.
-    reports = session.notify(result, sys.stdout if fmt is opt.CheckFormat.text else sys.stderr)
-    metrics = session.publish_metrics(result, publishing)
-    if fmt is opt.CheckFormat.json:
-        typer.echo(cli_format.check_json(result, reports, metrics))
-    text = fmt is opt.CheckFormat.text
-    for line in cli_format.notification_lines(reports, text):
-        _err(line)
-    for line in cli_format.notification_lines([metrics] if metrics else [], text, "CloudWatch"):
-        _err(line)
-    if status := result.exit_status([*(reports or ()), *([metrics] if metrics else [])]):
-        raise typer.Exit(status)
+# Registered here so that help lists the commands in the order of a workflow.
+cli_apply.register(app)
+cli_inspect.register(app)
 
 
 @app.command()
@@ -211,26 +140,6 @@ def schema(out: opt.SchemaOut = Path("-")) -> None:
 
 
 @app.command()
-def audit(
-    config: opt.Config = DEFAULT_CONFIG,
-    verify: opt.Verify = False,
-    json_output: opt.Json = False,
-    var: opt.Var = None,
-    var_file: opt.VarFile = None,
-    lock_timeout: opt.LockTimeout = 0.0,
-) -> None:
-    """The audit log: who did what, when, with what result; --verify checks its chain."""
-    session = _session(config, var, var_file, lock_timeout)
-    if verify:  # needs the master key: the chain is keyed (see state/audit_chain.py)
-        verification = session.verify_audit()
-        typer.echo(cli_format.audit_verification(verification, json_output), nl=False)
-        if not verification.intact:
-            raise typer.Exit(1)
-    else:
-        typer.echo(cli_format.audit_log(session.audit_log(), json_output), nl=False)
-
-
-@app.command()
 def export(
     name: opt.ExportName,
     passphrase_file: opt.PassphraseFile,
@@ -259,8 +168,19 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = 0,
+    no_color: opt.NoColor = False,
 ) -> None:
     """certform: TLS certificates as code."""
+    from reconciler import logs, terminal
+
+    terminal.settings.quiet = quiet
+    terminal.settings.no_color = no_color
+    logs.configure(logs.level_for(quiet, verbose))
+    if (unknown := logs.unknown_level()) is not None:
+        _err(f"Warning: {logs.LEVEL_ENV}={unknown} is not a level (debug, info, warning, "
+             "error); using warning.")  # fmt: skip
 
 
 def main() -> None:
@@ -270,7 +190,7 @@ def main() -> None:
     gc.disable()
     disable_core_dumps()  # a core would hold the master key and private keys
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="certform")
     except ConfigError as exc:
         _err(f"Error: the configuration is invalid ({len(exc.issues)} problem(s)):")
         for issue in exc.issues:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,16 +31,29 @@ def session_for(
     )
 
 
-def plan_printer(form: opt.PlanFormat = opt.PlanFormat.text) -> Callable[[Plan], None]:
-    """Print a plan as text, Markdown, or its JSON document (no MAC: see ``plan --out``)."""
+def plan_printer(
+    form: opt.PlanFormat = opt.PlanFormat.text, to_stderr: bool = False
+) -> Callable[[Plan], None]:
+    """Print a plan as text (in colour on a terminal), Markdown, or its JSON document
+    (no MAC: see ``plan --out``); on stderr when stdout carries another document."""
     from reconciler.plan.render import render_plan
     from reconciler.plan.render_markdown import render_markdown
+    from reconciler.terminal import color_enabled, colorize_plan
 
     render = {"json": lambda p: p.dumps(), "markdown": render_markdown}.get(form, render_plan)
-    return lambda p: typer.echo(render(p), nl=False)
+    stream = sys.stderr if to_stderr else sys.stdout
+    colored = form == opt.PlanFormat.text and color_enabled(stream)
+
+    def show(plan: Plan) -> None:
+        text = render(plan)
+        typer.echo(colorize_plan(text) if colored else text, nl=False, err=to_stderr, color=colored)
+
+    return show
 
 
-def confirm(question: str = "Do you want to perform these actions?") -> bool:
-    typer.echo(f"\n{question} Only 'yes' will be accepted.")
-    answer = typer.prompt("  Enter a value", default="", show_default=False)
+def confirm(
+    question: str = "Do you want to perform these actions?", to_stderr: bool = False
+) -> bool:
+    typer.echo(f"\n{question} Only 'yes' will be accepted.", err=to_stderr)
+    answer = typer.prompt("  Enter a value", default="", show_default=False, err=to_stderr)
     return answer.strip() == "yes"

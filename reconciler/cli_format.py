@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # annotations only: ``certform --version`` imports no session
     from reconciler.session import ApplyOutcome, CheckResult, ImportResult, ValidateResult
     from reconciler.state.store import AuditVerification
 
+from reconciler.cli_json import FORMAT_VERSION
+
 AUDIT_COLUMNS = ("at", "actor", "command", "address", "action", "result", "detail")
 
 
@@ -58,19 +60,6 @@ def check_text(result: CheckResult) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def check_json(
-    result: CheckResult,
-    reports: Sequence[DeliveryReport] | None,
-    metrics: DeliveryReport | None = None,
-) -> str:
-    document: dict[str, Any] = {"findings": [f.to_json() for f in result.findings]}
-    if reports is not None:
-        document["notifications"] = [r.to_json() for r in reports]
-    if metrics is not None:
-        document["cloudwatch"] = metrics.to_json()
-    return json.dumps(document, indent=2)
-
-
 def notification_lines(
     reports: Sequence[DeliveryReport] | None, text: bool, label: str = "Notifications"
 ) -> list[str]:
@@ -92,16 +81,30 @@ def import_header(result: ImportResult) -> str:
 
 
 def render_audit(rows: list[dict[str, Any]]) -> str:
-    """A plain text table, one record a line, oldest first."""
+    """A table, one record a row, oldest first, fitted to the terminal (rich)."""
     if not rows:
         return "No audit records.\n"
-    cells = [list(AUDIT_COLUMNS)] + [[str(row[c] or "") for c in AUDIT_COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(AUDIT_COLUMNS) - 1)]
-    lines = [
-        "  ".join([*(cell.ljust(w) for cell, w in zip(line, widths, strict=False)), line[-1]])
-        for line in cells
-    ]
-    return "".join(line.rstrip() + "\n" for line in lines)
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for column in AUDIT_COLUMNS:
+        table.add_column(column, overflow="fold", no_wrap=column not in ("detail", "actor"))
+    for row in rows:
+        table.add_row(*(str(row[c] or "") for c in AUDIT_COLUMNS))
+    return rendered(table)
+
+
+def rendered(renderable: Any) -> str:
+    """``renderable`` as plain text as wide as stdout allows, lines right-stripped."""
+    import io
+
+    from rich.console import Console
+
+    from reconciler.terminal import width
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width(), color_system=None, highlight=False).print(renderable)
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 def audit_verification_text(verification: AuditVerification) -> str:
@@ -115,6 +118,7 @@ def audit_verification_text(verification: AuditVerification) -> str:
 
 def audit_verification_json(verification: AuditVerification) -> str:
     report = {
+        "format_version": FORMAT_VERSION,
         "intact": verification.intact,
         "records": verification.records,
         "unverifiable": verification.unverifiable,
@@ -133,4 +137,6 @@ def audit_verification(verification: AuditVerification, as_json: bool) -> str:
 
 def audit_log(rows: list[dict[str, Any]], as_json: bool) -> str:
     """``audit`` output, newline-terminated."""
-    return json.dumps(rows, indent=2) + "\n" if as_json else render_audit(rows)
+    if as_json:
+        return json.dumps({"format_version": FORMAT_VERSION, "records": rows}, indent=2) + "\n"
+    return render_audit(rows)

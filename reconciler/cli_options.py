@@ -40,6 +40,26 @@ def _lock_timeout(value: float) -> float:
     return value
 
 
+# -- the application's own (accepted after the command too: see cli_group.py) ------
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Errors only: no progress, no warnings, no notes."),
+]
+Verbose = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        show_default=False,
+        help="Log what certform does on stderr (-v info, -vv debug).",
+    ),
+]
+NoColor = Annotated[
+    bool,
+    typer.Option("--no-color", help="No colour (also: NO_COLOR set, or not a terminal)."),
+]
+
 # -- shared by the commands that load a configuration -----------------------------
 Config = Annotated[
     Path,
@@ -47,7 +67,7 @@ Config = Annotated[
 ]
 Var = Annotated[
     list[str] | None,
-    typer.Option("--var", help="Template variable key=value (repeatable)."),
+    typer.Option("--var", metavar="KEY=VALUE", help="Template variable key=value (repeatable)."),
 ]
 VarFile = Annotated[
     list[Path] | None,
@@ -57,6 +77,7 @@ LockTimeout = Annotated[
     float,
     typer.Option(
         "--lock-timeout",
+        metavar="SECONDS",
         help="Seconds to wait for the state lock (default: fail fast).",
         callback=_lock_timeout,
     ),
@@ -64,7 +85,11 @@ LockTimeout = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Tag = Annotated[
     list[str] | None,
-    typer.Option("--tag", help="Only certificates with this tag (key=value; repeatable)."),
+    typer.Option(
+        "--tag",
+        metavar="KEY=VALUE",
+        help="Only certificates with this tag (key=value; repeatable).",
+    ),
 ]
 
 # -- plan ---------------------------------------------------------------------------
@@ -84,6 +109,14 @@ PlanAt = Annotated[
 ]
 
 # -- apply --------------------------------------------------------------------------
+ApplyJson = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the steps and their results as JSON on stdout (plan and progress go "
+        "to stderr).",
+    ),
+]
 PlanFile = Annotated[
     Path | None, typer.Argument(help="A plan saved by 'plan --out'; applied exactly.")
 ]
@@ -96,6 +129,19 @@ Parallelism = Annotated[
 Force = Annotated[
     bool,
     typer.Option("--force", help="Apply a plan that exceeds policy.change_limit or rotates a CA."),
+]
+
+# -- show, validate -----------------------------------------------------------------
+ShowAddress = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="ADDRESS",
+        help="One certificate (certificate.NAME or NAME) or authority.NAME, in full.",
+        show_default=False,
+    ),
+]
+ValidateJson = Annotated[
+    bool, typer.Option("--json", help="Print the result (or every problem) as JSON.")
 ]
 
 # -- check --------------------------------------------------------------------------

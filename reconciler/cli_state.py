@@ -9,9 +9,11 @@ import typer
 
 from reconciler import cli_options as opt
 from reconciler.cli_common import session_for
+from reconciler.cli_group import CertformGroup
 from reconciler.cli_options import DEFAULT_CONFIG
 
 state_app = typer.Typer(
+    cls=CertformGroup,
     help="Inspect and refactor the recorded state (nothing outside it is touched).",
     no_args_is_help=True,
 )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rich.console import Console
+from rich import box
 from rich.table import Table
 
+from reconciler import terminal
 from reconciler.issuers.registry import certificate_spec
 from reconciler.model.desired import DesiredState
 from reconciler.model.records import RecordedState
@@ -63,10 +64,11 @@ def _issued(record: Any, now: datetime) -> dict[str, Any]:
 
 
 def render_inventory(rows: dict[str, Any]) -> None:
-    console = Console(width=200, highlight=False)
-    table = Table(title="Authorities", title_justify="left")
+    """Two tables fitted to the terminal's width (or ``COLUMNS``; wide in a pipe)."""
+    console = terminal.console()
+    table = _table("Authorities")
     for column in ("address", "type", "parent", "key", "serial", "not after", "days left"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold", no_wrap=column in _NARROW)
     for row in rows["authorities"]:
         table.add_row(
             row["address"],
@@ -78,10 +80,10 @@ def render_inventory(rows: dict[str, Any]) -> None:
             _days(row["days_left"]),
         )
     console.print(table)
-    table = Table(title="Certificates", title_justify="left")
+    table = _table("Certificates")
     for column in ("address", "names", "issuer", "serial", "not after", "days left", "bound to",
                    "tags"):  # fmt: skip
-        table.add_column(column)
+        table.add_column(column, overflow="fold", no_wrap=column in _NARROW)
     for row in rows["certificates"]:
         table.add_row(
             row["address"],
@@ -94,6 +96,58 @@ def render_inventory(rows: dict[str, Any]) -> None:
             ", ".join(f"{k}={v}" for k, v in row["tags"].items()) or "-",
         )
     console.print(table)
+
+
+def render_certificate(document: dict[str, Any]) -> None:
+    """``show ADDRESS``: one field a row, then the bindings and the history."""
+    console = terminal.console()
+    fields = _table(document["address"], show_header=False)
+    fields.add_column("field", style="bold", no_wrap=True)
+    fields.add_column("value", overflow="fold")
+    for key, value in document.items():
+        if key in ("address", "bound_to", "history"):
+            continue
+        fields.add_row(key.replace("_", " "), _cell(value))
+    console.print(fields)
+    bindings = _table("Bound to")
+    for column in ("address", "serial", "deployed at", "current"):
+        bindings.add_column(column, overflow="fold")
+    for binding in document["bound_to"]:
+        bindings.add_row(binding["address"], _short(binding["serial"]), binding["deployed_at"],
+                         "yes" if binding["current"] else "no (older serial)")  # fmt: skip
+    if document["bound_to"]:
+        console.print(bindings)
+    history = _table("History")
+    for column in ("at", "command", "action", "result", "detail"):
+        history.add_column(column, overflow="fold")
+    for row in document["history"]:
+        history.add_row(*(_cell(row[c]) for c in ("at", "command", "action", "result", "detail")))
+    if document["history"]:
+        console.print(history)
+
+
+_NARROW = frozenset({"key", "not after", "days left"})
+"""Columns kept on one line: the others wrap to make room for them."""
+
+
+def _table(title: str, show_header: bool = True) -> Table:
+    """Light borders: in 80 columns the cells, not the lines, get the width."""
+    return Table(
+        title=title, title_justify="left", show_header=show_header, box=box.SIMPLE_HEAD,
+        title_style="bold", header_style="bold", padding=(0, 1), collapse_padding=True,
+    )  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return "\n".join(map(str, value)) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _short(serial: str | None) -> str:

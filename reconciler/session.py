@@ -17,7 +17,9 @@ notifications) are imported by the operation that needs them, so that
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from reconciler.report.model import Report
     from reconciler.state.copy import CopyReport
     from reconciler.state.store import AuditVerification
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("certform.yaml")  # also the CLI's, which imports this module lazily
 UPGRADE_NOTE = (
@@ -134,6 +138,8 @@ class ApplyHooks:
     show_plan: Callable[[Plan], None] = _ignore
     progress: Callable[[str], None] = _ignore
     confirm: Callable[[], bool] | None = None
+    starting: Callable[[Plan], None] = _ignore
+    """Called with the plan about to run (after the re-check): a progress bar's total."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,14 @@ class Session:
     @cached_property
     def validated(self) -> ValidatedConfig:
         """The configuration, loaded and validated (raises ConfigError)."""
+        started = time.perf_counter()
         validated = load_and_validate(self.config, self.variables)
+        desired = validated.desired
+        log.info(
+            "loaded %s in %.2fs: %d authorities, %d certificates, %d bindings",
+            self.config, time.perf_counter() - started,
+            len(desired.authorities), len(desired.certificates), len(desired.bindings),
+        )  # fmt: skip
         if validated.unused_variables:
             names = ", ".join(validated.unused_variables)
             self._note(f"Warning: template variable(s) {names} given but used by no template.")
@@ -256,10 +269,14 @@ class Session:
         """Read a consistent snapshot of the state, without the lock (an apply may
         hold it meanwhile); a state that does not exist yet is empty."""
         if not store.exists:
+            log.debug("no state yet: planning against an empty one")
             return RecordedState(lineage="", serial=0)
         with store.snapshot():
             store.open()
-            return store.read()
+            recorded = store.read()
+        log.debug("read state serial %d: %d certificates, %d bindings", recorded.serial,
+                  len(recorded.certificates), len(recorded.bindings))  # fmt: skip
+        return recorded
 
     @contextlib.contextmanager
     def _existing_state(self, operation: str) -> Iterator[tuple[StateStore, RecordedState]]:
@@ -386,6 +403,7 @@ class Session:
         if locked_early:
             store.lock("apply", self.lock_timeout)
         existed = store.exists
+        log.debug("apply: %s state (%s)", "existing" if existed else "new", type(store).__name__)
         try:
             if existed:
                 store.open()
@@ -409,6 +427,9 @@ class Session:
                 recorded = store.read()
                 check_applicable(the_plan, recorded)
             store.open()  # creates a new state, under the lock, exclusively
+            log.info("applying %d step(s) to state serial %d", len(the_plan.changes),
+                     recorded.serial)  # fmt: skip
+            hooks.starting(the_plan)
             if the_plan.moves:
                 recorded = _move(store, the_plan, hooks.progress)
             result = run_apply(
@@ -451,6 +472,29 @@ class Session:
             validated.desired, recorded, audit, now, config=str(self.config), state=store.where,
             wanted=tag_filter(tags),
         )  # fmt: skip
+
+    def show_certificate(self, address: str) -> dict[str, Any]:
+        """One certificate or CA in full: config, state, PEM details, bindings and
+        history (``certificate_view.py``); lock-free, public data only."""
+        from reconciler.certificate_view import details, resolve
+
+        desired = self.validated.desired
+        store = self.open_store()
+        if not store.exists:
+            recorded = RecordedState(lineage="", serial=0)
+            kind, name = resolve(address, desired, recorded)
+            return details(kind, name, desired, recorded, None, [], datetime.now(UTC))
+        try:
+            with store.snapshot():
+                store.open()
+                recorded = store.read()
+                kind, name = resolve(address, desired, recorded)
+                records = recorded.certificates if kind == "certificate" else recorded.authorities
+                material = store.material(kind, name) if name in records else None
+                audit = store.audit_log()
+        finally:
+            store.close()
+        return details(kind, name, desired, recorded, material, audit, datetime.now(UTC))
 
     def check(
         self,
@@ -497,12 +541,15 @@ class Session:
             chosen = {c.address for c in desired.certificates if tagged(c.tags, wanted)}
             findings = [f for f in findings if f.address in chosen]
         metrics = [m for m in certificate_metrics(recorded, desired) if tagged(m.tags, wanted)]
+        metrics.sort(key=lambda metric: metric.name)
         if textfile is not None:
             try:
                 write_textfile(textfile, render_prometheus(metrics, now))
             except OSError as exc:
                 raise UsageError(f"cannot write {textfile}: {exc.strerror or exc}") from None
         checked = len(recorded.certificates) + len(recorded.authorities) + len(watches)
+        # One stable order in every format: by address (a finding's own order kept).
+        findings.sort(key=lambda finding: finding.address)
         return CheckResult(findings, metrics, checked, now)
 
     @staticmethod

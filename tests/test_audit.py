@@ -30,7 +30,7 @@ APPLY_STEPS = [
 
 
 def audit_json(ws: Workspace) -> list[dict[str, Any]]:
-    return json.loads(ws.ok("audit", "--json").out)
+    return json.loads(ws.ok("audit", "--json").out)["records"]
 
 
 def verify(ws: Workspace) -> Result:

@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import time
-
 from tests.conftest import Workspace, certform_argv
+from tests.pty_lab import run_on_terminal
 
 
 def _apply_on_terminal(ws: Workspace, answer: str, *argv: str) -> tuple[int, str]:
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [*certform_argv(), *(argv or ("apply",))],
-        cwd=ws.root,
-        env=ws.env,
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-    )
-    os.close(terminal)
-    output = b""
-    deadline = time.monotonic() + 60
-    answered = False
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-        if not answered and b"Enter a value" in output:
-            os.write(controller, answer.encode() + b"\n")
-            answered = True
-    code = proc.wait(timeout=60)
-    os.close(controller)
-    return code, output.decode(errors="replace")
+    return run_on_terminal([*certform_argv(), *(argv or ("apply",))], ws.root, ws.env, answer)
 
 
 def test_yes_applies(workspace: Workspace) -> None:

@@ -184,7 +184,7 @@ def test_state_migrate_copies_a_sqlite_state_with_its_history_and_chain(
     ws.write(RENEWED)
     ws.ok("apply", "--auto-approve")  # a renewal: history rows
     before = json.loads(ws.ok("plan", "--json").out)
-    audit_before = json.loads(ws.ok("audit", "--json").out)
+    audit_before = json.loads(ws.ok("audit", "--json").out)["records"]
     history_before = ws.query("SELECT address, serial, reason FROM history ORDER BY id")
     assert history_before  # the renewal superseded a certificate
     ws.env["CERTFORM_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
@@ -202,7 +202,7 @@ def test_state_migrate_copies_a_sqlite_state_with_its_history_and_chain(
     after = json.loads(ws.ok("plan", "--json", "--detailed-exitcode").out)
     assert (after["lineage"], after["state_serial"]) == (before["lineage"], before["state_serial"])
     assert "audit chain intact" in ws.ok("audit", "--verify").out
-    audit_after = json.loads(ws.ok("audit", "--json").out)
+    audit_after = json.loads(ws.ok("audit", "--json").out)["records"]
     assert audit_after[: len(audit_before)] == audit_before
     assert audit_after[-1]["command"] == "state migrate"
     assert ws.query("SELECT address, serial, reason FROM history ORDER BY id") == history_before

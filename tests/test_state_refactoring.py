@@ -56,7 +56,9 @@ def test_a_moved_block_renames_without_issuing(applied: Workspace) -> None:
     assert shown["serial"] == before[0] and shown["bindings"] == ["binding.files:out/web"]
     # The sealed key was re-bound to its new address and is still the deployed one.
     assert ws.private_key_der("certificate", "website") == ws.deployed_key_der("out/web")
-    moves = [r for r in json.loads(ws.ok("audit", "--json").out) if r["action"] == "move"]
+    moves = [
+        r for r in json.loads(ws.ok("audit", "--json").out)["records"] if r["action"] == "move"
+    ]
     assert [(r["address"], r["detail"]) for r in moves] == [
         ("certificate.website", "moved from certificate.web")
     ]
@@ -135,7 +137,9 @@ def test_state_rm_forgets_without_touching_the_world(applied: Workspace) -> None
     actions = {(c["address"], c["action"]) for c in plan["changes"]}
     assert actions == {("certificate.api", "issue"), ("binding.files:out/api", "bind")}
     forgets = [
-        r["address"] for r in json.loads(ws.ok("audit", "--json").out) if r["action"] == "forget"
+        r["address"]
+        for r in json.loads(ws.ok("audit", "--json").out)["records"]
+        if r["action"] == "forget"
     ]
     assert forgets == ["binding.files:out/api", "certificate.api"]
 

@@ -187,7 +187,7 @@ def test_rechained_audit_record_is_detected(applied: Workspace) -> None:
     assert ws.run("audit", "--verify").code == 0
     # An attacker without the data key rewrites record 3 and re-chains the rest with
     # plain SHA-256, head included.
-    rows = json.loads(ws.ok("audit", "--json").out)
+    rows = json.loads(ws.ok("audit", "--json").out)["records"]
     rows[2]["detail"] = "nothing to see"
     previous = rows[2]["previous"]
     for row in rows[2:]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,9 +31,19 @@ class Finding:
     address: str
     severity: str  # "problem" or "info"
     message: str
+    not_after: datetime | None = None
+    """Expiry of the certificate the finding is about, when there is one."""
+    days_left: int | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return asdict(self)
+    def to_json(self) -> dict[str, Any]:
+        expiry = self.not_after.isoformat() if self.not_after is not None else None
+        return {"address": self.address, "severity": self.severity, "message": self.message,
+                "not_after": expiry, "days_left": self.days_left}  # fmt: skip
+
+
+def _expiry(not_after: datetime, now: datetime) -> dict[str, Any]:
+    """The ``not_after`` and ``days_left`` fields of a finding about a certificate."""
+    return {"not_after": not_after, "days_left": (not_after - now).days}
 
 
 AcmReader = Callable[[dict[str, Any], str], dict[str, Any]]
@@ -66,8 +76,9 @@ def expiry_findings(
     ]
     for record in records:
         message = _expiry_problem(record, now, within, windows)
+        expiry = _expiry(record.not_after, now)
         if message is not None:
-            findings.append(Finding(record.address, "problem", message))
+            findings.append(Finding(record.address, "problem", message, **expiry))
         else:
             left = record.not_after - now
             findings.append(
@@ -75,6 +86,7 @@ def expiry_findings(
                     record.address,
                     "info",
                     f"ok: expires {record.not_after:%Y-%m-%d} ({left.days} days left)",
+                    **expiry,
                 )
             )
     return findings
@@ -242,4 +254,5 @@ def _watch_findings(watch: EndpointWatch, now: datetime, window: timedelta) -> l
         )
     if not findings:
         findings.append(Finding(watch.address, "info", f"{where} serves {describe_leaf(leaf)}: ok"))
-    return findings
+    expiry = _expiry(leaf.not_valid_after_utc, now)
+    return [replace(finding, **expiry) for finding in findings]
