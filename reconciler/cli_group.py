@@ -79,6 +79,12 @@ def hoist_global_flags(args: list[str]) -> list[str]:
     return [*flags, *rest, *args[end:]]
 
 
+COMMAND_ORDER = (
+    *("init", "validate", "plan", "apply", "show", "check", "report", "graph", "import"),
+    *("export", "revoke", "audit", "state", "force-unlock", "iam-policy", "schema"),
+)
+
+
 class CertformGroup(TyperGroup):
     """A typer group with plain value labels in help and global flags anywhere."""
 
@@ -89,9 +95,23 @@ class CertformGroup(TyperGroup):
         command = super().get_command(ctx, cmd_name)
         if command is not None:  # its help option included (created for ``ctx``)
             plain_help(command.get_params(ctx) if ctx is not None else command.params)
+            if command.help:
+                command.help = reflowed(command.help)
         return command
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """In the order of a day's work, not of registration."""
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if ctx.parent is None:
             args = hoist_global_flags(args)
         return super().parse_args(ctx, args)
+
+
+def reflowed(text: str) -> str:
+    """Docstring help with each paragraph on one line: rich help keeps the source's
+    line breaks, which break mid-sentence in the command list and on narrow terminals."""
+    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)

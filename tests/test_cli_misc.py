@@ -100,3 +100,15 @@ def test_every_key_algorithm_issues_verifiable_lint_clean_certificates(
         for pem in ("cert.pem", "chain.pem", "ca.pem"):
             findings = pkilint_findings(directory / pem)
             assert not [f for f in findings if f[1] in ("ERROR", "FATAL")], (alg, pem, findings)
+
+
+def test_help_lists_commands_in_working_order_with_whole_sentences(workspace: Workspace) -> None:
+    workspace.env["COLUMNS"] = "100"
+    result = workspace.run("--help")
+    assert result.code == 0, result.text
+    rows = [line.strip("│ ") for line in result.out.splitlines() if line.startswith("│ ")]
+    names = [row.split()[0] for row in rows if row[:1].isalpha() and "  " in row]
+    start = names.index("init")
+    assert names[start : start + 6] == ["init", "validate", "plan", "apply", "show", "check"]
+    # a docstring's line breaks are not kept: iam-policy's help flows on in one paragraph
+    assert "destroy of this configuration need" in " ".join(rows)
