@@ -217,7 +217,10 @@ def _constraint_syntax(config: CertformConfig) -> Iterator[Finding]:
 
 
 def _issuers(config: CertformConfig) -> Iterator[Finding]:
+    authorities = config.authorities
     for name, certificate in config.certificates.items():
+        if type(certificate.issuer) is str and certificate.issuer in authorities:
+            continue  # the everyday case: one issuer, declared
         listed = isinstance(certificate.issuer, list)
         issuers = certificate.issuers
         for index, issuer in enumerate(issuers):
@@ -394,7 +397,8 @@ def _key_policy(field: Path_, key: str, policy: Any) -> Iterator[Finding]:
 def _acme_issued(config: CertformConfig) -> Iterator[Finding]:
     """Every name needs a solver at every ACME issuer it may fall back to; public
     ACME CAs sign RSA and ECDSA P-256/P-384 keys only."""
-    for name, certificate in config.certificates.items():
+    acme = any(isinstance(a, AcmeAuthority) for a in config.authorities.values())
+    for name, certificate in config.certificates.items() if acme else ():
         for issuer in certificate.issuers:
             authority = config.authorities.get(issuer)
             if not isinstance(authority, AcmeAuthority):
@@ -451,7 +455,8 @@ def _issuer_bindings(config: CertformConfig, targets: list[Target]) -> Iterator[
 
 def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
     """ACM issues a few key types only, through an ``aws`` provider entry."""
-    for name, certificate in config.certificates.items():
+    acm = any(isinstance(a, AwsAcmAuthority) for a in config.authorities.values())
+    for name, certificate in config.certificates.items() if acm else ():
         authority = config.authorities.get(certificate.primary_issuer)
         if isinstance(authority, AwsAcmAuthority):
             problem = issuer_named(authority.type).key_error(certificate.key or config.defaults.key)
