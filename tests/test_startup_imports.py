@@ -61,3 +61,10 @@ def test_the_monitoring_package_still_offers_its_names() -> None:
         ("reconciler.monitoring.",),
     )
     assert loaded == ["reconciler.monitoring.notifications", "reconciler.monitoring.prometheus"]
+
+
+def test_the_config_models_import_no_http_client() -> None:
+    """Webhook delivery imports its HTTP client when it sends: every command loads
+    the config models (and so the notification settings), few send anything."""
+    loaded = _loaded_after("import reconciler.config.models", ("http.client", "urllib.request"))
+    assert loaded == []

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler.config.models import CertformConfig
 from reconciler.config.semantic import BoundTarget, bound_targets
+from reconciler.issuers.base import Issuer
 from reconciler.issuers.registry import issuer_named
 from reconciler.model.desired import (
     DesiredAuthority,
@@ -72,9 +74,15 @@ def _authorities(config: CertformConfig) -> list[DesiredAuthority]:
 
 def _certificates(config: CertformConfig, root: Path) -> list[DesiredCertificate]:
     result = []
+    # certificates share a few issuers: look each one up once
+    issuers: dict[str, tuple[Any, Issuer]] = {}
     for name, certificate in config.certificates.items():
-        authority = config.authorities[certificate.primary_issuer]
-        issuer = issuer_named(authority.type)
+        primary = certificate.primary_issuer
+        found = issuers.get(primary)
+        if found is None:
+            authority = config.authorities[primary]
+            found = issuers[primary] = (authority, issuer_named(authority.type))
+        authority, issuer = found
         result.append(
             DesiredCertificate(
                 name,

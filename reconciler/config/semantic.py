@@ -15,7 +15,7 @@ issues and which targets can serve its certificates (``Issuer.key_error``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,7 +30,7 @@ from reconciler.config.models import (
 )
 from reconciler.durations import parse_duration, parse_renew_before
 from reconciler.issuers.registry import issuer_named
-from reconciler.pki.names import constraint_error, name_permitted
+from reconciler.pki.names import constraint_error, name_checker
 from reconciler.policy.rules import domain_violation, key_violations, validity_violation
 from reconciler.providers.base import BindingContext, Target
 from reconciler.providers.catalog import build_target
@@ -218,7 +218,10 @@ def _constraint_syntax(config: CertformConfig) -> Iterator[Finding]:
 
 
 def _issuers(config: CertformConfig) -> Iterator[Finding]:
+    authorities = config.authorities
     for name, certificate in config.certificates.items():
+        if type(certificate.issuer) is str and certificate.issuer in authorities:
+            continue  # the everyday case: one issuer, declared
         listed = isinstance(certificate.issuer, list)
         issuers = certificate.issuers
         for index, issuer in enumerate(issuers):
@@ -251,14 +254,19 @@ def _ancestors(config: CertformConfig, name: str) -> list[str]:
 
 
 def _name_constraints(config: CertformConfig) -> Iterator[Finding]:
-    # The constrained ancestors of each issuer, found once: certificates share issuers.
-    constrained: dict[str, list[tuple[str, Any]]] = {}
+    # The constrained ancestors of each issuer, with their constraints parsed, found
+    # once: certificates share issuers.
+    constrained: dict[str, list[tuple[str, Any, Callable[[str], bool]]]] = {}
     for name, certificate in config.certificates.items():
         issuer = certificate.primary_issuer
         chain = constrained.get(issuer)
         if chain is None:
             chain = constrained[issuer] = [
-                (authority_name, constraints)
+                (
+                    authority_name,
+                    constraints,
+                    name_checker(constraints.permitted, constraints.excluded),
+                )
                 for authority_name in _ancestors(config, issuer)
                 if (
                     constraints := getattr(
@@ -267,9 +275,9 @@ def _name_constraints(config: CertformConfig) -> Iterator[Finding]:
                 )
                 is not None
             ]
-        for authority_name, constraints in chain:
+        for authority_name, constraints, permitted in chain:
             for index, dns in enumerate(certificate.names):
-                if not name_permitted(dns, constraints.permitted, constraints.excluded):
+                if not permitted(dns):
                     yield (
                         ("certificates", name, "names", index),
                         f"{dns!r} is not allowed by the name constraints of authority "
@@ -315,9 +323,10 @@ def _renewal_windows(config: CertformConfig) -> Iterator[Finding]:
 
 
 def _validity_within_issuer(config: CertformConfig) -> Iterator[Finding]:
+    private, default_validity = _private(config), config.defaults.validity
     for name, certificate in config.certificates.items():
-        issuer = _private(config).get(certificate.primary_issuer)
-        validity = certificate.validity or config.defaults.validity
+        issuer = private.get(certificate.primary_issuer)
+        validity = certificate.validity or default_validity
         if issuer and parse_duration(validity) > parse_duration(issuer.validity):
             yield (
                 ("certificates", name, "validity"),
@@ -388,7 +397,8 @@ def _key_policy(field: Path_, key: str, policy: Any) -> Iterator[Finding]:
 def _acme_issued(config: CertformConfig) -> Iterator[Finding]:
     """Every name needs a solver at every ACME issuer it may fall back to; public
     ACME CAs sign RSA and ECDSA P-256/P-384 keys only."""
-    for name, certificate in config.certificates.items():
+    acme = any(isinstance(a, AcmeAuthority) for a in config.authorities.values())
+    for name, certificate in config.certificates.items() if acme else ():
         for issuer in certificate.issuers:
             authority = config.authorities.get(issuer)
             if not isinstance(authority, AcmeAuthority):
@@ -445,7 +455,8 @@ def _issuer_bindings(config: CertformConfig, targets: list[Target]) -> Iterator[
 
 def _acm_issued(config: CertformConfig) -> Iterator[Finding]:
     """ACM issues a few key types only, through an ``aws`` provider entry."""
-    for name, certificate in config.certificates.items():
+    acm = any(isinstance(a, AwsAcmAuthority) for a in config.authorities.values())
+    for name, certificate in config.certificates.items() if acm else ():
         authority = config.authorities.get(certificate.primary_issuer)
         if isinstance(authority, AwsAcmAuthority):
             problem = issuer_named(authority.type).key_error(certificate.key or config.defaults.key)

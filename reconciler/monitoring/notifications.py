@@ -14,16 +14,12 @@ values (secrets, typically) are never part of a report, a reason or a repr.
 
 from __future__ import annotations
 
-import email.utils
-import http.client
 import json
 import os
 import re
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +33,8 @@ from reconciler import __version__
 from reconciler.config.types import StrictModel
 
 if TYPE_CHECKING:  # the config models import this module: no issuer registry for them
+    import urllib.request
+
     from reconciler.monitoring.prometheus import CertificateMetric
 
 SOURCE = "certform"
@@ -452,15 +450,19 @@ def _open_append(path: Path) -> int:
 
 
 # -- webhook --------------------------------------------------------------------------
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect would turn the POST into a bodiless GET, or carry the
-    headers to another host: report it instead."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
+# The HTTP client (urllib.request, http.client, email) is imported when a webhook is
+# sent, not with the config models that import this module: every command loads
+# those, few send anything.
 def _opener() -> urllib.request.OpenerDirector:
+    import urllib.request
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        """A redirect would turn the POST into a bodiless GET, or carry the
+        headers to another host: report it instead."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     return urllib.request.build_opener(_NoRedirect)
 
 
@@ -538,6 +540,10 @@ def _post(
     sleep: Sleep,
     opener: urllib.request.OpenerDirector,
 ) -> _Outcome:
+    import http.client
+    import urllib.error
+    import urllib.request
+
     body = json.dumps(event).encode("utf-8")
     request_headers = {
         "Content-Type": "application/json",
@@ -587,6 +593,8 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
