@@ -346,15 +346,26 @@ def _past(action: Action) -> str:
 
 
 def _settings_delta(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What changed in a target's settings, as ``post_deploy[0] changed, verify_endpoint
+    added``: paths as the YAML would write them."""
     from deepdiff import DeepDiff  # imported here: it pulls in numpy (~150 ms) at import
 
-    delta = DeepDiff(before, after, verbose_level=2)
     parts = []
-    for kind, entries in delta.items():
-        for path in entries:
-            field = path.replace("root", "").strip("[]").replace("']['", ".").strip("'")
-            parts.append(f"{field} ({kind.replace('_', ' ')})")
-    return ", ".join(parts) or "changed"
+    for kind, levels in DeepDiff(before, after).tree.items():
+        for level in levels:
+            steps = level.path(output_format="list")
+            field = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
+            parts.append(f"{field.lstrip('.') or 'settings'} {_DELTA_WORDS.get(kind, 'changed')}")
+    return ", ".join(sorted(parts)) or "changed"
+
+
+_DELTA_WORDS = {
+    "dictionary_item_added": "added",
+    "iterable_item_added": "added",
+    "dictionary_item_removed": "removed",
+    "iterable_item_removed": "removed",
+}
+"""DeepDiff's report kinds in plain words (value and type changes: "changed")."""
 
 
 def _unbinds(desired: DesiredState, recorded: RecordedState) -> list[Change]:
