@@ -49,7 +49,43 @@ def inventory(desired: DesiredState, recorded: RecordedState, now: datetime) -> 
                 "tags": certificate.tags,
             }
         )
+    declared = {row["address"] for row in authorities + certificates}
+    for _, record in sorted(recorded.authorities.items()):
+        if record.address not in declared:
+            authorities.append(_recorded_authority(record, now))
+    for name, record in sorted(recorded.certificates.items()):
+        if record.address not in declared:
+            certificates.append(_recorded_certificate(record, bound.get(name, []), now))
     return {"authorities": authorities, "certificates": certificates}
+
+
+def _recorded_authority(record: Any, now: datetime) -> dict[str, Any]:
+    """A row for an authority only the state still has (removed from the config, or
+    the config could not be read): from what was recorded when it was issued."""
+    spec = record.spec
+    return {
+        "address": record.address,
+        "type": spec.get("type", "-"),
+        "subject": (spec.get("subject") or {}).get("common_name") or spec.get("directory"),
+        "parent": spec.get("parent"),
+        "key": spec.get("key", "-"),
+        **_issued(record, now),
+        "declared": False,
+    }
+
+
+def _recorded_certificate(record: Any, bound: list[str], now: datetime) -> dict[str, Any]:
+    spec = record.spec
+    return {
+        "address": record.address,
+        "names": list(spec.get("names", ())),
+        "issuer": certificate_spec(spec).issued_by or spec.get("issuer") or "-",
+        "key": spec.get("key", "-"),
+        **_issued(record, now),
+        "bound_to": sorted(bound),
+        "tags": record.tags,
+        "declared": False,
+    }
 
 
 def _issued(record: Any, now: datetime) -> dict[str, Any]:

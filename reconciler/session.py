@@ -31,7 +31,8 @@ from reconciler.config.loader import load_var_file, parse_var_assignments
 from reconciler.config.validate import ValidatedConfig, load_and_validate
 from reconciler.engine.planning import pem_reader, plan_from
 from reconciler.engine.workspace import open_store
-from reconciler.errors import PlanError, StateError, UsageError
+from reconciler.errors import ConfigError, PlanError, StateError, UsageError
+from reconciler.model.desired import DesiredState
 from reconciler.model.records import RecordedState
 from reconciler.plan.model import Plan
 from reconciler.state.store import StateStore
@@ -41,10 +42,10 @@ if TYPE_CHECKING:
     from reconciler.adopt.acm_record import Adopted
     from reconciler.adopt.proposal import Proposal
     from reconciler.config.imported import ImportedMaterial
+    from reconciler.config.models import CertformConfig
     from reconciler.engine.apply import ApplyResult
     from reconciler.engine.check import Finding
     from reconciler.engine.export import ExportFile
-    from reconciler.model.desired import DesiredState
     from reconciler.monitoring.cloudwatch import CloudWatchConfig
     from reconciler.monitoring.notifications import DeliveryReport
     from reconciler.monitoring.prometheus import CertificateMetric
@@ -140,6 +141,17 @@ class ApplyHooks:
     confirm: Callable[[], bool] | None = None
     starting: Callable[[Plan], None] = _ignore
     """Called with the plan about to run (after the re-check): a progress bar's total."""
+
+
+@dataclass(frozen=True)
+class ReadingView:
+    """What read-only commands read with: the desired state (empty when the
+    configuration is invalid and only its ``state:`` settings could be used)."""
+
+    desired: DesiredState
+    config: CertformConfig
+    root: Path
+    degraded: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,6 +274,31 @@ class Session:
         """The configuration's state store (not created until written)."""
         validated = self.validated
         return open_store(validated.config.state, validated.root, validated.config.providers)
+
+    @cached_property
+    def reading(self) -> ReadingView:
+        """What the read-only commands (show, check, report) work from: the validated
+        configuration, or, when an unrelated part of it is invalid, its ``state:``
+        settings alone (said in a warning): the state can still be read."""
+        try:
+            validated = self.validated
+        except ConfigError as exc:
+            from reconciler.config.validate import state_settings_only
+
+            reduced = state_settings_only(self.config, self.variables)
+            if reduced is None:
+                raise
+            config, root = reduced
+            self._note(
+                f"Warning: the configuration is invalid ({len(exc.issues)} problem(s); "
+                "`certform validate` lists them): showing what the state records."
+            )
+            return ReadingView(DesiredState((), (), ()), config, root, degraded=True)
+        return ReadingView(validated.desired, validated.config, validated.root)
+
+    def _reading_store(self) -> StateStore:
+        reading = self.reading
+        return open_store(reading.config.state, reading.root, reading.config.providers)
 
     # -- state access -----------------------------------------------------------
     @staticmethod
@@ -445,9 +482,8 @@ class Session:
         by ``key=value`` tags."""
         from reconciler.inventory import inventory
 
-        validated = self.validated
-        recorded = self._read_state(self.open_store())
-        rows = inventory(validated.desired, recorded, datetime.now(UTC))
+        recorded = self._read_state(self._reading_store())
+        rows = inventory(self.reading.desired, recorded, datetime.now(UTC))
         wanted = tag_filter(tags)
         rows["certificates"] = [c for c in rows["certificates"] if tagged(c["tags"], wanted)]
         return rows
@@ -458,8 +494,8 @@ class Session:
         from reconciler.report.model import build_report
 
         now = _moment(at, datetime.now(UTC))
-        validated = self.validated
-        store = self.open_store()
+        reading = self.reading
+        store = self._reading_store()
         recorded, audit = RecordedState(lineage="", serial=0), []
         if store.exists:
             try:
@@ -469,7 +505,7 @@ class Session:
             finally:
                 store.close()
         return build_report(
-            validated.desired, recorded, audit, now, config=str(self.config), state=store.where,
+            reading.desired, recorded, audit, now, config=str(self.config), state=store.where,
             wanted=tag_filter(tags),
         )  # fmt: skip
 
@@ -478,8 +514,8 @@ class Session:
         history (``certificate_view.py``); lock-free, public data only."""
         from reconciler.certificate_view import details, resolve
 
-        desired = self.validated.desired
-        store = self.open_store()
+        desired = self.reading.desired
+        store = self._reading_store()
         if not store.exists:
             recorded = RecordedState(lineage="", serial=0)
             kind, name = resolve(address, desired, recorded)
@@ -521,10 +557,10 @@ class Session:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         now = _moment(at, datetime.now(UTC))
-        validated = self.validated
-        store = self.open_store()
+        reading = self.reading
+        store = self._reading_store()
         recorded = self._read_state(store)
-        desired = validated.desired
+        desired = reading.desired
         renew_before = {c.address: c.renew_before for c in desired.certificates} | {
             a.address: a.renew_before for a in desired.authorities
         }
@@ -534,8 +570,8 @@ class Session:
 
             findings += acm_findings(recorded, describe_for_check)
         findings += self._pending_acm_findings(desired, recorded)
-        endpoints = validated.config.endpoints
-        watches = endpoint_watches(desired, recorded, store, endpoints, validated.root)
+        endpoints = reading.config.endpoints
+        watches = endpoint_watches(desired, recorded, store, endpoints, reading.root)
         findings += endpoint_findings(watches, now, window)
         if wanted:  # only certificates carry tags: the filter keeps theirs
             chosen = {c.address for c in desired.certificates if tagged(c.tags, wanted)}
@@ -565,16 +601,17 @@ class Session:
         writes to ``out``); None when the configuration has no notifications."""
         from reconciler.monitoring.notifications import notify
 
-        notifications = self.validated.config.notifications
+        reading = self.reading
+        notifications = reading.config.notifications
         if notifications is None:
             return None
         return notify(
             notifications,
             result.metrics,
             result.now,
-            root=self.validated.root,
+            root=reading.root,
             out=out or sys.stdout,
-            providers=self.validated.config.providers,
+            providers=reading.config.providers,
         )
 
     def cloudwatch_settings(self, requested: bool = False) -> CloudWatchConfig | None:
@@ -584,7 +621,7 @@ class Session:
         before the check runs, so that a flag that cannot work changes nothing."""
         from reconciler.monitoring.cloudwatch import DEFAULT_NAMESPACE, CloudWatchConfig
 
-        config = self.validated.config
+        config = self.reading.config
         if config.cloudwatch is not None or not requested:
             return config.cloudwatch
         first = next((n for n, p in config.providers.items() if p.type == "aws"), None)
@@ -603,7 +640,7 @@ class Session:
 
         if settings is None:
             return None
-        return publish(settings, self.validated.config.providers, result.metrics, result.now)
+        return publish(settings, self.reading.config.providers, result.metrics, result.now)
 
     def iam_policy(self, cloudwatch: bool = False) -> dict[str, Any]:
         """The IAM policy document this configuration's AWS calls need (no

@@ -323,3 +323,30 @@ def _child_annotation(annotation: Any, step: str | int) -> Any:
     if origin is list:
         return typing.get_args(annotation)[0]
     return None
+
+
+def state_settings_only(
+    path: Path, variables: Mapping[str, Any] | None = None
+) -> tuple[CertformConfig, Path] | None:
+    """The configuration reduced to what reading the state needs (``state:`` and the
+    providers that validate on their own), for ``show``/``check``/``report`` when an
+    unrelated part is invalid: they then show what the state records.  None when
+    even that cannot be had (unparsable files, an invalid ``state:`` block)."""
+    try:
+        loaded = load_config(path, variables)
+    except ConfigError:
+        return None
+    data = loaded.data if isinstance(loaded.data, dict) else {}
+    providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    kept = {}
+    for name, settings in providers.items():
+        try:
+            CertformConfig.model_validate({"providers": {name: settings}})
+        except ValidationError:
+            continue
+        kept[name] = settings
+    reduced = {"providers": kept} | ({"state": data["state"]} if "state" in data else {})
+    try:
+        return CertformConfig.model_validate(reduced), loaded.root
+    except ValidationError:
+        return None

@@ -198,10 +198,18 @@ def build_report(
 def _with_recorded(
     rows: Sequence[dict[str, Any]], records: Mapping[str, Any], shape: Any
 ) -> list[tuple[dict[str, Any], Any, bool]]:
-    """(row, record, declared): ``show``'s rows with their records, then what only
-    the state records, made into rows of the same keys by ``shape``."""
-    listed = {row["address"] for row in rows}
-    result = [(row, records.get(row["address"].split(".", 1)[1]), True) for row in rows]
+    """(row, record, declared): ``show``'s rows with their records; what only the
+    state records (``declared`` false in ``show``, or missing from it) made into rows
+    of the same keys by ``shape``."""
+    result = []
+    listed = set()
+    for row in rows:
+        record = records.get(row["address"].split(".", 1)[1])
+        listed.add(row["address"])
+        if row.get("declared", True):
+            result.append((row, record, True))
+        elif record is not None:
+            result.append((shape(record), record, False))
     for _, record in sorted(records.items()):
         if record.address not in listed:
             result.append((shape(record), record, False))
