@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +188,16 @@ PG_DSN = "CERTFORM_PG_DSN"
 BACKENDS = ("sqlite", "postgres")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = os.environ.get("CERTFORM_CACHE_DIR", "")
+    if os.path.basename(cache).startswith("certform-cache-"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # The parse cache (config/parse_cache.py) of the whole run in one private place,
+    # not in the user's ~/.cache: tests share its hits, and leave nothing behind.
+    os.environ.setdefault("CERTFORM_CACHE_DIR", tempfile.mkdtemp(prefix="certform-cache-"))
     config.addinivalue_line(
         "markers",
         "state_backends: run the module's workspace tests against SQLite and PostgreSQL",

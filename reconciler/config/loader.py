@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from reconciler.config.lineindex import LineIndex
+from reconciler.config.parse_cache import cached_parse
 from reconciler.config.sourcemap import (
     LIST_SECTIONS,
     MERGED_SECTIONS,
@@ -193,8 +195,13 @@ def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, An
         from reconciler.config.templating import render_config_text
 
         text = render_config_text(text, str(path), display, variables)
+    data, index = cached_parse(text, lambda rendered: _parsed(rendered, display))
+    return SourceFile(path, display, index), data
+
+
+def _parsed(text: str, display: str) -> tuple[Any, LineIndex]:
     parsed = parse_document(text, display)
-    return SourceFile(path, display, parsed.index), parsed.data
+    return parsed.data, parsed.index
 
 
 # --- merging --------------------------------------------------------------------------

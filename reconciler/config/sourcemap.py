@@ -17,9 +17,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.config.lineindex import LineIndex
+
+if TYPE_CHECKING:
+    from reconciler.config.parse_cache import LazyLineIndex
 from reconciler.errors import ConfigIssue
 
 __all__ = [
@@ -73,7 +76,7 @@ def format_field(path: DataPath) -> str:
 class SourceFile:
     """One parsed file: where it is, how to name it, and the line index its parse built."""
 
-    def __init__(self, path: Path, display: str, index: LineIndex) -> None:
+    def __init__(self, path: Path, display: str, index: LineIndex | LazyLineIndex) -> None:
         self.path = path
         self.display = display
         self.index = index
