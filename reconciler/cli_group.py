@@ -100,7 +100,10 @@ class CertformGroup(TyperGroup):
         return command
 
     def list_commands(self, ctx: Any) -> list[str]:
-        """In the order of a day's work, not of registration."""
+        """In the order of a day's work, not of registration (the top level only:
+        ``state``'s subcommands keep theirs)."""
+        if "init" not in self.commands:
+            return list(self.commands)
         rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
         return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
