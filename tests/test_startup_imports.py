@@ -61,3 +61,14 @@ def test_the_monitoring_package_still_offers_its_names() -> None:
         ("reconciler.monitoring.",),
     )
     assert loaded == ["reconciler.monitoring.notifications", "reconciler.monitoring.prometheus"]
+
+
+def test_the_libraries_of_one_command_load_only_when_used() -> None:
+    """prometheus_client renders `check --format prometheus` / `--textfile`; requests
+    sends webhooks and ARI requests: neither loads with the config models or the
+    metrics module."""
+    loaded = _loaded_after(
+        "import reconciler.config.models, reconciler.monitoring.prometheus, reconciler.http",
+        ("prometheus_client", "requests", "urllib3"),
+    )
+    assert loaded == []
