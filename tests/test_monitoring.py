@@ -6,6 +6,7 @@ webhook sink talks to a real HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -34,7 +35,6 @@ from reconciler.monitoring.notifications import (
     NotificationsConfig,
     StdoutSink,
     WebhookSink,
-    _retry_after,
     deliver,
     deliver_all,
     expiry_events,
@@ -484,13 +484,21 @@ class Hook:
 def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
     for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(variable, raising=False)
-    server = Hook()
+    with serving(Hook()) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving(server: Hook) -> Iterator[Hook]:
+    """``server`` answering in a thread until the block ends."""
     thread = threading.Thread(target=server.server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
-    thread.join(5)
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+        thread.join(5)
 
 
 class Sleeps(list[float]):
@@ -597,15 +605,6 @@ def test_webhook_missing_env_header_fails_without_sending(
     assert [f.reason for f in report.failed] == [
         "environment variable CERTFORM_HOOK_TOKEN is not set"
     ] * 2
-
-
-def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert _retry_after("7") == 7.0
-    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    future = datetime.now(UTC) + timedelta(seconds=30)
-    later = _retry_after(future.strftime("%a, %d %b %Y %H:%M:%S GMT"))
-    assert later is not None and 25 <= later <= 31
-    assert _retry_after("soon") is None and _retry_after(None) is None
 
 
 def test_webhook_url_from_env_is_used_and_never_printed(

@@ -63,8 +63,12 @@ def test_the_monitoring_package_still_offers_its_names() -> None:
     assert loaded == ["reconciler.monitoring.notifications", "reconciler.monitoring.prometheus"]
 
 
-def test_the_config_models_import_no_http_client() -> None:
-    """Webhook delivery imports its HTTP client when it sends: every command loads
-    the config models (and so the notification settings), few send anything."""
-    loaded = _loaded_after("import reconciler.config.models", ("http.client", "urllib.request"))
+def test_the_libraries_of_one_command_load_only_when_used() -> None:
+    """prometheus_client renders `check --format prometheus` / `--textfile`; requests
+    sends webhooks and ARI requests: neither (nor any HTTP client) loads with the
+    config models or the metrics module."""
+    loaded = _loaded_after(
+        "import reconciler.config.models, reconciler.monitoring.prometheus, reconciler.http",
+        ("prometheus_client", "requests", "urllib3", "http.client", "urllib.request"),
+    )
     assert loaded == []

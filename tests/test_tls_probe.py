@@ -519,6 +519,23 @@ def test_common_name_is_ignored_without_sans(fixed_pki: Pki) -> None:
     assert "name mismatch: a.test not in SANs (none)" in problems
 
 
+@pytest.mark.parametrize("name", ["a_b.a.test", "-x.a.test", "x..a.test", "", "."])
+def test_a_name_no_certificate_can_hold_matches_nothing(fixed_pki: Pki, name: str) -> None:
+    leaf = _leaf_with_san(fixed_pki, x509.SubjectAlternativeName([x509.DNSName("*.a.test")]))
+
+    assert not matches_hostname(leaf, name)
+
+
+def test_names_match_whatever_the_validity_and_key() -> None:
+    """The verifier judges the name only: expiry and the chain are assess's other checks."""
+    pki = make_pki(NOW - timedelta(days=90), NOW + timedelta(days=30), algorithm="ed25519")
+    expired = {"not_before": NOW - timedelta(days=60), "not_after": NOW - timedelta(days=2)}
+    leaf, _ = pki.leaf(["a.test", "*.b.test"], **expired)
+
+    assert matches_hostname(leaf, "a.test") and matches_hostname(leaf, "x.b.test")
+    assert not matches_hostname(leaf, "b.test")
+
+
 def _leaf_with_san(pki: Pki, san: x509.SubjectAlternativeName | None) -> x509.Certificate:
     """A leaf with a SAN the builder would refuse to make (or none at all)."""
     key = generate_private_key("ec-p256")

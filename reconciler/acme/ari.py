@@ -18,20 +18,16 @@ of renewing in lockstep (RFC 9773 recommends a uniform choice in the window).
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
-import http.client
 import json
 import re
-import ssl
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
 
+from reconciler import http
 from reconciler.errors import ProviderError
 
 # RFC 9773 suggests treating Retry-After values outside [1 minute, 1 day] as the
@@ -135,26 +131,15 @@ def _parse_rfc3339(value: Any, field: str) -> datetime:
 
 
 def _parse_retry_after(header: str | None, now: datetime) -> datetime | None:
-    """``Retry-After`` (delta-seconds or HTTP-date) as a time, clamped; None if unusable.
+    """``Retry-After`` as a time, clamped to [1 minute, 1 day]; None if absent or unusable.
 
     A missing or malformed header is not an error: the window itself is still
     good, and the caller falls back to its own re-check interval.
     """
-    if header is None or not header.strip():
+    delay = http.retry_after(header, now)
+    if delay is None:
         return None
-    text = header.strip()
-    if text.isdigit():
-        delay = timedelta(seconds=int(text))
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        delay = when - now
-    delay = min(max(delay, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
-    return now + delay
+    return now + min(max(delay, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
 
 
 def parse_renewal_info(body: bytes | str, retry_after: str | None, now: datetime) -> RenewalWindow:
@@ -226,36 +211,34 @@ def fetch_renewal_info(
     Raises ``ValueError`` when ``cert`` has no authority key identifier, and
     ``ProviderError`` (one line, no body dump) on network errors, TLS failures,
     HTTP errors other than 404, and malformed responses.  Read-only; safe to
-    repeat.
+    repeat.  Not retried here: this runs at plan time, where a CA that does not
+    answer costs a warning and the ``renew_before`` schedule rather than a wait,
+    and the answer's ``Retry-After`` says when to ask again (RFC 9773), not to
+    repeat this request.
     """
     url = f"{renewal_info_url.rstrip('/')}/{certificate_id(cert)}"
-    request = urllib.request.Request(
-        url, headers={"Accept": "application/json", "User-Agent": _USER_AGENT}
-    )
+    where = f"ACME renewal information {url}"
     try:
-        context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
-    except (OSError, ssl.SSLError) as error:
-        raise ProviderError(f"ca_bundle {ca_bundle} is unusable: {error}") from None
+        reply = http.get(
+            url,
+            timeout=timeout,
+            limit=_MAX_BODY,
+            ca_bundle=ca_bundle,
+            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+        )
+    except http.HttpError as error:
+        raise ProviderError(f"{where}: {error}") from None
+    if reply.status == 404:
+        return None
+    if reply.status >= 300:
+        detail = _problem_detail(reply.body)
+        raise ProviderError(f"{where}: HTTP {reply.status} {reply.reason}{detail}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:
-            body = reply.read(_MAX_BODY + 1)
-            retry_after = reply.headers.get("Retry-After")
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return None
-        detail = _problem_detail(error.read(_MAX_BODY))
-        raise ProviderError(
-            f"ACME renewal information {url}: HTTP {error.code} {error.reason}{detail}"
-        ) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        raise ProviderError(f"ACME renewal information {url}: {reason}") from None
-    if len(body) > _MAX_BODY:
-        raise ProviderError(f"ACME renewal information {url}: response larger than 64 KiB")
-    try:
-        return parse_renewal_info(body, retry_after, now or datetime.now(UTC))
+        return parse_renewal_info(
+            reply.body, reply.headers.get("Retry-After"), now or datetime.now(UTC)
+        )
     except ValueError as error:
-        raise ProviderError(f"ACME renewal information {url}: {error}") from None
+        raise ProviderError(f"{where}: {error}") from None
 
 
 def _minute(moment: datetime) -> str:

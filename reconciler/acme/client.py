@@ -15,6 +15,14 @@ client inside plan/apply needs and the library leaves out:
 
 One ``AcmeAccount`` per directory and account key; each worker thread gets its
 own ``ClientNetwork`` (nonces are per connection pool).
+
+Why the retries live here and not in urllib3's ``Retry`` (``reconciler/http.py``,
+which the webhook sink uses): almost every ACME request is a POST carrying a
+one-time nonce, so repeating the same bytes below the library can only earn a
+``badNonce``; a retry must re-sign with a fresh nonce, which only the ``acme``
+library's call does.  And this loop knows the CA's problem types and the order's
+deadline, which a transport-level retry cannot.  ``Retry-After`` is parsed by
+the one parser in ``reconciler/http.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from reconciler import http
 from reconciler.acme import solvers as solver_factory
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
@@ -454,17 +462,9 @@ class AcmeAccount:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped."""
-    if not value:
-        return None
-    with contextlib.suppress(ValueError):
-        return min(max(float(value), 0.0), BACKOFF_MAX)
-    from email.utils import parsedate_to_datetime
-
-    with contextlib.suppress(TypeError, ValueError):
-        moment = parsedate_to_datetime(value)
-        return min(max((moment - datetime.now(moment.tzinfo)).total_seconds(), 0.0), BACKOFF_MAX)
-    return None
+    """Seconds from a Retry-After header (``http.retry_after``), at most ``BACKOFF_MAX``."""
+    delay = http.retry_after(value)
+    return None if delay is None else min(delay.total_seconds(), BACKOFF_MAX)
 
 
 def _problem(error: messages.Error) -> str:

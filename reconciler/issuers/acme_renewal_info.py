@@ -10,14 +10,13 @@ that cannot be reached is a plan warning and the certificate falls back to
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
+from reconciler import http
 from reconciler.errors import ProviderError
 from reconciler.fsutil import config_path
 from reconciler.issuers.registry import certificate_spec
@@ -79,12 +78,17 @@ def _bundle(settings: dict[str, Any], root: Path) -> str | None:
 
 
 def _renewal_info_url(directory: str, bundle: str | None) -> str | None:
-    context = ssl.create_default_context(cafile=bundle) if bundle else None
-    request = urllib.request.Request(directory, headers={"User-Agent": "certform"})
+    """The directory's ``renewalInfo`` URL, None when it has none (read once, no retries:
+    see ``fetch_renewal_info``)."""
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as reply:
-            document = json.loads(reply.read(1 << 20))
-    except (OSError, ValueError) as exc:
+        reply = http.get(
+            directory, timeout=TIMEOUT, limit=1 << 20, ca_bundle=bundle,
+            headers={"User-Agent": "certform"},
+        )  # fmt: skip
+        if reply.status >= 300:
+            raise http.HttpError(f"HTTP {reply.status} {reply.reason}")
+        document = json.loads(reply.body)
+    except (http.HttpError, ValueError) as exc:
         raise ProviderError(f"cannot read the directory {directory}: {exc}") from None
     url = document.get("renewalInfo") if isinstance(document, dict) else None
     return str(url) if url else None

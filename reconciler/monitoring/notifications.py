@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO
 
 from pydantic import Field, field_validator, model_validator
 
-from reconciler import __version__
+from reconciler import __version__, http
 from reconciler.config.types import StrictModel
 
 if TYPE_CHECKING:  # the config models import this module: no issuer registry for them
-    import urllib.request
+    import requests
 
     from reconciler.monitoring.prometheus import CertificateMetric
 
@@ -224,12 +224,7 @@ class WebhookSink(StrictModel):
         """Scheme, host and port only: user info, path and query may hold tokens."""
         if self.url is None:
             return f"webhook ${self.url_env}"
-        parts = urllib.parse.urlsplit(self.url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return f"webhook {parts.scheme}://{netloc}"
+        return f"webhook {http.origin(self.url)}"
 
 
 def _url_problem(url: str) -> str | None:
@@ -358,7 +353,6 @@ def deliver(
     root: Path | None = None,
     out: TextIO | None = None,
     sleep: Sleep = time.sleep,
-    opener: urllib.request.OpenerDirector | None = None,
     providers: Mapping[str, Any] | None = None,
 ) -> DeliveryReport:
     """Send ``events`` to ``sink``; never raises for a delivery that failed.
@@ -367,7 +361,8 @@ def deliver(
     where the stdout sink writes (default ``sys.stdout``; pass ``sys.stderr``
     when stdout carries other machine-readable output).  ``providers``: the
     configuration's provider entries (the eventbridge sink names one).  ``sleep``
-    and ``opener`` are for tests.  Safe to repeat: event ids are stable for a day."""
+    (the wait between webhook attempts) is for tests.  Safe to repeat: event ids
+    are stable for a day."""
     if not events:
         return DeliveryReport(sink.describe())
     if isinstance(sink, StdoutSink):
@@ -381,7 +376,7 @@ def deliver(
         from reconciler.monitoring.eventbridge import deliver_eventbridge
 
         return deliver_eventbridge(events, sink, providers or {})
-    return _deliver_webhook(events, sink, sleep, opener or _opener())
+    return _deliver_webhook(events, sink, sleep)
 
 
 def deliver_all(
@@ -450,22 +445,6 @@ def _open_append(path: Path) -> int:
 
 
 # -- webhook --------------------------------------------------------------------------
-# The HTTP client (urllib.request, http.client, email) is imported when a webhook is
-# sent, not with the config models that import this module: every command loads
-# those, few send anything.
-def _opener() -> urllib.request.OpenerDirector:
-    import urllib.request
-
-    class _NoRedirect(urllib.request.HTTPRedirectHandler):
-        """A redirect would turn the POST into a bodiless GET, or carry the
-        headers to another host: report it instead."""
-
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    return urllib.request.build_opener(_NoRedirect)
-
-
 @dataclass(frozen=True)
 class _Outcome:
     reason: str | None = None
@@ -474,34 +453,38 @@ class _Outcome:
     """The endpoint stayed unreachable or overloaded through every retry."""
 
 
-def _deliver_webhook(
-    events: Sequence[Event],
-    sink: WebhookSink,
-    sleep: Sleep,
-    opener: urllib.request.OpenerDirector,
-) -> DeliveryReport:
+def _deliver_webhook(events: Sequence[Event], sink: WebhookSink, sleep: Sleep) -> DeliveryReport:
     """Events in order; once one exhausts its retries, the rest are reported
     without being attempted (one dead endpoint must not hold the job for
-    events × retries × timeout)."""
+    events × retries × timeout).
+
+    Retries are urllib3's (``http.retrying``): a failed connection, a timeout, 429
+    and 5xx, after ``Retry-After`` (at most ``MAX_WAIT``) or 1, 2, 4... seconds.
+    Retrying a POST is safe here: every event carries a stable ``id``, also sent
+    as ``Idempotency-Key``, so a receiver that got it twice can drop the copy."""
     where = sink.describe()
     try:
         url, headers = _resolve(sink)
     except _Unresolved as exc:
         return _all_failed(events, where, str(exc))
+    retry = http.retrying(
+        sink.retries, methods={"POST"}, backoff=BACKOFF_BASE, max_wait=MAX_WAIT, pause=sleep
+    )
     sent: list[str] = []
     failed: list[DeliveryFailure] = []
     given_up: str | None = None  # the reason for every event after a dead endpoint
-    for event in events:
-        if given_up is not None:
-            failed.append(DeliveryFailure(event["id"], given_up))
-            continue
-        outcome = _post(event, url, sink, headers, sleep, opener)
-        if outcome.reason is None:
-            sent.append(event["id"])
-            continue
-        failed.append(DeliveryFailure(event["id"], outcome.reason))
-        if outcome.unavailable:
-            given_up = "not attempted: an earlier event failed"
+    with http.session(retry) as client:
+        for event in events:
+            if given_up is not None:
+                failed.append(DeliveryFailure(event["id"], given_up))
+                continue
+            outcome = _post(client, event, url, sink, headers)
+            if outcome.reason is None:
+                sent.append(event["id"])
+                continue
+            failed.append(DeliveryFailure(event["id"], outcome.reason))
+            if outcome.unavailable:
+                given_up = "not attempted: an earlier event failed"
     return DeliveryReport(where, tuple(sent), tuple(failed))
 
 
@@ -533,72 +516,41 @@ def _environ(variable: str) -> str:
 
 
 def _post(
+    client: requests.Session,
     event: Event,
     url: str,
     sink: WebhookSink,
     headers: Mapping[str, str],
-    sleep: Sleep,
-    opener: urllib.request.OpenerDirector,
 ) -> _Outcome:
-    import http.client
-    import urllib.error
-    import urllib.request
+    """One event, with the session's retries; the answer's body is never read."""
+    import requests
 
-    body = json.dumps(event).encode("utf-8")
     request_headers = {
         "Content-Type": "application/json",
         "User-Agent": f"certform/{__version__}",
         "Idempotency-Key": event["id"],
         **headers,
     }
-    attempts = sink.retries + 1
-    for attempt in range(attempts):
-        request = urllib.request.Request(url, body, request_headers, method="POST")
-        wait = min(BACKOFF_BASE * 2**attempt, MAX_WAIT)
-        try:
-            with opener.open(request, timeout=sink.timeout) as response:
-                response.read()
-            return _Outcome()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                reason = f"HTTP {exc.code} {exc.reason}".strip()
-                if not _retryable(exc.code):
-                    if 300 <= exc.code < 400:
-                        reason += " (redirects are not followed)"
-                    return _Outcome(reason)
-                retry_after = _retry_after(exc.headers.get("Retry-After"))
-                if retry_after is not None:
-                    wait = min(retry_after, MAX_WAIT)
-        except urllib.error.URLError as exc:
-            reason = f"cannot connect: {exc.reason}"
-        except TimeoutError:
-            reason = f"no answer within {sink.timeout:g}s"
-        except (http.client.InvalidURL, ValueError):  # their messages quote the URL or a header
-            return _Outcome("the request cannot be built: the URL or a header value is invalid")
-        except (OSError, http.client.HTTPException) as exc:
-            reason = f"connection failed: {exc!r}"
-        if attempt + 1 < attempts:
-            sleep(wait)
-    return _Outcome(f"{reason} (after {attempts} attempts)", unavailable=True)
-
-
-def _retryable(status: int) -> bool:
-    return status == 429 or status >= 500
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    import email.utils
-
+    attempts = f"(after {sink.retries + 1} attempts)"
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        with client.post(
+            url,
+            data=json.dumps(event).encode("utf-8"),
+            headers=request_headers,
+            timeout=sink.timeout,
+            allow_redirects=False,  # a redirect would carry the headers to another URL
+            stream=True,
+        ) as response:
+            status, phrase = response.status_code, response.reason or ""
+    except ValueError:  # invalid URL or header: their messages quote the URL or a header
+        return _Outcome("the request cannot be built: the URL or a header value is invalid")
+    except (requests.RequestException, OSError) as exc:
+        return _Outcome(f"{http.failure(exc, sink.timeout)} {attempts}", unavailable=True)
+    if status < 300:
+        return _Outcome()
+    reason = f"HTTP {status} {phrase}".strip()
+    if status in http.RETRYABLE_STATUS:  # urllib3 retried it as often as allowed
+        return _Outcome(f"{reason} {attempts}", unavailable=True)
+    if status < 400:
+        reason += " (redirects are not followed)"
+    return _Outcome(reason)

@@ -11,21 +11,29 @@ the only I/O.  One series per certificate and gauge, labelled ``name``,
 work without certform running as a server.  Samples carry no timestamps (the
 textfile collector rejects them); node_exporter's ``node_textfile_mtime_seconds``
 tells how fresh the file is.
+
+The text itself is ``prometheus_client``'s (``generate_latest`` over a private
+``CollectorRegistry``: its escaping and number formatting, not ours), imported
+only when metrics are rendered, so other commands do not pay for it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.fsutil import write_atomic
 from reconciler.issuers.registry import certificate_spec
 from reconciler.model.desired import DesiredState
 from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.policy.renewal import renewal_time
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 
 @dataclass(frozen=True)
@@ -87,31 +95,53 @@ def render_prometheus(certificates: Sequence[CertificateMetric], now: datetime) 
     Series are ordered by certificate name, so the same input renders the same
     bytes.  Raises ``ValueError`` when two certificates share a name (their
     series would collide)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
     ordered = sorted(certificates, key=lambda c: c.name)
     names = [c.name for c in ordered]
     if len(set(names)) != len(names):
         raise ValueError("certificate names must be unique to render metrics")
-    labels = {c.name: _labels(c) for c in ordered}
-    families = [
-        (EXPIRATION, [(labels[c.name], _seconds(c.not_after)) for c in ordered if c.not_after]),
-        (NOT_BEFORE, [(labels[c.name], _seconds(c.not_before)) for c in ordered if c.not_before]),
-        (READY, [(labels[c.name], float(c.is_ready(now))) for c in ordered]),
-        (RENEWAL, [(labels[c.name], _seconds(c.renewal_at)) for c in ordered if c.renewal_at]),
-    ]
-    lines: list[str] = []
-    for gauge, samples in families:
-        lines.append(f"# HELP {gauge.name} {gauge.help}")
-        lines.append(f"# TYPE {gauge.name} gauge")
-        lines.extend(f"{gauge.name}{{{label}}} {_number(value)}" for label, value in samples)
-    return "\n".join(lines) + "\n"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(ordered, now))
+    return generate_latest(registry).decode("utf-8")
+
+
+class _Snapshot:
+    """A custom collector (prometheus_client's pattern for metrics that come from
+    elsewhere): the four gauges of one fixed set of certificates.  Not a ``Gauge``:
+    its label names are fixed per metric, while each certificate has its own tags."""
+
+    def __init__(self, certificates: Sequence[CertificateMetric], now: datetime) -> None:
+        self._certificates = certificates
+        self._now = now
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
+        certificates = self._certificates
+        labels = {c.name: _labels(c) for c in certificates}
+        families = [
+            (EXPIRATION, [(c.name, _seconds(c.not_after)) for c in certificates if c.not_after]),
+            (NOT_BEFORE, [(c.name, _seconds(c.not_before)) for c in certificates if c.not_before]),
+            (READY, [(c.name, float(c.is_ready(self._now))) for c in certificates]),
+            (RENEWAL, [(c.name, _seconds(c.renewal_at)) for c in certificates if c.renewal_at]),
+        ]
+        for gauge, samples in families:
+            family = GaugeMetricFamily(gauge.name, gauge.help)
+            for name, value in samples:
+                family.add_sample(gauge.name, labels[name], value)
+            yield family
 
 
 def write_textfile(path: Path, text: str) -> None:
-    """Replace ``path`` atomically (temp file in the same directory, then
+    """Replace ``path`` atomically (temp file in the same directory, fsync, then
     ``os.replace``; mode 0644), so node_exporter never scrapes half a file.
 
-    The collector reads only ``*.prom`` files in its directory; the temp file is
-    named ``.<name>.<random>.tmp`` and is never picked up.  Raises ``OSError``."""
+    Not prometheus_client's ``write_to_textfile``: its file gets the umask's mode
+    (0600 under ``umask 077``, which node_exporter, another user, cannot read) and
+    is not synced; ``fsutil.write_atomic`` gives 0644 whatever the umask.  The
+    collector reads only ``*.prom`` files in its directory; the temp file is named
+    ``.<name>.<random>.tmp`` and is never picked up.  Raises ``OSError``."""
     if not text.endswith("\n"):
         text += "\n"
     write_atomic(path, text.encode("utf-8"), 0o644)
@@ -133,11 +163,6 @@ def tag_label_names(tags: Iterable[str]) -> dict[str, str]:
         taken.add(label)
         result[key] = label
     return result
-
-
-def escape_label_value(value: str) -> str:
-    """Escape per the exposition format: backslash, double quote and newline."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def certificate_metrics(recorded: RecordedState, desired: DesiredState) -> list[CertificateMetric]:
@@ -202,11 +227,10 @@ def _first(names: Sequence[str]) -> str | None:
     return names[0] if names else None
 
 
-def _labels(certificate: CertificateMetric) -> str:
-    pairs = [("name", certificate.name), ("issuer", certificate.issuer)]
+def _labels(certificate: CertificateMetric) -> dict[str, str]:
     label_names = tag_label_names(certificate.tags)
-    pairs += sorted((label_names[k], v) for k, v in certificate.tags.items())
-    return ",".join(f'{key}="{escape_label_value(value)}"' for key, value in pairs)
+    tags = {label_names[key]: value for key, value in certificate.tags.items()}
+    return {"name": certificate.name, "issuer": certificate.issuer, **tags}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -216,7 +240,3 @@ def _utc(moment: datetime) -> datetime:
 def _seconds(moment: datetime | None) -> float:
     assert moment is not None  # callers filter None out
     return _utc(moment).timestamp()
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if value.is_integer() else repr(value)

@@ -102,21 +102,59 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 def matches_hostname(cert: x509.Certificate, name: str) -> bool:
     """RFC 6125 matching of ``name`` against the SANs of ``cert`` (the CN is never used).
 
-    DNS names compare case-insensitively, ignoring a trailing dot; a SAN wildcard
-    counts only as the whole leftmost label, stands for exactly one label and
-    needs two labels after it.  An IP address matches IP SANs only.
+    The matching is cryptography's server verifier (``build_server_verifier``).  It
+    verifies a chain too, and here only the name is asked: so the store holds
+    ``cert`` itself (a trusted certificate is its own chain), the time is inside
+    its validity and only the SAN is required of it.  Not the presented chain and
+    roots: a broken chain must not hide a name mismatch; ``assess`` reports expiry
+    and the chain as findings of their own.
+
+    DNS names compare case-insensitively, ignoring a trailing dot, an IDN by its
+    A-label; a SAN wildcard counts only as the whole leftmost label and stands for
+    exactly one label; a SAN with a trailing dot (not a valid dNSName) matches
+    nothing, nor does a name no certificate can hold (``a_b.test``).  One rule on
+    top of cryptography's: a wildcard directly
+    under one label (``*.test``) matches nothing, as in OpenSSL's
+    ``X509_check_host`` (what HAProxy, nginx and curl check with).  An IP address
+    matches IP SANs only.
     """
-    san = _san(cert)
-    if san is None:
+    subject = _reference(name)
+    if subject is None:
+        return False
+    if isinstance(subject, x509.DNSName) and subject.value.count(".") < 2:
+        # Only an exact SAN can match: a wildcard would sit directly under one label.
+        exact = {p.rstrip(".").lower() for p in _san_dns(cert) if not p.startswith("*")}
+        if subject.value not in exact:
+            return False
+    policy = (
+        verification.PolicyBuilder()
+        .store(verification.Store([cert]))
+        .time(cert.not_valid_before_utc)
+        .extension_policies(
+            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+            ee_policy=verification.ExtensionPolicy.permit_all().require_present(
+                x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
+            ),
+        )
+    )
+    try:
+        verifier = policy.build_server_verifier(subject)
+    except ValueError:  # not a host name a certificate can hold ("a_b.test", "-a.test")
         return False
     try:
-        address = ipaddress.ip_address(name.strip("[]"))
+        verifier.verify(cert, [])
+    except verification.VerificationError:
+        return False
+    return True
+
+
+def _reference(name: str) -> x509.DNSName | x509.IPAddress | None:
+    """``name`` as the verifier's subject; None for a name that can match nothing."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name.strip("[]")))
     except ValueError:
         reference = _normalise_dns(name)
-        if reference is None:
-            return False
-        return any(_dns_matches(p, reference) for p in san.get_values_for_type(x509.DNSName))
-    return address in san.get_values_for_type(x509.IPAddress)
+    return None if reference is None else x509.DNSName(reference)
 
 
 @functools.cache
@@ -272,15 +310,9 @@ def _normalise_dns(name: str) -> str | None:
         return None
 
 
-def _dns_matches(pattern: str, reference: str) -> bool:
-    pattern = pattern.rstrip(".").lower()
-    if "*" not in pattern:
-        return pattern == reference
-    first, _, rest = pattern.partition(".")
-    if first != "*" or "*" in rest or rest.count(".") < 1:
-        return False
-    label, _, reference_rest = reference.partition(".")
-    return bool(label) and reference_rest == rest
+def _san_dns(cert: x509.Certificate) -> list[str]:
+    san = _san(cert)
+    return san.get_values_for_type(x509.DNSName) if san is not None else []
 
 
 def _load_der(der: bytes) -> x509.Certificate | None:
