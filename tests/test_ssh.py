@@ -6,6 +6,7 @@ through the connection (test, reload, handshake, rollback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from reconciler.providers.tls_probe import probe
 from tests.conftest import EXAMPLE, Workspace, certform_argv
+from tests.nginx_lab import NginxLab, ServerSpec, nginx_binary, write_self_signed
 from tests.ssh_lab import SshLab, provider_yaml, sshd_binary
 
 pytestmark = pytest.mark.integration
@@ -233,3 +237,122 @@ def test_sshd_killed_between_upload_and_rename(workspace: Workspace, up: SshLab)
     assert (remote / "web0/key.pem").read_bytes() != before["key.pem"]
     assert (remote / "web0/key.pem").stat().st_mode & 0o777 == 0o600
     assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+
+def _file_serial(path: Path) -> str:
+    return format(x509.load_pem_x509_certificate(path.read_bytes()).serial_number, "x")
+
+
+def _nginx_config(ws: Workspace, ssh: SshLab, nginx: NginxLab, test_command: list[str]) -> None:
+    tls = ws.root / "nginx" / "tls"
+    provider = {
+        "type": "nginx",
+        "via": "web1",
+        "test_command": test_command,
+        "reload_command": nginx.reload_command,
+        "command_timeout": "20s",
+    }
+    target = {
+        "type": "nginx",
+        "provider": "web1-nginx",
+        "certificate_path": str(tls / "api.crt"),
+        "key_path": str(tls / "api.key"),
+        "verify_endpoint": {
+            "host": "127.0.0.1",
+            "port": nginx.port,
+            "server_name": "api.example.test",
+            "timeout": "3s",
+        },
+    }
+    ws.write(
+        PKI
+        + "providers:\n"
+        + provider_yaml(ssh)
+        + f"  web1-nginx: {json.dumps(provider)}\n"
+        + textwrap.dedent(f"""\
+            certificates:
+              api:
+                names: [api.example.test]
+                issuer: issuing
+                key: ec-p256
+                validity: 90d
+            bindings:
+              - certificate: api
+                target: {json.dumps(target)}
+            """)
+    )
+
+
+def test_nginx_over_ssh_reloads_verifies_and_rolls_back(workspace: Workspace, up: SshLab) -> None:
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    tls = workspace.root / "nginx" / "tls"
+    tls.mkdir(parents=True)
+    write_self_signed(tls / "api.crt", tls / "api.key", "api.example.test")
+    servers = [ServerSpec("api.example.test", tls / "api.crt", tls / "api.key")]
+    with NginxLab.start(workspace.root / "nginx", servers) as nginx:
+        # The commands leave a trace only when sshd ran them.
+        trace = workspace.root / "ran-over-ssh"
+        traced = ["sh", "-c", f'[ -n "$SSH_CONNECTION" ] && touch {trace}; exec "$@"', "sh"]
+        _nginx_config(workspace, up, nginx, [*traced, *nginx.test_command])
+        result = workspace.ok("apply", "--auto-approve")
+        assert "verified at 127.0.0.1:" in result.out
+        served = probe("127.0.0.1", nginx.port, "api.example.test", timeout=3).serial
+        assert served == _file_serial(tls / "api.crt")
+        assert trace.exists()
+        assert (tls / "api.key").stat().st_mode & 0o777 == 0o600
+        assert workspace.run("plan", "--detailed-exitcode").code == 0
+
+        # A failing `nginx -t` on the host: files put back, nginx keeps the old certificate.
+        _nginx_config(workspace, up, nginx, ["sh", "-c", "echo 'emerg: broken' >&2; exit 1"])
+        before = (tls / "api.crt").read_bytes()
+        failed = workspace.run("apply", "--auto-approve", "--replace", "certificate.api")
+        assert failed.code == 1, failed.text
+        assert "test_command sh on web1 exited with 1: emerg: broken" in failed.text
+        assert "previous files restored" in failed.text
+        assert (tls / "api.crt").read_bytes() == before
+        assert probe("127.0.0.1", nginx.port, "api.example.test", timeout=3).serial == served
+
+
+def test_bad_ssh_settings_are_config_errors(workspace: Workspace, up: SshLab) -> None:
+    loose = workspace.root / "loose_key"
+    loose.write_bytes(up.client_key.read_bytes())
+    loose.chmod(0o644)
+    base = PKI + "certificates:\n  web: {names: [web.example.test], issuer: issuing}\n"
+    cases = {
+        "inline": (
+            "providers:\n  web1: {type: ssh, host: h, user: u, identity: KEYTEXT, "
+            "known_hosts: kh}\n",
+            "an inline private key is refused",
+        ),
+        "loose": (
+            f"providers:\n  web1: {{type: ssh, host: h, user: u, identity_file: {loose}, "
+            f"known_hosts: {up.known_hosts}}}\n",
+            f"permissions 0644 for '{loose}' are too open",
+        ),
+        "relative": (
+            provider_yaml(up).join(["providers:\n", ""])
+            + "bindings:\n  - certificate: web\n"
+            + "    target: {type: files, via: web1, directory: out/web}\n",
+            "must be an absolute path on the host with via",
+        ),
+        "pass_env": (
+            provider_yaml(up).join(["providers:\n", ""])
+            + "bindings:\n  - certificate: web\n"
+            + "    target: {type: files, via: web1, directory: /srv/web, post_deploy: [x], "
+            + "pass_env: [HOME]}\n",
+            "pass_env cannot be used with via",
+        ),
+        "unknown": (
+            "bindings:\n  - certificate: web\n"
+            + "    target: {type: files, via: web2, directory: /srv/web}\n",
+            "unknown ssh provider 'web2' in via",
+        ),
+    }
+    for name, (text, message) in cases.items():
+        workspace.write(base + text)
+        result = workspace.run("validate")
+        assert result.code == 1, (name, result.text)
+        assert message in result.err, (name, result.err)
+        assert "certform.yaml:" in result.err, (name, result.err)
+        assert "Traceback" not in result.err and "KEYTEXT" not in result.err
