@@ -166,10 +166,16 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def provider_yaml(lab: SshLab, name: str = "web1", known_hosts: Path | None = None) -> str:
-    """The ``providers:`` entry (one flow mapping line) reaching ``lab``."""
+def provider_yaml(
+    lab: SshLab, name: str = "web1", known_hosts: Path | None = None, identity_env: str = ""
+) -> str:
+    """The ``providers:`` entry (one flow mapping line) reaching ``lab``: the client key
+    as a file, or named by ``identity_env`` (the variable must hold its text)."""
     hosts = known_hosts or lab.known_hosts
+    identity = (
+        f"identity_env: {identity_env}" if identity_env else f"identity_file: {lab.client_key}"
+    )
     return (
         f"  {name}: {{type: ssh, host: 127.0.0.1, port: {lab.port}, user: {lab.user}, "
-        f"identity_file: {lab.client_key}, known_hosts: {hosts}, timeout: 5s}}\n"
+        f"{identity}, known_hosts: {hosts}, timeout: 5s}}\n"
     )

@@ -55,6 +55,7 @@ def _config(
     count: int = 1,
     known_hosts: Path | None = None,
     local: bool = True,
+    identity_env: str = "",
 ) -> Path:
     remote = ws.root / "remote"
     bindings = ""
@@ -69,7 +70,7 @@ def _config(
     ws.write(
         PKI
         + "providers:\n"
-        + provider_yaml(lab, known_hosts=known_hosts)
+        + provider_yaml(lab, known_hosts=known_hosts, identity_env=identity_env)
         + textwrap.dedent("""\
             certificates:
               web:
@@ -89,7 +90,14 @@ def test_files_over_ssh_match_a_local_deploy_and_post_deploy_sees_no_secret(
 ) -> None:
     env_file = workspace.root / "hook-env.txt"
     workspace.env["SSH_TEST_SECRET"] = "do-not-leak"
-    remote = _config(workspace, up, post_deploy=f'[sh, -c, "env > {env_file}; pwd >> {env_file}"]')
+    key_text = up.client_key.read_text()
+    workspace.env["DEPLOY_SSH_KEY"] = key_text  # the CI way: the key's text in a secret
+    remote = _config(
+        workspace,
+        up,
+        post_deploy=f'[sh, -c, "env > {env_file}; pwd >> {env_file}"]',
+        identity_env="DEPLOY_SSH_KEY",
+    )
     result = workspace.ok("apply", "--auto-approve")
     assert "binding.files:web1:" in result.out, result.out
     for name in FILES:
@@ -102,8 +110,10 @@ def test_files_over_ssh_match_a_local_deploy_and_post_deploy_sees_no_secret(
     assert "CERTFORM_CERTIFICATE=web" in hook
     assert f"{remote}/web0" in hook  # ran in the directory, on the host
     assert "SSH_CONNECTION=" in hook  # through sshd, not a local child
-    for secret in ("CERTFORM_MASTER_KEY", workspace.env["CERTFORM_MASTER_KEY"], "do-not-leak"):
+    secrets = ("CERTFORM_MASTER_KEY", workspace.env["CERTFORM_MASTER_KEY"], "do-not-leak")
+    for secret in (*secrets, "DEPLOY_SSH_KEY", key_text.splitlines()[1]):
         assert secret not in hook
+    assert key_text.splitlines()[1] not in result.text
     assert not [p for p in (remote / "web0").iterdir() if p.name.endswith(".tmp")]
     assert workspace.run("plan", "--detailed-exitcode").code == 0
 
@@ -356,3 +366,37 @@ def test_bad_ssh_settings_are_config_errors(workspace: Workspace, up: SshLab) ->
         assert message in result.err, (name, result.err)
         assert "certform.yaml:" in result.err, (name, result.err)
         assert "Traceback" not in result.err and "KEYTEXT" not in result.err
+
+
+def test_one_connection_serves_many_threads(tmp_path: Path, up: SshLab) -> None:
+    """Bindings of one host deployed from several threads share one connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reconciler.providers.ssh.config import SshProviderConfig
+    from reconciler.providers.ssh.host import SshHost, close_all
+
+    config = SshProviderConfig(
+        type="ssh",
+        host="127.0.0.1",
+        port=up.port,
+        user=up.user,
+        identity_file=str(up.client_key),
+        known_hosts=str(up.known_hosts),
+    )
+    hosts = [SshHost("web1", config, tmp_path) for _ in range(16)]
+    assert len({id(host.connection) for host in hosts}) == 1
+
+    def deploy(index: int) -> None:
+        directory = f"{tmp_path}/remote/{index}"
+        hosts[index].make_dirs(directory, 0o750)
+        hosts[index].write_files({f"{directory}/key.pem": (b"k%d" % index, 0o600)})
+        hosts[index].run_command("post_deploy", ["true"], "10s")
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(deploy, range(16)))
+        for index in range(16):
+            assert (tmp_path / f"remote/{index}/key.pem").read_bytes() == b"k%d" % index
+        assert hosts[0].connection.commands_run == 16
+    finally:
+        close_all()
