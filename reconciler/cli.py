@@ -29,6 +29,7 @@ from reconciler import (
     cli_inspect,
     cli_json,
     cli_report,
+    cli_ssh,
     cli_start,
     cli_state,
 )
@@ -59,6 +60,7 @@ cli_iam.register(app)
 cli_start.register(app)
 cli_report.register(app)
 cli_import.register(app)
+cli_ssh.register(app)
 
 
 @app.command()

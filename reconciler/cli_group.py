@@ -81,7 +81,8 @@ def hoist_global_flags(args: list[str]) -> list[str]:
 
 COMMAND_ORDER = (
     *("init", "validate", "plan", "apply", "show", "check", "report", "graph", "import"),
-    *("export", "revoke", "audit", "state", "force-unlock", "iam-policy", "schema"),
+    *("export", "revoke", "audit", "state", "force-unlock", "iam-policy", "ssh-keyscan"),
+    "schema",
 )
 
 

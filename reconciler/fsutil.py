@@ -56,6 +56,18 @@ def _temp_path(path: str) -> str:
     return os.path.join(head, f".{name}.{os.getpid()}-{tag:08x}.tmp")
 
 
+temp_path = _temp_path
+"""The public name: SSH delivery stages remote files under the same pattern, so that
+one cleanup rule (``is_temp_of``) serves both."""
+
+
+def is_temp_of(name: str, names: set[str] | None) -> bool:
+    """True when ``name`` is one of certform's temp names for a file in ``names``
+    (any file when None)."""
+    match = _TEMP.match(name)
+    return match is not None and (names is None or match["name"] in names)
+
+
 def _create_temp(path: str) -> tuple[int, str]:
     while True:
         tmp = _temp_path(path)

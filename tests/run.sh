@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${CERTFORM_SKIP_INSTALL:-0}" != "1" ]; then
-  # Real servers the integration tests start (Pebble, BIND 9, HAProxy, nginx, PostgreSQL),
+  # Real servers the integration tests start (Pebble, BIND 9, HAProxy, nginx, PostgreSQL, OpenSSH),
   # openssl, and headless Chromium (the HTML report's test loads the page in it).
   missing=""
-  for tool in openssl pebble pebble-challtestsrv named haproxy nginx chromium; do
+  for tool in openssl pebble pebble-challtestsrv named haproxy nginx sshd ssh-keygen chromium; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing="$missing $tool"
   done
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
@@ -16,12 +16,13 @@ if [ "${CERTFORM_SKIP_INSTALL:-0}" != "1" ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        openssl pebble bind9 bind9-utils haproxy nginx postgresql chromium >/dev/null
+        openssl pebble bind9 bind9-utils haproxy nginx openssh-server postgresql chromium >/dev/null
     else
-      echo "missing:$missing (apt-get install openssl pebble bind9 haproxy nginx postgresql chromium)" >&2
+      echo "missing:$missing (apt-get install openssl pebble bind9 haproxy nginx openssh-server postgresql chromium)" >&2
       exit 1
     fi
   fi
+  mkdir -p /run/sshd 2>/dev/null || true  # sshd's privilege-separation directory
   python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 fi
 

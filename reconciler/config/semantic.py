@@ -92,6 +92,7 @@ def check(
     findings.extend(_duplicate_targets(config, bound))
     findings.extend(_target_problems(config, targets))
     findings.extend(_endpoint_files(config, root))
+    findings.extend(_ssh_provider_files(config, root))
     findings.extend(_key_store_provider(config))
     findings.extend(_signal_providers(config))
     findings.extend(_issuer_findings(config))
@@ -498,6 +499,16 @@ def _target_problems(config: CertformConfig, targets: list[Target]) -> Iterator[
     for cls, bound in by_type.items():
         for index, (field, message) in cls.validate_together(bound):
             yield (("bindings", index, *field), message)
+
+
+def _ssh_provider_files(config: CertformConfig, root: Path) -> Iterator[Finding]:
+    """An ``ssh`` provider's key file (not readable by others) and known_hosts (present)."""
+    from reconciler.providers.ssh.config import SshProviderConfig, local_problems
+
+    for name, provider in config.providers.items():
+        if isinstance(provider, SshProviderConfig):
+            for field, message in local_problems(provider, root, name):
+                yield (("providers", name, field), message)
 
 
 def _endpoint_files(config: CertformConfig, root: Path) -> Iterator[Finding]:

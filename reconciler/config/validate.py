@@ -74,6 +74,17 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
     )
 
 
+def load_models(path: Path, variables: Mapping[str, Any] | None = None) -> tuple[Any, Path]:
+    """The configuration's models and root, without the semantic checks: for commands
+    that must work while the config is not complete yet (``ssh-keyscan`` runs before
+    the known_hosts file it helps make exists)."""
+    loaded = load_config(path, variables)
+    try:
+        return CertformConfig.model_validate(loaded.data), loaded.root
+    except ValidationError as exc:
+        raise ConfigError(in_file_order(_pydantic_issues(exc, loaded))) from None
+
+
 def in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     """Issues by file, then line (stable: one line's issues keep their order), so
     the output reads top to bottom like the files."""

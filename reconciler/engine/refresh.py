@@ -11,7 +11,7 @@ from reconciler.issuers.registry import authority_issuer
 from reconciler.model.desired import DesiredState
 from reconciler.model.observed import Observation, Unreachable
 from reconciler.model.records import CrlRecord, RecordedState, peek
-from reconciler.providers.batch import observation_batch
+from reconciler.providers.batch import fetch_wanted, observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.endpoint import endpoint_observation
 
@@ -22,15 +22,23 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
     wanted = {b.address for b in desired.bindings}
     observed: dict[str, Observation] = {}
     with observation_batch():
+        # Every target announces its reads first (``prefetch``): the files of all
+        # bindings on one SSH host are then stamped in one remote command.
+        chosen = []
         for address, record in recorded.bindings.items():
             if address in wanted:
                 target = target_from_settings(record.target, root, trusted=True)
-                observation = target.observe(peek(record, "facts"))
-                endpoint = target.verify_endpoint()
-                if endpoint is not None and observation.status == "in_sync":
-                    # What clients see is part of the observed state.
-                    observation = endpoint_observation(endpoint, record.serial)
-                observed[address] = observation
+                facts = peek(record, "facts")
+                target.prefetch(facts)
+                chosen.append((address, record, target, facts))
+        fetch_wanted()
+        for address, record, target, facts in chosen:
+            observation = target.observe(facts)
+            endpoint = target.verify_endpoint()
+            if endpoint is not None and observation.status == "in_sync":
+                # What clients see is part of the observed state.
+                observation = endpoint_observation(endpoint, record.serial)
+            observed[address] = observation
     observed.update(_published_crls(desired, recorded, root))
     observed.update(_authorities(desired, recorded))
     return observed

@@ -80,6 +80,7 @@ from pydantic import BaseModel
 from reconciler.errors import ProviderError
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing, Observation, Unreachable
+from reconciler.providers.hosts import LOCAL, Host
 from reconciler.suggest import expected_one_of
 
 if TYPE_CHECKING:
@@ -132,10 +133,40 @@ class Target(ABC):
     provider_type: ClassVar[str | None] = None
     """The ``type`` of the provider entry this target needs (None: takes none)."""
 
-    def __init__(self, config: BaseModel, root: Path, provider: BaseModel | None = None) -> None:
+    def __init__(
+        self,
+        config: BaseModel,
+        root: Path,
+        provider: BaseModel | None = None,
+        via: tuple[str, BaseModel] | None = None,
+    ) -> None:
         self.config = config
         self.root = root
         self.provider = provider
+        self.via = via
+        """``(name, ssh provider config)`` when the target (or its provider) says
+        ``via: NAME``: its files and commands are on that host."""
+        self._host: Host | None = None
+
+    @property
+    def host(self) -> Host:
+        """Where this target's files and commands are: this machine, or the ``via`` host
+        (one shared connection per host per run)."""
+        if self._host is None:
+            if self.via is None:
+                self._host = LOCAL
+            else:
+                from reconciler.providers.ssh.host import SshHost
+
+                name, ssh = self.via
+                self._host = SshHost(name, ssh, self.root)  # type: ignore[arg-type]
+        return self._host
+
+    def prefetch(self, facts: Facts) -> None:
+        """Announce what ``read(facts)`` will read, before any target reads (refresh
+        calls it for every binding first): a target on an SSH host names its files,
+        so that one command per host stamps them all.  Default: nothing."""
+        return None
 
     @property
     def per_certificate(self) -> bool:
@@ -233,6 +264,7 @@ class Target(ABC):
         """Config problems of this binding: its provider entry, a key the target
         cannot serve, files it points at.  Subclasses extend (call super)."""
         problems = self._provider_problems(context.providers)
+        problems += self._via_problems(context.providers)
         if context.key_algorithm is not None:
             error = self.compatibility_error(context.key_algorithm)
             if error:
@@ -300,6 +332,36 @@ class Target(ABC):
             ]
         return []
 
+    def via_name(self) -> str | None:
+        """The ``via:`` of this target's config, else of its provider entry."""
+        return via_name(self.config, self.provider)
+
+    def _via_problems(self, providers: Mapping[str, BaseModel]) -> list[Problem]:
+        name = self.via_name()
+        if name is None:
+            return []
+        own = "via" in type(self.config).model_fields and getattr(self.config, "via", None)
+        field: FieldPath = ("target", "via") if own else ("target", "provider")
+        where = "" if own else f"provider {getattr(self.config, 'provider', '')!r}: "
+        entry = providers.get(name)
+        if entry is None:
+            return [(field, f"{where}unknown ssh provider {name!r} in via; "
+                     + expected_one_of(name, providers))]  # fmt: skip
+        if getattr(entry, "type", None) != "ssh":
+            return [(field, f"{where}via names provider {name!r} of type "
+                     f"{getattr(entry, 'type', None)}; via needs an ssh provider")]  # fmt: skip
+        problems: list[Problem] = []
+        for holder, path in ((self.config, ("target",)), (self.provider, ("target", "provider"))):
+            if holder is not None and getattr(holder, "pass_env", None):
+                problems.append(
+                    (
+                        (*path, "pass_env") if path == ("target",) else path,
+                        f"{where if holder is self.provider else ''}pass_env cannot be used "
+                        "with via: commands on an SSH host see none of certform's environment",
+                    )
+                )
+        return problems
+
     def settings(self) -> dict[str, Any]:
         """The target's settings as recorded in plans and state (no secrets).
 
@@ -308,10 +370,25 @@ class Target(ABC):
         settings = self.config.model_dump(mode="json", exclude_none=True)
         if self.provider is not None:
             settings[PROVIDER_SETTINGS] = self.provider.model_dump(mode="json", exclude_none=True)
+        if self.via is not None:
+            settings[VIA_SETTINGS] = self.via[1].model_dump(mode="json", exclude_none=True)
         return settings
 
 
 PROVIDER_SETTINGS = "provider_settings"
+VIA_SETTINGS = "via_settings"
+"""The ``ssh`` provider a ``via`` names, recorded with the target's settings (no
+secret in it: a key file's path or an environment variable's name)."""
+
+
+def via_name(config: BaseModel, provider: BaseModel | None) -> str | None:
+    """The ``via:`` a target config (``files``) or its provider entry (``nginx``) names.
+    Asked of the declared fields (see ``_provider_problems``)."""
+    if "via" in type(config).model_fields:
+        return config.via  # type: ignore[attr-defined,no-any-return]
+    if provider is not None and "via" in type(provider).model_fields:
+        return provider.via  # type: ignore[attr-defined,no-any-return]
+    return None
 
 
 def post_quantum_refusal(key_algorithm: str, server: str) -> str | None:

@@ -19,7 +19,7 @@ from reconciler.providers.aws.alb import AlbListenerTarget, AlbListenerTargetCon
 from reconciler.providers.aws.apigateway import ApiGatewayTarget, ApiGatewayTargetConfig
 from reconciler.providers.aws.cloudfront import CloudFrontTarget, CloudFrontTargetConfig
 from reconciler.providers.aws.config import AwsProviderConfig
-from reconciler.providers.base import PROVIDER_SETTINGS, Target
+from reconciler.providers.base import PROVIDER_SETTINGS, VIA_SETTINGS, Target, via_name
 from reconciler.providers.files import FilesTarget, FilesTargetConfig
 from reconciler.providers.haproxy import (
     HaproxyProviderConfig,
@@ -27,6 +27,7 @@ from reconciler.providers.haproxy import (
     HaproxyTargetConfig,
 )
 from reconciler.providers.nginx import NginxProviderConfig, NginxTarget, NginxTargetConfig
+from reconciler.providers.ssh.config import SshProviderConfig
 from reconciler.providers.tls_endpoint import TlsEndpointTarget, TlsEndpointTargetConfig
 
 TARGETS: dict[str, tuple[type[BaseModel], type[Target]]] = {
@@ -43,6 +44,7 @@ PROVIDERS: dict[str, type[BaseModel]] = {
     "aws": AwsProviderConfig,
     "haproxy": HaproxyProviderConfig,
     "nginx": NginxProviderConfig,
+    "ssh": SshProviderConfig,
 }
 
 TargetConfig = Annotated[
@@ -72,7 +74,11 @@ def build_target(
     _, cls = TARGETS[config.type]  # type: ignore[attr-defined]
     name = provider_name(config)
     provider = (providers or {}).get(name) if name else None
-    return cls(config, root, provider)
+    via = via_name(config, provider)
+    ssh = (providers or {}).get(via) if via else None
+    if ssh is None or getattr(ssh, "type", None) != "ssh":
+        return cls(config, root, provider)  # an unknown via is a validate problem
+    return cls(config, root, provider, (via, ssh))  # type: ignore[arg-type]
 
 
 def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -> Target:
@@ -84,8 +90,9 @@ def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -
     """
     own: dict[str, Any] = settings
     provider_settings = settings.get(PROVIDER_SETTINGS)
-    if PROVIDER_SETTINGS in settings:
-        own = {k: v for k, v in settings.items() if k != PROVIDER_SETTINGS}
+    via_settings = settings.get(VIA_SETTINGS)
+    if PROVIDER_SETTINGS in settings or VIA_SETTINGS in settings:
+        own = {k: v for k, v in settings.items() if k not in (PROVIDER_SETTINGS, VIA_SETTINGS)}
     model, cls = TARGETS[own["type"]]
     provider = None
     if provider_settings is not None:
@@ -93,8 +100,14 @@ def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -
         provider = provider_model.model_validate(provider_settings)
     if trusted and not any(isinstance(value, dict) for value in own.values()):
         # model_construct does not build nested models: those are validated.
-        return cls(_construct(model, own), root, provider)
-    return cls(model.model_validate(own), root, provider)
+        config = _construct(model, own)
+    else:
+        config = model.model_validate(own)
+    via = None
+    if via_settings is not None:
+        name = via_name(config, provider)
+        via = (name or "ssh", SshProviderConfig.model_validate(via_settings))
+    return cls(config, root, provider, via)
 
 
 _IMMUTABLE = (str, int, float, bool, type(None), tuple, frozenset)

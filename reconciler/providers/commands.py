@@ -45,7 +45,15 @@ def run_command(
     except ChildTimeout:
         raise ProviderError(f"{label} {argv[0]} did not finish within {timeout}") from None
     if result.returncode != 0:
-        output = (result.stderr or result.stdout).decode(errors="replace").strip()
-        tail = output.splitlines()[-3:]
-        detail = f": {' / '.join(tail)}" if tail else ""
-        raise ProviderError(f"{label} {argv[0]} exited with {result.returncode}{detail}")
+        raise command_failure(label, argv, result.returncode, result.stdout, result.stderr)
+
+
+def command_failure(
+    label: str, argv: Sequence[str], returncode: int, stdout: bytes, stderr: bytes, where: str = ""
+) -> ProviderError:
+    """The one-line error for a command that exited non-zero (locally or on a host,
+    ``where`` naming it): its last lines of output, never more."""
+    output = (stderr or stdout).decode(errors="replace").strip()
+    tail = output.splitlines()[-3:]
+    detail = f": {' / '.join(tail)}" if tail else ""
+    return ProviderError(f"{label} {argv[0]}{where} exited with {returncode}{detail}")

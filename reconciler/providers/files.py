@@ -6,32 +6,28 @@ Layout written: ``cert.pem`` (leaf), ``chain.pem`` (intermediates),
 disk, compared with the size, mtime and SHA-256 recorded at deploy time (the
 hash is only computed when size or mtime moved, so a no-change plan costs a
 few ``stat`` calls per binding).
+
+With ``via: NAME`` the directory is on that SSH host: the same files, modes and
+atomic renames over SFTP, ``post_deploy`` run there, and a plan stamps the files
+of every binding on the host with one remote command (``providers/ssh/``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from reconciler.config.types import Duration, EnvName, StrictModel, pass_env_field
+from reconciler.config.types import Duration, EntryName, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
-from reconciler.filestamp import Stamp, read_if_present, stamp_from, stamp_problems
-from reconciler.fsutil import (
-    TARGET_DIR_MODE,
-    fsync_directory,
-    make_dirs,
-    remove_stale_temps,
-    unsafe_key_directory,
-    write_atomic,
-)
+from reconciler.filestamp import Stamp
+from reconciler.fsutil import TARGET_DIR_MODE
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing
-from reconciler.providers.base import Target
-from reconciler.providers.commands import run_command
+from reconciler.providers.base import BindingContext, Problem, Target
 from reconciler.providers.endpoint import EndpointSettings
 
 KEY_FILE = "key.pem"
@@ -44,6 +40,11 @@ class FilesTargetConfig(StrictModel):
 
     type: Literal["files"]
     directory: str = Field(min_length=1, description="Directory to write the PEM files into.")
+    via: EntryName | None = Field(
+        default=None,
+        description="An `ssh` provider: the directory is on that host (absolute path), "
+        "written over SFTP; post_deploy runs there.",
+    )
     post_deploy: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -92,13 +93,19 @@ class FilesTarget(Target):
     def _directory(self) -> str:
         # Plain string operations: a plan calls this for every binding (10,000s).
         directory = self.config.directory
+        if self.via is not None:
+            return posixpath.normpath(directory)  # on the host: absolute (validated)
         if os.path.isabs(directory):
             return os.path.normpath(directory)
         return os.path.normpath(os.path.join(self.root, directory))
 
     def identity(self) -> str:
-        """The directory relative to the config when inside it, else absolute."""
+        """The directory relative to the config when inside it, else absolute; on a
+        host, ``HOST:/directory``."""
         directory = self.config.directory
+        via = self.config.via
+        if via is not None:
+            return f"{via}:{posixpath.normpath(directory)}"
         if not os.path.isabs(directory):
             relative = os.path.normpath(directory)
             if relative != ".." and not relative.startswith(".." + os.sep):
@@ -115,94 +122,107 @@ class FilesTarget(Target):
         recorded: dict[str, Stamp] = facts.get("files", {})
         directory = self._directory()
         entries = [(name, f"{directory}/{name}", stamp) for name, stamp in recorded.items()]
-        problems, missing = stamp_problems(entries, private=(KEY_FILE,))
+        problems, missing = self.host.stamp_problems(entries, private=(KEY_FILE,))
         if recorded and missing == len(recorded):
-            raise Missing(f"no files in {directory}")
+            raise Missing(f"no files in {self.host.where(directory)}")
+        return problems
+
+    def prefetch(self, facts: Facts) -> None:
+        if self.via is not None:
+            directory = self._directory()
+            self.host.want_stamps(f"{directory}/{name}" for name in facts.get("files", {}))
+
+    def validate(self, context: BindingContext) -> list[Problem]:
+        problems = super().validate(context)
+        if self.config.via is not None and not posixpath.isabs(self.config.directory):
+            problems.append(
+                (("target", "directory"), "must be an absolute path on the host with via")
+            )
         return problems
 
     def compare(self, seen: list[str], facts: Facts) -> list[str]:
         return seen
 
     def key_directories(self) -> tuple[Path, ...]:
-        return (self.directory,)
+        return () if self.via is not None else (self.directory,)
 
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None = None, snapshot: Any = None
     ) -> Facts:
-        directory = self.directory
-        where = str(directory)
-        problem = unsafe_key_directory(directory)
-        if problem is not None:
-            raise ProviderError(problem)
+        host = self.host
+        where = self._directory()
         try:
+            problem = host.unsafe_key_directory(where)
+            if problem is not None:
+                raise ProviderError(problem)
             # Temp files of a run killed mid-write (one may hold a key): not left
             # behind.  A directory made just now has none.
-            if not make_dirs(where, TARGET_DIR_MODE):
-                remove_stale_temps(directory, FILE_MODES)
-            files: dict[str, Stamp] = {}
-            for name, (data, mode) in _contents(material).items():
-                written = write_atomic(f"{where}/{name}", data, mode)
-                files[name] = stamp_from(written, data)
-            fsync_directory(where)
+            if not host.make_dirs(where, TARGET_DIR_MODE):
+                host.remove_stale_temps(where, FILE_MODES)
+            contents = {f"{where}/{name}": item for name, item in _contents(material).items()}
+            stamps = host.write_files(contents)
+            host.fsync_directory(where)
         except OSError as exc:
-            raise ProviderError(f"cannot write {directory}: {exc.strerror or exc}") from None
+            message = exc.strerror or exc
+            raise ProviderError(f"cannot write {host.where(where)}: {message}") from None
+        files: dict[str, Stamp] = {name: stamps[f"{where}/{name}"] for name in FILE_MODES}
         self._run_post_deploy(
             CERTFORM_CERTIFICATE=material.name,
             CERTFORM_SERIAL=material.serial,
-            CERTFORM_DIRECTORY=str(directory),
+            CERTFORM_DIRECTORY=where,
         )
-        return {"directory": str(directory), "files": files}
+        return {"directory": where, "files": files}
 
     def snapshot(
         self, material: CertificateMaterial, previous: Facts | None
     ) -> dict[str, bytes | None]:
         directory = self._directory()
-        try:
-            present = set(os.listdir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            present = set()  # a first deploy: nothing to put back but absence
-        except PermissionError:
-            present = set(FILE_MODES)  # searchable, not listable: try each file
+        host = self.host
+        present = host.present_names(directory, FILE_MODES)
         return {
-            name: read_if_present(f"{directory}/{name}") if name in present else None
+            name: host.read_if_present(f"{directory}/{name}") if name in present else None
             for name in FILE_MODES
         }
 
     def restore(self, snapshot: dict[str, bytes | None]) -> str:
-        directory = self.directory
+        directory = self._directory()
+        host = self.host
         try:
             for name, data in snapshot.items():
                 if data is None:
-                    with contextlib.suppress(FileNotFoundError):
-                        (directory / name).unlink()
-                else:
-                    write_atomic(directory / name, data, FILE_MODES[name])
+                    host.unlink(f"{directory}/{name}")
+            host.write_files(
+                {
+                    f"{directory}/{name}": (data, FILE_MODES[name])
+                    for name, data in snapshot.items()
+                    if data is not None
+                }
+            )
         except OSError as exc:
-            raise ProviderError(f"cannot restore {directory}: {exc.strerror or exc}") from None
-        self._run_post_deploy(CERTFORM_DIRECTORY=str(directory), CERTFORM_RESTORED="1")
-        return f"previous files restored in {directory}"
+            message = exc.strerror or exc
+            raise ProviderError(f"cannot restore {host.where(directory)}: {message}") from None
+        self._run_post_deploy(CERTFORM_DIRECTORY=directory, CERTFORM_RESTORED="1")
+        return f"previous files restored in {host.where(directory)}"
 
     def remove(self, facts: Facts) -> bool:
-        directory = self.directory
+        directory = self._directory()
+        host = self.host
         for name in facts.get("files", {}):
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                (directory / name).unlink()
+            host.unlink(f"{directory}/{name}")
         # Every file certform wrote goes, temp files of a killed run included (they
         # may hold the key, and would keep the directory from being removed).
-        remove_stale_temps(directory, FILE_MODES)
-        with contextlib.suppress(OSError):
-            directory.rmdir()
+        host.remove_stale_temps(directory, FILE_MODES)
+        host.rmdir(directory)
         return True
 
     def _run_post_deploy(self, **variables: str) -> None:
         argv = self.config.post_deploy
         if argv:
-            timeout = self.config.post_deploy_timeout
-            run_command(
+            self.host.run_command(
                 "post_deploy",
                 argv,
-                timeout,
-                cwd=self.directory,
+                self.config.post_deploy_timeout,
+                cwd=self._directory(),
                 variables=variables,
                 pass_env=self.config.pass_env or (),
             )

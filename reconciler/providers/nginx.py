@@ -7,12 +7,15 @@ provider's ``test_command`` (``nginx -t``) and only then its
 so nginx keeps serving the previous certificate and a later reload cannot pick
 up a half-written set.  Observed state is the files on disk (size, mtime,
 hash) plus, with ``verify_endpoint``, what a handshake presents.
+
+With ``via: NAME`` on the provider entry, nginx is on that SSH host: the files
+are written there over SFTP (absolute paths), the test and reload commands run
+there, the snippet template is still read (and rendered) here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import posixpath
 from pathlib import Path
 from typing import Literal
 
@@ -21,19 +24,11 @@ from pydantic import Field
 
 from reconciler.config.types import Duration, EntryName, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
-from reconciler.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
-from reconciler.fsutil import (
-    TARGET_DIR_MODE,
-    config_path,
-    make_dirs,
-    remove_stale_temps,
-    unsafe_key_directory,
-    write_atomic,
-)
+from reconciler.filestamp import Stamp
+from reconciler.fsutil import TARGET_DIR_MODE, config_path
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing
-from reconciler.providers.base import Target, post_quantum_refusal
-from reconciler.providers.commands import run_command
+from reconciler.providers.base import BindingContext, Problem, Target, post_quantum_refusal
 from reconciler.providers.endpoint import EndpointSettings
 
 KEY_MODE = 0o600
@@ -50,6 +45,11 @@ class NginxProviderConfig(StrictModel):
         default="60s", description="How long test_command and reload_command may run."
     )
     pass_env: list[EnvName] | None = pass_env_field("test_command and reload_command")
+    via: EntryName | None = Field(
+        default=None,
+        description="An `ssh` provider: this nginx is on that host; files are written "
+        "there over SFTP (absolute paths) and the commands run there.",
+    )
 
 
 class NginxSnippet(StrictModel):
@@ -87,7 +87,24 @@ class NginxTarget(Target):
     provider: NginxProviderConfig
 
     def _path(self, value: str) -> str:
+        if self.via is not None:
+            return posixpath.normpath(value)  # on the host: absolute (validated)
         return str(config_path(self.root, value))
+
+    def validate(self, context: BindingContext) -> list[Problem]:
+        problems = super().validate(context)
+        if self.via_name() is not None:
+            paths = [("certificate_path",), ("key_path",)]
+            values = [self.config.certificate_path, self.config.key_path]
+            if self.config.snippet is not None:
+                paths.append(("snippet", "path"))
+                values.append(self.config.snippet.path)
+            for path, value in zip(paths, values, strict=True):
+                if not posixpath.isabs(value):
+                    problems.append(
+                        (("target", *path), "must be an absolute path on the host with via")
+                    )
+        return problems
 
     def compatibility_error(self, key_algorithm: str) -> str | None:
         return post_quantum_refusal(key_algorithm, self.type_name)
@@ -111,7 +128,7 @@ class NginxTarget(Target):
         from jinja2 import TemplateSyntaxError
         from jinja2.sandbox import SandboxedEnvironment
 
-        path = self._path(self.config.snippet.template)
+        path = str(config_path(self.root, self.config.snippet.template))
         try:
             SandboxedEnvironment().parse(Path(path).read_text())
         except OSError as exc:
@@ -128,10 +145,17 @@ class NginxTarget(Target):
         entries = [
             (label, paths[label], stamp) for label, stamp in recorded.items() if label in paths
         ]
-        problems, missing = stamp_problems(entries, private=("key",))
+        problems, missing = self.host.stamp_problems(entries, private=("key",))
         if recorded and missing == len(recorded):
-            raise Missing(f"no files at {paths['certificate']}")
+            raise Missing(f"no files at {self.host.where(paths['certificate'])}")
         return problems
+
+    def prefetch(self, facts: Facts) -> None:
+        if self.via is not None:
+            paths = self._files()
+            self.host.want_stamps(
+                paths[label] for label in facts.get("files", {}) if label in paths
+            )
 
     def compare(self, seen: list[str], facts: Facts) -> list[str]:
         return seen
@@ -164,7 +188,7 @@ class NginxTarget(Target):
     def snapshot(
         self, material: CertificateMaterial, previous: Facts | None
     ) -> dict[str, bytes | None]:
-        return {path: read_if_present(path) for path in self._files().values()}
+        return {path: self.host.read_if_present(path) for path in self._files().values()}
 
     def restore(self, snapshot: dict[str, bytes | None]) -> str:
         self._put_back(snapshot)
@@ -186,7 +210,7 @@ class NginxTarget(Target):
         from reconciler.config.templating import render_config_text
 
         assert self.config.snippet is not None
-        template_path = self._path(self.config.snippet.template)
+        template_path = str(config_path(self.root, self.config.snippet.template))
         try:
             text = Path(template_path).read_text()
         except OSError as exc:
@@ -210,36 +234,40 @@ class NginxTarget(Target):
         return render_config_text(text, template_path, template_path, variables) if text else ""
 
     def key_directories(self) -> tuple[Path, ...]:
+        if self.via is not None:
+            return ()  # on the host: checked there before writing
         return (Path(self._files()["key"]).parent,)
 
     def _write(self, contents: dict[str, tuple[bytes, int]]) -> dict[str, Stamp]:
         labels = {path: label for label, path in self._files().items()}
-        problem = unsafe_key_directory(self.key_directories()[0])
+        host = self.host
+        problem = host.unsafe_key_directory(posixpath.dirname(self._files()["key"]))
         if problem is not None:
             raise ProviderError(problem)
         stamps: dict[str, Stamp] = {}
         for path, (data, mode) in contents.items():
-            make_dirs(Path(path).parent, TARGET_DIR_MODE)
-            remove_stale_temps(Path(path).parent, (Path(path).name,))
-            write_atomic(Path(path), data, mode)
-            stamps[labels[path]] = stamp_of(path, data)
+            directory, name = posixpath.split(path)
+            host.make_dirs(directory, TARGET_DIR_MODE)
+            host.remove_stale_temps(directory, (name,))
+            stamps[labels[path]] = host.write_files({path: (data, mode)})[path]
         return stamps
 
     def _put_back(self, snapshot: dict[str, bytes | None]) -> None:
+        host = self.host
         for path, data in snapshot.items():
             if data is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                host.unlink(path)
             else:
                 mode = KEY_MODE if path == self._files()["key"] else PUBLIC_MODE
-                write_atomic(Path(path), data, mode)
+                host.write_files({path: (data, mode)})
 
     def _test_and_reload(self) -> None:
         provider = self.provider
         timeout = provider.command_timeout
         pass_env = provider.pass_env or ()
+        cwd = None if self.via is not None else str(self.root)
         for label, argv in (
             ("test_command", provider.test_command),
             ("reload_command", provider.reload_command),
         ):
-            run_command(label, argv, timeout, cwd=self.root, pass_env=pass_env)
+            self.host.run_command(label, argv, timeout, cwd=cwd, pass_env=pass_env)
