@@ -506,7 +506,7 @@ def report(rows: list[Row]) -> None:
             lambda r: (
                 r.plan.seconds < PLAN_TARGET_S,
                 f"{r.plan.seconds:.2f} s"
-                + (f" (without the parse cache {r.cold_plan.seconds:.2f} s)" if r.cold_plan else ""),
+                + (f" (no parse cache: {r.cold_plan.seconds:.2f} s)" if r.cold_plan else ""),
             ),
         ),
         (
