@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +70,11 @@ FILE_MODES = {
 }
 
 
+_NORMAL = re.compile(r"(?:/(?!\.\.?(?:/|$))[^/]+)+")
+"""An absolute path that ``os.path.normpath`` leaves as it is: no empty, ``.`` or
+``..`` segment, no trailing slash."""
+
+
 def _contents(material: CertificateMaterial) -> dict[str, tuple[bytes, int]]:
     return {
         "cert.pem": (material.certificate_pem.encode(), PUBLIC_MODE),
@@ -90,11 +96,13 @@ class FilesTarget(Target):
         return Path(self._directory())
 
     def _directory(self) -> str:
-        # Plain string operations: a plan calls this for every binding (10,000s).
+        # Plain string operations: a plan calls this for every binding (10,000s), and
+        # most joined paths are already normal (normpath only for the others).
         directory = self.config.directory
-        if os.path.isabs(directory):
+        if directory.startswith("/"):
             return os.path.normpath(directory)
-        return os.path.normpath(os.path.join(self.root, directory))
+        joined = f"{os.fspath(self.root)}/{directory}"
+        return joined if _NORMAL.fullmatch(joined) else os.path.normpath(joined)
 
     def identity(self) -> str:
         """The directory relative to the config when inside it, else absolute."""
@@ -131,13 +139,14 @@ class FilesTarget(Target):
     ) -> Facts:
         directory = self.directory
         where = str(directory)
-        problem = unsafe_key_directory(directory)
-        if problem is not None:
-            raise ProviderError(problem)
         try:
-            # Temp files of a run killed mid-write (one may hold a key): not left
-            # behind.  A directory made just now has none.
+            # A directory made just now is ours (0750) and empty: no permission check,
+            # no temp files of a killed run to look for.  One that was there is
+            # checked (nothing was changed yet) and cleaned of temps (one may hold a key).
             if not make_dirs(where, TARGET_DIR_MODE):
+                problem = unsafe_key_directory(directory)
+                if problem is not None:
+                    raise ProviderError(problem)
                 remove_stale_temps(directory, FILE_MODES)
             files: dict[str, Stamp] = {}
             for name, (data, mode) in _contents(material).items():
@@ -155,7 +164,12 @@ class FilesTarget(Target):
 
     def snapshot(
         self, material: CertificateMaterial, previous: Facts | None
-    ) -> dict[str, bytes | None]:
+    ) -> dict[str, bytes | None] | None:
+        """The files served now, to put back when the handshake at ``verify_endpoint``
+        fails; None without one (nothing else can fail a files deploy's verification,
+        so a bulk renewal reads no key into memory for nothing)."""
+        if self.config.verify_endpoint is None:
+            return None
         directory = self._directory()
         try:
             present = set(os.listdir(directory))
