@@ -160,6 +160,9 @@ class HaproxyTarget(Target):
 
     type_name = "haproxy"
     provider_type = "haproxy"
+    parallel_deploys = False
+    """One at a time: HAProxy's runtime API holds one ``set ssl cert`` transaction
+    at a time per socket, and the crt-list listings cache (``_LISTINGS``) is shared."""
     config: HaproxyTargetConfig
     provider: HaproxyProviderConfig
 

@@ -83,6 +83,10 @@ class NginxTarget(Target):
 
     type_name = "nginx"
     provider_type = "nginx"
+    parallel_deploys = False
+    """One at a time: every deploy tests and reloads the one nginx, so concurrent
+    deploys would test each other's files and a failed test would restore files
+    another deploy just wrote."""
     config: NginxTargetConfig
     provider: NginxProviderConfig
 
