@@ -124,7 +124,12 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
 Parallelism = Annotated[
     int,
-    typer.Option("--parallelism", min=1, max=100, help="ACME orders placed at the same time."),
+    typer.Option(
+        "--parallelism",
+        min=1,
+        max=100,
+        help="ACME orders placed, and bindings deployed, at the same time.",
+    ),
 ]
 Force = Annotated[
     bool,

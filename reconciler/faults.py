@@ -3,8 +3,9 @@ rename, ``ssh:PATH:uploaded``) so a test can SIGKILL us there.
 
 ``CERTFORM_TEST_PAUSE_AT=<address>:<phase>`` makes apply stop at that phase of
 that step (``journaled``: the entries of its batch are written, this step has not
-acted, steps before it in the batch may have; ``acted``: the world changed, the
-state does not know yet), touch the file named by ``CERTFORM_TEST_PAUSE_MARKER``
+acted, steps before it in the batch may have, and so may steps after it when they
+act in parallel worker threads, which go on while this one pauses; ``acted``: the
+world changed, the state does not know yet), touch the file named by ``CERTFORM_TEST_PAUSE_MARKER``
 and sleep.  Unset, it costs one dict lookup per step.  ``CERTFORM_TEST_BATCH_SIZE``
 makes apply's batches smaller, so that a small test runs several of them.
 """

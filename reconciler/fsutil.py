@@ -44,6 +44,16 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-[0-9a-f]{8}|[a-z0-9_]{8})\
 
 _TEMP_BASE = secrets.randbits(32)
 _temp_counter = itertools.count()
+_pid = os.getpid()
+"""This process's pid for temp names (one ``getpid`` per process, not per file)."""
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _temp_path(path: str) -> str:
@@ -53,7 +63,7 @@ def _temp_path(path: str) -> str:
     not per file); ``O_EXCL`` catches the rare name that is taken."""
     head, name = os.path.split(path)
     tag = (_TEMP_BASE + next(_temp_counter)) & 0xFFFFFFFF
-    return os.path.join(head, f".{name}.{os.getpid()}-{tag:08x}.tmp")
+    return os.path.join(head, f".{name}.{_pid}-{tag:08x}.tmp")
 
 
 temp_path = _temp_path
@@ -68,28 +78,33 @@ def is_temp_of(name: str, names: set[str] | None) -> bool:
     return match is not None and (names is None or match["name"] in names)
 
 
-def _create_temp(path: str) -> tuple[int, str]:
+def _create_temp(path: str, mode: int) -> tuple[int, str]:
+    """One ``open`` with ``O_EXCL``: the name is this process's own (pid and counter),
+    so it is only taken by a leftover of an earlier process with the same pid."""
     while True:
         tmp = _temp_path(path)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         except FileExistsError:  # pragma: no cover - a leftover with the same name
             continue
         return fd, tmp
 
 
 def _write_fd(fd: int, data: bytes, mode: int, durable: bool) -> os.stat_result:
-    """Write ``data`` through ``fd`` (raw ``os.write``: no buffered file object), give
-    it ``mode``, fsync it when ``durable``; close it in any case.  Its ``fstat``
-    after the write: size and mtime for the caller's stamp, without a path lookup."""
+    """Write ``data`` through ``fd`` (raw ``os.write``: no buffered file object), fsync
+    it when ``durable``, give it ``mode`` if the umask took some of it away; close it
+    in any case.  Its ``fstat`` after the write: size and mtime for the caller's
+    stamp (and the mode it was created with), without a path lookup."""
     try:
-        os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
-        return os.fstat(fd)
+        written = os.fstat(fd)
+        if stat.S_IMODE(written.st_mode) != mode:
+            os.fchmod(fd, mode)
+        return written
     finally:
         os.close(fd)
 
@@ -101,8 +116,10 @@ def write_atomic(
     returns the written file's ``stat`` (taken before the rename, which keeps size and
     mtime).
 
-    The temp file is created 0600 and only then given ``mode``, so a key file is
-    never readable by others even for an instant.  ``durable`` fsyncs the file
+    The temp file is created with ``mode`` itself, which the umask can only narrow,
+    and given the rest of ``mode`` after the write (one ``fchmod`` only when the
+    umask took something): a 0600 key file is never readable by others, even for an
+    instant.  ``durable`` fsyncs the file
     before the rename so that a power cut cannot leave an empty file behind;
     inside ``deferred_sync()`` the file and its directory are noted instead and
     made durable when the batch is flushed (before anything records the write).
@@ -110,7 +127,7 @@ def write_atomic(
     """
     path = os.fspath(path)
     batch = _active_batch if durable else None
-    fd, tmp = _create_temp(path)
+    fd, tmp = _create_temp(path, mode)
     try:
         written = _write_fd(fd, data, mode, durable and batch is None)
         os.replace(tmp, path)
@@ -119,7 +136,7 @@ def write_atomic(
             os.unlink(tmp)
         raise
     if batch is not None:
-        batch.add(path, os.path.dirname(path) or ".")
+        batch.add(path, os.path.dirname(path) or ".", written.st_dev)
     return written
 
 
@@ -132,7 +149,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> None:
     concurrent reader sees no file or the whole file, and two concurrent creators
     cannot both win.
     """
-    fd, tmp = _create_temp(os.fspath(path))
+    fd, tmp = _create_temp(os.fspath(path), mode)
     try:
         _write_fd(fd, data, mode, True)
         os.link(tmp, path)
@@ -186,18 +203,28 @@ class SyncBatch:
     ``syncfs`` writes back every dirty page and inode of a file system and commits
     its journal once, where ``fsync`` per file commits it once per file: the same
     guarantee (everything noted is on disk when ``flush`` returns) for one flush per
-    batch.  Thread-safe: parallel steps (ACME orders) may write while it is active."""
+    batch.  Thread-safe: parallel steps (ACME orders, binding deploys) write while it
+    is active.  The file system of a directory is known from a file written into it
+    (a rename never crosses file systems), so a flush of 1,000 directories on one
+    disk opens one of them, not each."""
 
     def __init__(self) -> None:
         self._files: dict[str, None] = {}
-        self._directories: dict[str, None] = {}
+        self._directories: dict[str, int | None] = {}
+        """Each directory noted, with its file system's ``st_dev`` when known."""
         self._lock = threading.Lock()
 
-    def add(self, file: Path | str | None, directory: Path | str) -> None:
+    def add(
+        self, file: Path | str | None, directory: Path | str, device: int | None = None
+    ) -> None:
+        """Note ``file`` (None: only the directory) in ``directory``; ``device`` is the
+        ``st_dev`` of the file just written there, when the caller has it."""
+        where = os.fspath(directory)
         with self._lock:
             if file is not None:
                 self._files[os.fspath(file)] = None
-            self._directories[os.fspath(directory)] = None
+            if device is not None or self._directories.get(where) is None:
+                self._directories[where] = device
 
     def __len__(self) -> int:
         return len(self._files) + len(self._directories)
@@ -205,7 +232,7 @@ class SyncBatch:
     def flush(self) -> None:
         """Make everything noted durable; raises OSError when the disk refuses."""
         with self._lock:
-            files, directories = list(self._files), list(self._directories)
+            files, directories = list(self._files), dict(self._directories)
             self._files.clear()
             self._directories.clear()
         if not directories:
@@ -218,25 +245,36 @@ class SyncBatch:
                 _fsync_path(path)
 
 
-def _syncfs_each(directories: Iterable[str]) -> None:
-    """One ``syncfs`` per file system holding any of ``directories``."""
+def _syncfs_each(directories: dict[str, int | None]) -> None:
+    """One ``syncfs`` per file system holding any of ``directories`` (each with its
+    ``st_dev`` when known; the others are asked with one ``stat``)."""
+    by_device: dict[int, list[str]] = {}
+    for directory, device in directories.items():
+        if device is None:
+            try:
+                device = os.stat(directory).st_dev
+            except FileNotFoundError:
+                continue  # removed since (a restore, an unbind): nothing left to flush
+        by_device.setdefault(device, []).append(directory)
+    for candidates in by_device.values():
+        _syncfs_one(candidates)
+
+
+def _syncfs_one(candidates: Iterable[str]) -> None:
+    """``syncfs`` the file system of the first of ``candidates`` that still exists."""
     assert _SYNCFS is not None
-    seen: set[int] = set()
-    for directory in directories:
+    for directory in candidates:
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            continue  # removed since (a restore, an unbind): nothing left to flush
+            continue
         try:
-            device = os.fstat(fd).st_dev
-            if device in seen:
-                continue
-            seen.add(device)
             if _SYNCFS(fd) != 0:
                 code = ctypes.get_errno()
                 raise OSError(code, os.strerror(code), directory)
         finally:
             os.close(fd)
+        return
 
 
 _active_batch: SyncBatch | None = None
@@ -275,7 +313,7 @@ def make_dirs(directory: Path | str, mode: int) -> bool:
     try:
         os.mkdir(directory, mode)
     except FileExistsError:
-        if os.path.exists(directory) and not os.path.isdir(directory):
+        if not os.path.isdir(directory) and os.path.exists(directory):
             raise  # as mkdir(exist_ok=True) does
         return False
     except FileNotFoundError:

@@ -45,10 +45,10 @@ def config(count: int) -> str:
     return HEADER + certs + "bindings:\n" + binds
 
 
-def start_apply(ws: Workspace, env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_apply(ws: Workspace, env_extra: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     env = dict(ws.env, **env_extra)
     return subprocess.Popen(
-        [*certform_argv(), "apply", "--auto-approve"],
+        [*certform_argv(), "apply", "--auto-approve", *args],
         cwd=ws.root,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -1,9 +1,15 @@
 """Steps of bindings: deploy a certificate to a target (bind, rebind), verified,
 and take it away (unbind).  What a target records about its deployment is the
-target's business (``Target.recorded_facts``)."""
+target's business (``Target.recorded_facts``).
+
+Both act in worker threads, each binding in its target's lane
+(``Target.deploy_lane``): the bindings of a batch deploy to different places, so
+they are independent by construction; a target kind that cannot deploy twice at
+once puts all its bindings in one lane."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +38,11 @@ class _Deployment:
 @register("binding", Action.BIND, Action.REBIND)
 class Bind(Step):
     phase = Phase.BINDINGS
+    parallel = True
+
+    def lane(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Hashable:
+        deployment: _Deployment = prepared.data
+        return deployment.target.deploy_lane()
 
     def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
         spec = _spec(change.after)
@@ -71,6 +82,11 @@ class Bind(Step):
 @register("binding", Action.UNBIND)
 class Unbind(Step):
     phase = Phase.BINDINGS
+    parallel = True
+
+    def lane(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Hashable:
+        target: Target = prepared.data
+        return target.deploy_lane()
 
     def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
         assert change.before is not None

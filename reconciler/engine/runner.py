@@ -7,7 +7,9 @@ point → act → fault point → flush → record → audit, for a batch of ste
    batch is journaled in one durable commit (``StateStore.journal_start_many``:
    one ``started`` entry per step, its key sealed and bound to the entry);
 2. the steps act (sign, order, deploy), files written with their durability
-   deferred (``fsutil.deferred_sync``);
+   deferred (``fsutil.deferred_sync``); the acts of ``parallel`` steps (binding
+   deploys and removes) run in worker threads, up to ``--parallelism`` lanes at
+   once (``_act_all``), each change still fault point → act → fault point;
 3. the written files and their directories are made durable at once (one
    ``syncfs`` per file system, or an fsync pass);
 4. the batch is recorded, with its audit records, in one transaction that closes
@@ -21,7 +23,8 @@ deployments the state does not know yet, which the next plan sees as drift and
 rebinds.  What batching changes is only how much one crash leaves to redo: up
 to a batch (``BATCH_SIZE`` steps) instead of one step.  A record that fails
 (say, a tampered row) fails its own step only: the batch is then recorded step
-by step.
+by step.  Output and records follow the plan's order whatever order the acts
+finished in.
 
 Phases run in order (authorities, ACME accounts, certificates, bindings,
 revocations and CRLs, destroys), each step in the plan's order within its
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,10 +227,9 @@ def run_batch(ctx: ApplyContext, batch: Sequence[_Group]) -> None:
     started: list[_Started] = []
     with deferred_sync() as written:
         position = 0
-        for group, items in ready:
+        for (group, items), outcomes in zip(ready, _act_all(ctx, ready), strict=True):
             mine = entries[position : position + len(items)]
             position += len(items)
-            outcomes = _act(ctx, group, items)
             for (change, prepared), entry, outcome in zip(items, mine, outcomes, strict=True):
                 started.append(_Started(group.step, change, prepared, entry, outcome))
         # What the steps wrote is on disk before the state says it was deployed.
@@ -244,6 +247,51 @@ def run_batch(ctx: ApplyContext, batch: Sequence[_Group]) -> None:
         ctx.report(f"{s.change.address}: {s.change.action.value} done{done.report}")
 
 
+_Ready = Sequence[tuple[_Group, Sequence[tuple[Change, Prepared]]]]
+
+
+def _act_all(ctx: ApplyContext, ready: _Ready) -> list[list[Any]]:
+    """Each group's outcomes (or the exceptions its acts raised), in plan order.
+
+    Changes of ``parallel`` steps act in worker threads, one thread per lane at a
+    time (``Step.lane``), up to ``ctx.parallelism`` lanes at once; the rest act in
+    this thread, in plan order.  With fewer than two lanes everything acts here.
+    Whatever the order of the acts, the caller records and reports in plan order."""
+    outcomes: list[list[Any]] = [[None] * len(items) for _, items in ready]
+    lanes: dict[Hashable, list[tuple[int, int]]] = {}
+    here: list[int] = []
+    for g, (group, items) in enumerate(ready):
+        step = group.step
+        if ctx.parallelism < 2 or not step.parallel or (group.together and len(items) > 1):
+            here.append(g)
+            continue
+        for i, (change, prepared) in enumerate(items):
+            lanes.setdefault(step.lane(ctx, change, prepared), []).append((g, i))
+    if len(lanes) < 2:
+        return [_act(ctx, group, items) for group, items in ready]
+    pool = ThreadPoolExecutor(min(ctx.parallelism, len(lanes)), thread_name_prefix="certform-act")
+    try:
+        futures = [pool.submit(_act_lane, ctx, ready, lane, outcomes) for lane in lanes.values()]
+        for g in here:
+            outcomes[g] = _act(ctx, *ready[g])
+        for future in futures:
+            future.result()  # a bug in an act (not a step error) stops apply here
+    finally:
+        # On the way out with an error: lanes not started yet never start.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return outcomes
+
+
+def _act_lane(
+    ctx: ApplyContext, ready: _Ready, lane: Sequence[tuple[int, int]], outcomes: list[list[Any]]
+) -> None:
+    """One lane's changes, one after another (in a worker thread)."""
+    for g, i in lane:
+        group, items = ready[g]
+        change, prepared = items[i]
+        outcomes[g][i] = _act_one(ctx, group.step, change, prepared)
+
+
 def _act(ctx: ApplyContext, group: _Group, items: Sequence[tuple[Change, Prepared]]) -> list[Any]:
     """Each change's outcome, or the exception its act raised."""
     step = group.step
@@ -257,16 +305,18 @@ def _act(ctx: ApplyContext, group: _Group, items: Sequence[tuple[Change, Prepare
         for change, _ in items:
             fault_point(change.address, "acted")
         return outcomes
-    results: list[Any] = []
-    for change, prepared in items:
-        fault_point(change.address, "journaled")
-        try:
-            results.append(step.act(ctx, change, prepared))
-        except STEP_ERRORS as exc:
-            results.append(exc)
-            continue
-        fault_point(change.address, "acted")
-    return results
+    return [_act_one(ctx, step, change, prepared) for change, prepared in items]
+
+
+def _act_one(ctx: ApplyContext, step: Step, change: Change, prepared: Prepared) -> Any:
+    """Fault point, act, fault point: the outcome, or the step error the act raised."""
+    fault_point(change.address, "journaled")
+    try:
+        outcome = step.act(ctx, change, prepared)
+    except STEP_ERRORS as exc:
+        return exc
+    fault_point(change.address, "acted")
+    return outcome
 
 
 def _record(ctx: ApplyContext, acted: Sequence[_Started]) -> list[tuple[_Started, Any]]:

@@ -14,7 +14,9 @@ A step is split in the parts the runner sequences (``runner.run_batch``):
 Steps never journal, audit, fsync or catch errors themselves: the runner does,
 in one place, for a batch of steps at a time (one commit to journal the batch,
 one flush of the files it wrote, one commit to record it).  ``batch_key`` groups
-steps of one phase that act together (ACME orders in parallel).
+steps of one phase that act together (ACME orders in parallel); a step whose
+``parallel`` is set acts in worker threads, alongside the other changes of its
+batch that are in other ``lane``s (binding deploys to different places).
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ class Step(ABC):
     """One (kind, action) of the plan's closed set."""
 
     phase: ClassVar[Phase]
+    parallel: ClassVar[bool] = False
+    """True: ``act`` may run in a worker thread, at the same time as the acts of the
+    batch's other changes that are in other lanes (``lane``), up to ``apply
+    --parallelism`` at once.  Such an ``act`` touches neither the state store (its
+    connection belongs to the main thread) nor the output; ``prepare``, ``record``
+    and ``finish`` stay in the main thread, in plan order."""
+
+    def lane(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Hashable:
+        """Changes of a batch in the same lane act one after another, in plan order;
+        different lanes may act at the same time.  Only asked when ``parallel``."""
+        return change.address
 
     def batch_key(self, ctx: ApplyContext, change: Change) -> Hashable | None:
         """Changes of one phase with the same key act together; None: alone."""

@@ -162,18 +162,20 @@ def _certificate_changes(
 ) -> list[Change]:
     radius = _blast_radius(desired)
     changes = []
+    records, authorities = recorded.certificates, recorded.authorities
+    key_ids = {name: a.key_id for name, a in authorities.items()}
     for certificate in desired.certificates:
-        record = recorded.certificates.get(certificate.name)
-        issuer = recorded.authorities.get(certificate.issuer)
+        issuer = certificate.issuer
+        address = certificate.address
         change = _certificate_change(
             certificate,
-            record,
-            issuer.key_id if issuer else None,
-            certificate.issuer in rekeyed,
+            records.get(certificate.name),
+            key_ids.get(issuer),
+            issuer in rekeyed,
             now,
             radius.get(certificate.name, ()),
-            renewal_windows.get(certificate.address),
-            certificate.address in replace,
+            renewal_windows.get(address) if renewal_windows else None,
+            address in replace,
         )
         if change is not None:
             changes.append(_touched_by_renewal_in_place(change, desired))
@@ -464,12 +466,17 @@ def _state_updates(
                     {"prevent_destroy": authority.prevent_destroy},
                 )
             )
+    records = recorded.certificates
     for certificate in desired.certificates:
-        record = recorded.certificates.get(certificate.name)
-        if record is None or certificate.address in touched:
+        record = records.get(certificate.name)
+        if record is None or (
+            record.prevent_destroy == certificate.prevent_destroy
+            and record.tags == certificate.tags
+        ):
+            continue  # nothing to remember (the common case: compared without dicts)
+        if certificate.address in touched:
             continue
         before = {"prevent_destroy": record.prevent_destroy, "tags": record.tags}
         after = {"prevent_destroy": certificate.prevent_destroy, "tags": certificate.tags}
-        if before != after:
-            updates.append(StateUpdate(certificate.address, before, after))
+        updates.append(StateUpdate(certificate.address, before, after))
     return tuple(updates)

@@ -49,6 +49,16 @@ Optional (the defaults suit a target that has nothing to say):
   see below.
 * ``key_directories()`` — local directories it writes keys into (checked for
   safe permissions before apply).
+* ``parallel_deploys`` and ``deploy_lane()`` — apply deploys (and removes) the
+  bindings of a batch in worker threads, up to ``apply --parallelism`` at once:
+  deploys in different lanes run at the same time, deploys in one lane one
+  after another.  The default lane is the place the binding writes to
+  (``identity()``).  A kind whose deploys share something that is not safe to
+  use from two threads at once (one runtime socket, a process-wide cache, a
+  reload of one server, read-modify-write of one remote resource) sets
+  ``parallel_deploys = False``: all its bindings then share one lane per
+  provider type.  A remote target lanes by host, so that different hosts
+  deploy in parallel and one host one binding at a time.
 * Validation, at ``validate``/``plan`` time, without touching the target:
   ``compatibility_error(key_algorithm)`` (a key it cannot serve),
   ``local_problems()`` (files the config points at), ``acm_region()`` (for AWS
@@ -70,7 +80,7 @@ a deploy that cannot be confirmed never stays half in.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, final
@@ -132,6 +142,9 @@ class Target(ABC):
     type_name: ClassVar[str]
     provider_type: ClassVar[str | None] = None
     """The ``type`` of the provider entry this target needs (None: takes none)."""
+    parallel_deploys: ClassVar[bool] = True
+    """Whether deploys and removes of this kind may run in worker threads beside each
+    other (see ``deploy_lane``); False puts all of them in one lane."""
 
     def __init__(
         self,
@@ -220,6 +233,15 @@ class Target(ABC):
         as ``deploy`` returned them, plus what this target needs to recognise its
         own deployment later (AWS targets: ACM's validity stamp)."""
         return facts
+
+    def deploy_lane(self) -> Hashable:
+        """Deploys (and removes) in one lane run one after another, in plan order;
+        lanes run at the same time (``apply --parallelism``).  Default: the place
+        written to, or one lane per provider type for a kind that is not
+        ``parallel_deploys``."""
+        if type(self).parallel_deploys:
+            return (self.type_name, self.identity())
+        return ("one at a time", self.provider_type or self.type_name)
 
     def key_directories(self) -> tuple[Path, ...]:
         """Local directories this target writes a private key into; apply refuses to

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +71,11 @@ FILE_MODES = {
 }
 
 
+_NORMAL = re.compile(r"(?:/(?!\.\.?(?:/|$))[^/]+)+")
+"""An absolute path that ``os.path.normpath`` leaves as it is: no empty, ``.`` or
+``..`` segment, no trailing slash."""
+
+
 def _contents(material: CertificateMaterial) -> dict[str, tuple[bytes, int]]:
     return {
         "cert.pem": (material.certificate_pem.encode(), PUBLIC_MODE),
@@ -91,13 +97,15 @@ class FilesTarget(Target):
         return Path(self._directory())
 
     def _directory(self) -> str:
-        # Plain string operations: a plan calls this for every binding (10,000s).
+        # Plain string operations: a plan calls this for every binding (10,000s), and
+        # most joined paths are already normal (normpath only for the others).
         directory = self.config.directory
         if self.via is not None:
             return posixpath.normpath(directory)  # on the host: absolute (validated)
-        if os.path.isabs(directory):
+        if directory.startswith("/"):
             return os.path.normpath(directory)
-        return os.path.normpath(os.path.join(self.root, directory))
+        joined = f"{os.fspath(self.root)}/{directory}"
+        return joined if _NORMAL.fullmatch(joined) else os.path.normpath(joined)
 
     def identity(self) -> str:
         """The directory relative to the config when inside it, else absolute; on a
@@ -152,12 +160,13 @@ class FilesTarget(Target):
         host = self.host
         where = self._directory()
         try:
-            problem = host.unsafe_key_directory(where)
-            if problem is not None:
-                raise ProviderError(problem)
-            # Temp files of a run killed mid-write (one may hold a key): not left
-            # behind.  A directory made just now has none.
+            # A directory made just now is ours (0750) and empty: no permission check,
+            # no temp files of a killed run to look for.  One that was there is
+            # checked (nothing was changed yet) and cleaned of temps (one may hold a key).
             if not host.make_dirs(where, TARGET_DIR_MODE):
+                problem = host.unsafe_key_directory(where)
+                if problem is not None:
+                    raise ProviderError(problem)
                 host.remove_stale_temps(where, FILE_MODES)
             contents = {f"{where}/{name}": item for name, item in _contents(material).items()}
             stamps = host.write_files(contents)
@@ -175,7 +184,12 @@ class FilesTarget(Target):
 
     def snapshot(
         self, material: CertificateMaterial, previous: Facts | None
-    ) -> dict[str, bytes | None]:
+    ) -> dict[str, bytes | None] | None:
+        """The files served now, to put back when the handshake at ``verify_endpoint``
+        fails; None without one (nothing else can fail a files deploy's verification,
+        so a bulk renewal reads no key into memory for nothing)."""
+        if self.config.verify_endpoint is None:
+            return None
         directory = self._directory()
         host = self.host
         present = host.present_names(directory, FILE_MODES)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -160,8 +161,15 @@ class HaproxyTarget(Target):
 
     type_name = "haproxy"
     provider_type = "haproxy"
+    parallel_deploys = False
+    """One at a time per HAProxy: its runtime API holds one ``set ssl cert``
+    transaction at a time per socket (the listings cache is per socket too)."""
     config: HaproxyTargetConfig
     provider: HaproxyProviderConfig
+
+    def deploy_lane(self) -> Hashable:
+        """One lane per provider (one HAProxy): two HAProxies, on two hosts, at once."""
+        return ("haproxy", self.config.provider)
 
     @property
     def per_certificate(self) -> bool:

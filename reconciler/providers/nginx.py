@@ -16,6 +16,7 @@ there, the snippet template is still read (and rendered) here.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +84,16 @@ class NginxTarget(Target):
 
     type_name = "nginx"
     provider_type = "nginx"
+    parallel_deploys = False
+
+    def deploy_lane(self) -> Hashable:
+        """One lane per provider (one nginx: its test and reload see every file):
+        nginx servers on two hosts deploy at once."""
+        return ("nginx", self.config.provider)
+
+    """One at a time: every deploy tests and reloads the one nginx, so concurrent
+    deploys would test each other's files and a failed test would restore files
+    another deploy just wrote."""
     config: NginxTargetConfig
     provider: NginxProviderConfig
 

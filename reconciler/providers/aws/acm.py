@@ -230,6 +230,12 @@ class AcmCopyTarget(Target):
     """What the AWS targets (ALB listener, CloudFront, API Gateway) share: each serves
     an ACM copy of the certificate, which names the copy and decides what is recorded."""
 
+    parallel_deploys = False
+    """One at a time: a listener's certificate list and default certificate and a
+    distribution's config (ETag) are read, changed and written back, so two deploys
+    to one of them at once could undo each other; which bindings share one is not
+    known before their calls are made."""
+
     def recorded_facts(self, material: CertificateMaterial, facts: Facts) -> Facts:
         return recorded_facts(material, facts)
 
