@@ -103,7 +103,7 @@ def plan(
     the_plan = session.plan(at, out=out, show=_plan_printer(form), replace=replace or ())
     if out is not None and form == opt.PlanFormat.text:
         typer.echo(f"\nSaved the plan to {out}. Apply it with: certform apply {out}")
-    if detailed_exitcode and the_plan.has_changes:
+    if detailed_exitcode and (the_plan.has_changes or the_plan.endpoint_drift):
         raise typer.Exit(2)
 
 

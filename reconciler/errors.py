@@ -60,6 +60,18 @@ class ProviderError(CertformError):
     """A target or issuer failed while doing its part of a change."""
 
 
+class DeployedButFailed(ProviderError):
+    """The deploy changed the target (the files are written) but a later part of it
+    failed (the post_deploy command).  The step fails, yet what is deployed is
+    recorded, marked unfinished: the next plan says what failed instead of
+    calling the files it finds drift, and the next apply finishes it."""
+
+    def __init__(self, message: str, facts: dict[str, object], unfinished: str) -> None:
+        super().__init__(message)
+        self.facts = facts
+        self.unfinished = unfinished
+
+
 class UsageError(CertformError):
     """An option or argument the session cannot act on; nothing was changed."""
 

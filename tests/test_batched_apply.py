@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -32,6 +33,10 @@ def _spki(public_key: Any) -> bytes:
     )
 
 
+_STEP_LINE = re.compile(rb"^(?:\S+Z )?(?:\[\d+/\d+\] )?(?:authority|certificate|binding)\.")
+"""A progress line of a step (when not on a terminal, after a timestamp and a count)."""
+
+
 def _apply_killed_after(ws: Workspace, lines: int, delay: float, batch: int) -> bool:
     """Start an apply, SIGKILL it ``delay`` s after its ``lines``-th progress line
     ("certificate.c3: issue…", "... done"); True when it was killed (False: it
@@ -51,7 +56,7 @@ def _apply_killed_after(ws: Workspace, lines: int, delay: float, batch: int) -> 
         line = proc.stdout.readline()
         if not line:
             break
-        if line.startswith((b"authority.", b"certificate.", b"binding.")):
+        if _STEP_LINE.match(line):
             seen += 1
     time.sleep(delay)
     killed = proc.poll() is None

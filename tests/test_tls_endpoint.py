@@ -1,7 +1,7 @@
 """``tls-endpoint`` bindings and ``endpoints:`` against a real nginx: what clients
-see is observed state (drift for plan --detailed-exitcode), apply only confirms,
-and ``check`` reports expiry, wrong name, incomplete chain, self-signed and
-unreachable endpoints."""
+see is observed state (drift for plan --detailed-exitcode), checked at plan time and
+never planned as a change apply could make, and ``check`` reports expiry, wrong
+name, incomplete chain, self-signed and unreachable endpoints."""
 
 from __future__ import annotations
 
@@ -65,10 +65,15 @@ def _config(lab: NginxLab, *, endpoint_port: int | None = None, extra: str = "")
     )
 
 
-def test_endpoint_binding_confirms_and_detects_drift(workspace: Workspace, nginx: NginxLab) -> None:
+def test_endpoint_binding_is_checked_and_detects_drift(
+    workspace: Workspace, nginx: NginxLab
+) -> None:
     workspace.write(_config(nginx))
+    first = workspace.run("plan")
+    assert "+ binding.tls-endpoint" not in first.out, first.out  # a watch is never a change
+    assert "Plan: 4 to issue, 2 to bind." in first.out, first.out
     result = workspace.ok("apply", "--auto-approve")
-    assert "binding.tls-endpoint:127.0.0.1:" in result.out
+    assert "binding.tls-endpoint:" not in result.out
     assert workspace.run("plan", "--detailed-exitcode").code == 0
 
     # Someone puts another certificate on the server: clients see it, so does plan.
@@ -77,12 +82,13 @@ def test_endpoint_binding_confirms_and_detects_drift(workspace: Workspace, nginx
     nginx.reload()
     plan = workspace.run("plan", "--detailed-exitcode")
     assert plan.code == 2, plan.text
+    assert "Watched endpoints serving something else" in plan.out
     assert "serves serial" in plan.out and "expected serial" in plan.out
-    workspace.ok("apply", "--auto-approve")  # the files binding puts it back; the probe confirms
+    workspace.ok("apply", "--auto-approve")  # the files binding puts it back
     assert workspace.run("plan", "--detailed-exitcode").code == 0
 
 
-def test_endpoint_serving_a_foreign_certificate_fails_apply(
+def test_endpoint_serving_a_foreign_certificate_is_drift_not_a_change(
     workspace: Workspace, nginx: NginxLab
 ) -> None:
     extra = (
@@ -90,11 +96,13 @@ def test_endpoint_serving_a_foreign_certificate_fails_apply(
         f"port: {nginx.port}, server_name: www.example.test, timeout: 1s}}}}\n"
     )
     workspace.write(_config(nginx, extra=extra))
-    result = workspace.run("apply", "--auto-approve")
-    assert result.code == 1, result.text
-    assert "read-only" in result.text and "www.example.test" in result.text
+    workspace.ok("apply", "--auto-approve")  # nothing to do for the watch itself
     plan = workspace.run("plan", "--detailed-exitcode")
-    assert plan.code == 2  # still pending: never reported as fixed
+    assert plan.code == 2, plan.text  # never reported as fixed
+    assert "No changes." in plan.out
+    assert "it should serve certificate.leaf" in plan.out and "fix the endpoint" in plan.out
+    again = workspace.run("apply", "--auto-approve")
+    assert again.code == 0 and "FAILED" not in again.text, again.text
 
 
 def test_unreachable_endpoint_is_reported_not_fixed(workspace: Workspace, nginx: NginxLab) -> None:
@@ -102,9 +110,9 @@ def test_unreachable_endpoint_is_reported_not_fixed(workspace: Workspace, nginx:
     workspace.ok("apply", "--auto-approve")
     closed = free_port()
     workspace.write(_config(nginx, endpoint_port=closed))
-    result = workspace.run("apply", "--auto-approve")
-    assert result.code == 1
-    assert f"127.0.0.1:{closed}" in result.text
+    plan = workspace.run("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.text  # a warning, never a change
+    assert f"127.0.0.1:{closed}" in plan.out and "unreachable" in plan.out
     check = workspace.run("check")
     assert check.code == 2
     assert "unreachable" in check.out

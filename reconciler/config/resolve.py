@@ -104,6 +104,7 @@ def _bindings(config: CertformConfig, bound: Sequence[BoundTarget]) -> list[Desi
                 binding.certificate,
                 target.settings(),
                 target.acm_region(),
+                type(target).watch_only,
             )
         )
     return result

@@ -18,8 +18,9 @@ from reconciler.engine.context import ApplyContext
 from reconciler.engine.step import Done, Phase, Prepared, Step, register
 from reconciler.engine.step_material import deployable
 from reconciler.engine.verify import deploy_verified
-from reconciler.errors import StateError
+from reconciler.errors import DeployedButFailed, StateError
 from reconciler.model.material import CertificateMaterial
+from reconciler.model.observed import UNFINISHED
 from reconciler.model.records import BindingRecord
 from reconciler.pki.keys import private_key_from_der, private_key_to_pem
 from reconciler.plan.model import Action, Change
@@ -52,10 +53,19 @@ class Bind(Step):
     def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Any:
         deployment: _Deployment = prepared.data
         previous = ctx.recorded.bindings.get(change.address)
-        facts, verified = deploy_verified(
-            deployment.target, deployment.material, previous.facts if previous else None
-        )
-        return deployment.target.recorded_facts(deployment.material, facts), verified
+        target, material = deployment.target, deployment.material
+        try:
+            facts, verified = deploy_verified(
+                target, material, previous.facts if previous else None
+            )
+        except DeployedButFailed as exc:
+            # Deployed, then its post_deploy failed: recorded as unfinished (the
+            # files on the target are these), and the step fails with the reason.
+            unfinished = target.recorded_facts(material, dict(exc.facts)) | {
+                UNFINISHED: exc.unfinished
+            }
+            return unfinished, "", str(exc)
+        return target.recorded_facts(material, facts), verified, None
 
     def record(
         self, ctx: ApplyContext, change: Change, prepared: Prepared, outcome: Any,
@@ -63,7 +73,7 @@ class Bind(Step):
     ) -> Done:  # fmt: skip
         spec = _spec(change.after)
         material = prepared.data.material
-        facts, verified = outcome
+        facts, verified, failed = outcome
         writer.put_binding(
             BindingRecord(
                 address=change.address,
@@ -74,6 +84,8 @@ class Bind(Step):
                 deployed_at=datetime.now(UTC),
             )
         )
+        if failed is not None:
+            return Done(f"serial {material.serial} deployed, then: {failed}", failed=failed)
         return Done(
             f"serial {material.serial}{verified}", f" (serial {material.serial[:16]}…{verified})"
         )

@@ -96,4 +96,5 @@ def plan_from(
         interrupted=tuple(s.address for s in recorded.interrupted),
         variables=dict(validated.variables),
         moves=moves,
+        endpoint_drift=result.endpoint_drift,
     )

@@ -18,9 +18,11 @@ from reconciler.providers.endpoint import endpoint_observation
 
 def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[str, Observation]:
     """Observe every recorded binding that is still desired (read-only), including,
-    for bindings with ``verify_endpoint``, what a TLS handshake there presents."""
-    wanted = {b.address for b in desired.bindings}
-    observed: dict[str, Observation] = {}
+    for bindings with ``verify_endpoint``, what a TLS handshake there presents; and
+    every watched endpoint (``tls-endpoint``), against its certificate's current
+    serial, whether or not a binding was ever recorded for it."""
+    wanted = {b.address for b in desired.bindings if not b.watch_only}
+    observed: dict[str, Observation] = _watched(desired, recorded, root)
     with observation_batch():
         # Every target announces its reads first (``prefetch``): the files of all
         # bindings on one SSH host are then stamped in one remote command.
@@ -41,6 +43,18 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
             observed[address] = observation
     observed.update(_published_crls(desired, recorded, root))
     observed.update(_authorities(desired, recorded))
+    return observed
+
+
+def _watched(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[str, Observation]:
+    """What each watched endpoint serves, against the serial its certificate has now
+    (none yet: nothing to check)."""
+    observed: dict[str, Observation] = {}
+    for binding in desired.bindings:
+        current = recorded.certificates.get(binding.certificate) if binding.watch_only else None
+        if current is not None:
+            target = target_from_settings(binding.target, root)
+            observed[binding.address] = target.observe({"serial": current.serial})
     return observed
 
 

@@ -243,6 +243,10 @@ def run_batch(ctx: ApplyContext, batch: Sequence[_Group]) -> None:
             _failed(ctx, s.change, s.entry, done)
             continue
         s.step.finish(ctx, s.change, s.prepared, s.outcome)
+        if done.failed is not None:  # recorded as it is, and still a failure
+            ctx.result.failed[s.change.address] = done.failed
+            ctx.report(f"{s.change.address}: {s.change.action.value} FAILED: {done.failed}")
+            continue
         ctx.result.done.append(s.change.address)
         ctx.report(f"{s.change.address}: {s.change.action.value} done{done.report}")
 
@@ -344,7 +348,8 @@ def _record(ctx: ApplyContext, acted: Sequence[_Started]) -> list[tuple[_Started
 def _record_one(ctx: ApplyContext, s: _Started, writer: StateWriter) -> Done:
     done = s.step.record(ctx, s.change, s.prepared, s.outcome, writer)
     action = s.change.action.value
-    writer.audit(ctx.actor, "apply", s.change.address, action, "ok", done.audit)
+    result = "ok" if done.failed is None else "failed"
+    writer.audit(ctx.actor, "apply", s.change.address, action, result, done.audit)
     return done
 
 

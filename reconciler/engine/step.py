@@ -53,6 +53,9 @@ class Done:
 
     audit: str = ""
     report: str = ""
+    failed: str | None = None
+    """Recorded, yet the step failed (a deploy whose post_deploy failed: what is
+    deployed is recorded as unfinished, and the step reports this failure)."""
 
 
 class Step(ABC):

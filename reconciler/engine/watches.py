@@ -30,7 +30,7 @@ def endpoint_watches(
 ) -> list[EndpointWatch]:
     watches: list[EndpointWatch] = []
     for binding in desired.bindings:
-        if binding.target.get("type") != "tls-endpoint":
+        if not binding.watch_only:
             continue
         settings = TlsEndpointTargetConfig.model_validate(binding.target)
         record = recorded.certificates.get(binding.certificate)

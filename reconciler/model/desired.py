@@ -70,6 +70,8 @@ class DesiredBinding:
     """The ACM region the target serves certificates from (AWS targets), None for
     targets that deploy the key themselves: an ACM certificate renewed in place
     needs redeploying only to the latter."""
+    watch_only: bool = False
+    """A target certform only looks at (``tls-endpoint``): checked, never changed."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-ObservationStatus = Literal["in_sync", "drifted", "missing", "unreachable"]
+ObservationStatus = Literal["in_sync", "drifted", "missing", "unreachable", "unfinished"]
 
 Facts = dict[str, Any]
 """What a target's ``deploy`` returned, recorded with the binding (JSON, no secrets)."""
+
+UNFINISHED = "unfinished"
+"""The facts key of a deployment whose deploy failed after it changed the target
+(``errors.DeployedButFailed``): what failed, for the next plan to say."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class Observation:
 
     @property
     def needs_redeploy(self) -> bool:
-        return self.status in ("drifted", "missing")
+        return self.status in ("drifted", "missing", "unfinished")
 
 
 class Missing(Exception):

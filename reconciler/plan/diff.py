@@ -44,6 +44,7 @@ class DiffResult:
     changes: tuple[Change, ...]
     state_updates: tuple[StateUpdate, ...]
     warnings: tuple[str, ...]
+    endpoint_drift: tuple[str, ...] = ()
 
 
 def diff(
@@ -67,6 +68,8 @@ def diff(
     )
     changed_certs = {c.name: c for c in certificate_changes}
     binding_changes, warnings = _binding_changes(desired, recorded, observed, changed_certs)
+    endpoint_drift, watch_warnings = _watched_endpoints(desired, observed)
+    warnings = (*warnings, *watch_warnings)
     warnings = (*authority_warnings, *warnings)
     changes = (
         authority_changes
@@ -80,7 +83,8 @@ def diff(
     changes += crl_changes(desired, recorded, observed, reissued, now, certificate_changes)
     warnings += crl_warnings(desired, observed)
     touched = {c.address for c in changes}
-    return DiffResult(tuple(changes), _state_updates(desired, recorded, touched), warnings)
+    updates = _state_updates(desired, recorded, touched)
+    return DiffResult(tuple(changes), updates, warnings, endpoint_drift)
 
 
 # -- guards --------------------------------------------------------------------------
@@ -183,9 +187,11 @@ def _certificate_changes(
 
 
 def _blast_radius(desired: DesiredState) -> dict[str, tuple[str, ...]]:
+    """The bindings a certificate change redeploys (not the endpoints only watched)."""
     radius: dict[str, list[str]] = {}
     for binding in desired.bindings:
-        radius.setdefault(binding.certificate, []).append(binding.address)
+        if not binding.watch_only:
+            radius.setdefault(binding.certificate, []).append(binding.address)
     return {name: tuple(addresses) for name, addresses in radius.items()}
 
 
@@ -273,6 +279,8 @@ def _binding_changes(
     changes: list[Change] = []
     warnings: list[str] = []
     for binding in desired.bindings:
+        if binding.watch_only:
+            continue  # checked (``_watched_endpoints``), never changed
         record = recorded.bindings.get(binding.address)
         if record is None:
             after = _binding_after(binding)
@@ -293,6 +301,29 @@ def _binding_changes(
                 Change(binding.address, Action.REBIND, tuple(reasons), before, after, (), drift)
             )
     return changes, tuple(warnings)
+
+
+def _watched_endpoints(
+    desired: DesiredState, observed: Mapping[str, Observation]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(drift, warnings) of the endpoints certform only watches: one serving another
+    certificate is drift a person must fix there (apply cannot); an unreachable one
+    is a warning.  Neither is ever a change."""
+    drift: list[str] = []
+    warnings: list[str] = []
+    for binding in desired.bindings:
+        observation = observed.get(binding.address) if binding.watch_only else None
+        if observation is None or observation.status == "in_sync":
+            continue
+        details = "; ".join(observation.details)
+        if observation.status == "unreachable":
+            warnings.append(f"{binding.address} unreachable: {details}")
+        else:
+            drift.append(
+                f"{binding.address}: {details} (it should serve certificate."
+                f"{binding.certificate}; certform only watches it: fix the endpoint)"
+            )
+    return tuple(drift), tuple(warnings)
 
 
 def _binding_after(binding: DesiredBinding) -> BindingSpec:
@@ -327,6 +358,9 @@ def _rebind_reasons(
         and record.certificate == binding.certificate
     ):
         reasons.append(f"deployed serial {record.serial[:16]}… is not the current one")
+    if observation is not None and observation.status == "unfinished":
+        reasons.extend(observation.details)  # what failed at the last apply: not drift
+        return reasons, False
     drift = bool(observation and observation.needs_redeploy)
     if drift and observation is not None:
         reasons.append("drift: " + "; ".join(observation.details))

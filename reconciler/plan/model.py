@@ -167,6 +167,9 @@ class Plan:
     """The template variables the configuration was rendered with: ``apply PLANFILE``
     on another runner renders it with these, without ``--var``."""
     moves: tuple[Move, ...] = ()
+    endpoint_drift: tuple[str, ...] = ()
+    """Watched endpoints (``tls-endpoint``) serving something else: drift to fix at
+    the endpoint, reported (``--detailed-exitcode`` exits 2), never a change."""
 
     @property
     def has_changes(self) -> bool:
@@ -174,7 +177,7 @@ class Plan:
 
     @property
     def has_drift(self) -> bool:
-        return any(c.drift for c in self.changes)
+        return any(c.drift for c in self.changes) or bool(self.endpoint_drift)
 
     def counts(self) -> dict[str, int]:
         counts = {a.value: 0 for a in SUMMARY_ORDER}
@@ -202,6 +205,7 @@ class Plan:
             "requires_force": list(self.requires_force),
             "variables": copy.deepcopy(self.variables),
             "moves": [move.to_json() for move in self.moves],
+            "endpoint_drift": list(self.endpoint_drift),
         }
 
     def dumps(self) -> str:
@@ -225,4 +229,5 @@ class Plan:
             requires_force=tuple(data.get("requires_force", ())),
             variables=dict(data.get("variables") or {}),
             moves=tuple(Move(m["from"], m["to"]) for m in data.get("moves", ())),
+            endpoint_drift=tuple(data.get("endpoint_drift", ())),
         )

@@ -33,6 +33,10 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"Warning: {warning}")
     if plan.warnings:
         lines.append("")
+    if plan.endpoint_drift:
+        lines.append("Watched endpoints serving something else (certform cannot change them):")
+        lines.extend(f"  ! {line}" for line in plan.endpoint_drift)
+        lines.append("")
     if plan.requires_force:
         lines.append("This plan needs `apply --force`:")
         lines.extend(f"  - {reason}" for reason in plan.requires_force)

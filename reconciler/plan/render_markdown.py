@@ -68,6 +68,9 @@ def _head(plan: Plan) -> str:
     if plan.requires_force:
         lines += ["", "> This plan needs `certform apply --force`:"]
         lines += [f"> - {_escape(reason)}" for reason in plan.requires_force]
+    if plan.endpoint_drift:
+        lines += ["", "> :warning: **Watched endpoints serving something else** (fix them there):"]
+        lines += [f"> - {_escape(line)}" for line in plan.endpoint_drift]
     if plan.warnings:
         lines += ["", "**Warnings**", ""]
         lines += [f"- {_escape(warning)}" for warning in plan.warnings]

@@ -89,7 +89,7 @@ from pydantic import BaseModel
 
 from reconciler.errors import ProviderError
 from reconciler.model.material import CertificateMaterial
-from reconciler.model.observed import Facts, Missing, Observation, Unreachable
+from reconciler.model.observed import UNFINISHED, Facts, Missing, Observation, Unreachable
 from reconciler.providers.hosts import LOCAL, Host
 from reconciler.suggest import expected_one_of
 
@@ -142,6 +142,9 @@ class Target(ABC):
     type_name: ClassVar[str]
     provider_type: ClassVar[str | None] = None
     """The ``type`` of the provider entry this target needs (None: takes none)."""
+    watch_only: ClassVar[bool] = False
+    """True for a target certform only looks at (``tls-endpoint``): its bindings are
+    checked at plan time, never planned as a change apply could make."""
     parallel_deploys: ClassVar[bool] = True
     """Whether deploys and removes of this kind may run in worker threads beside each
     other (see ``deploy_lane``); False puts all of them in one lane."""
@@ -198,7 +201,11 @@ class Target(ABC):
 
         Never raises for a missing or altered deployment (that is drift) nor for
         an unreachable target (that is a warning); a ProviderError from ``read``
-        (e.g. access denied) goes through."""
+        (e.g. access denied) goes through.  A deployment the last apply left
+        unfinished (its post_deploy failed) is that, not drift."""
+        unfinished = facts.get(UNFINISHED)
+        if unfinished:
+            return Observation("unfinished", (str(unfinished),))
         return observation_of(lambda: self.read(facts), lambda seen: self.compare(seen, facts))
 
     @abstractmethod

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from reconciler.config.types import Duration, EntryName, EnvName, StrictModel, pass_env_field
-from reconciler.errors import ProviderError
+from reconciler.errors import DeployedButFailed, ProviderError
 from reconciler.filestamp import Stamp
 from reconciler.fsutil import TARGET_DIR_MODE
 from reconciler.model.material import CertificateMaterial
@@ -175,12 +175,17 @@ class FilesTarget(Target):
             message = exc.strerror or exc
             raise ProviderError(f"cannot write {host.where(where)}: {message}") from None
         files: dict[str, Stamp] = {name: stamps[f"{where}/{name}"] for name in FILE_MODES}
-        self._run_post_deploy(
-            CERTFORM_CERTIFICATE=material.name,
-            CERTFORM_SERIAL=material.serial,
-            CERTFORM_DIRECTORY=where,
-        )
-        return {"directory": where, "files": files}
+        facts: Facts = {"directory": where, "files": files}
+        try:
+            self._run_post_deploy(
+                CERTFORM_CERTIFICATE=material.name,
+                CERTFORM_SERIAL=material.serial,
+                CERTFORM_DIRECTORY=where,
+            )
+        except ProviderError as exc:
+            unfinished = f"the post_deploy command failed at the last apply ({exc})"
+            raise DeployedButFailed(str(exc), facts, unfinished) from None
+        return facts
 
     def snapshot(
         self, material: CertificateMaterial, previous: Facts | None

@@ -41,6 +41,7 @@ class TlsEndpointTarget(Target):
     """Observes what an endpoint serves; never writes anywhere."""
 
     type_name = "tls-endpoint"
+    watch_only = True
     config: TlsEndpointTargetConfig
 
     @property
