@@ -18,7 +18,9 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +78,48 @@ def served_serial(port: int, server_name: str, timeout: float = 3.0) -> str:
     if der is None:
         raise RuntimeError(f"no certificate served on port {port} for {server_name}")
     return format(x509.load_der_x509_certificate(der).serial_number, "x")
+
+
+@dataclass
+class Handshakes:
+    """What a handshake loop saw: served serials in order, and the failures."""
+
+    seen: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def assert_swapped(self, old: str, new: str) -> None:
+        """No handshake failed, many were made, ``old`` was served first and ``new``
+        last, and once ``new`` appeared ``old`` never came back."""
+        assert new != old
+        assert self.failures == []
+        assert len(self.seen) > 50, len(self.seen)
+        assert self.seen[0] == old and self.seen[-1] == new
+        assert old not in self.seen[self.seen.index(new) :]
+
+
+@contextlib.contextmanager
+def handshake_loop(port: int, server_name: str) -> Iterator[Handshakes]:
+    """Handshakes with ``server_name`` back to back in a thread while the block runs
+    (0.2 s before and after it too), recording every served serial and failure."""
+    result = Handshakes()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                result.seen.append(served_serial(port, server_name, timeout=2))
+            except Exception as exc:
+                result.failures.append(repr(exc))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        yield result
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass
@@ -236,6 +280,17 @@ class HaproxyLab:
             return self.log.read_text(errors="replace")[-2000:].strip() or "(no output)"
         except OSError:
             return "(no log)"
+
+
+def running_haproxy(directory: Path) -> Iterator[HaproxyLab]:
+    """A fixture's body: one HAProxy in ``directory`` (skips without haproxy)."""
+    import pytest
+
+    if haproxy_binary() is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    lab = HaproxyLab.start(directory)
+    yield lab
+    lab.stop()
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

@@ -15,8 +15,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from tests.aws_lab import free_port
 
@@ -147,6 +150,15 @@ class SshLab:
     def log(self) -> str:
         path = self.directory / "sshd.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def running_lab(factory: pytest.TempPathFactory) -> Iterator[SshLab]:
+    """A module fixture's body: one sshd for the module (skips without sshd)."""
+    if sshd_binary() is None:
+        pytest.skip("sshd is not installed (apt-get install openssh-server)")
+    started = SshLab.start(factory.mktemp("sshd"))
+    yield started
+    started.stop()
 
 
 def _descendants(root: int) -> list[int]:

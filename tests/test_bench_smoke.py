@@ -240,3 +240,27 @@ def test_state_backends_smoke(tmp_path: Path) -> None:
             rf"  PASS  8 reads during an apply, none waited for the lock: slowest {S} s",
         ],
     )
+
+
+def test_ssh_smoke(tmp_path: Path) -> None:
+    from tests.ssh_lab import sshd_binary
+
+    if sshd_binary() is None:
+        pytest.skip("sshd is not installed (apt-get install openssh-server)")
+    output = run_smoke("ssh.py", tmp_path)
+    label = r"\[N=12, hosts=5\]"
+    cpu = rf"{S} s, cli CPU {S} s"
+    assert_lines(
+        output,
+        [
+            rf"{label} 5 sshd started in {S} s",
+            rf"{label} apply {cpu} \(14 to issue, 12 to bind, exit 0\)",
+            rf"{label} no-change plan {cpu} \(no changes, exit 0\), remote commands per host: "
+            r"h0=1 h1=1 h2=1 h3=1 h4=1 \(total 5\), connections 5",
+            r"  files stamped per host: h0=15 h1=15 h2=10 h3=10 h4=10 "
+            r"\(5 per binding, 12 bindings\)",
+            rf"{label} renewal of all {cpu} \(12 to replace, 12 to rebind, exit 0\)",
+            r"  ok  12/12 bindings hold the renewed certificate",
+            rf"{label} plan after renewal {cpu} \(no changes, exit 0\)",
+        ],
+    )

@@ -6,8 +6,6 @@ real TLS handshake that reads the served serial."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from cryptography import x509
 
 from reconciler.providers.tls_probe import probe
 from tests.conftest import EXAMPLE, Workspace
-from tests.haproxy_lab import HaproxyLab, haproxy_binary, served_serial
+from tests.haproxy_lab import HaproxyLab, handshake_loop, running_haproxy, served_serial
 from tests.nginx_lab import write_self_signed
 
 pytestmark = pytest.mark.integration
@@ -26,11 +24,7 @@ PKI = EXAMPLE.split("certificates:")[0]
 
 @pytest.fixture
 def haproxy(workspace: Workspace) -> Iterator[HaproxyLab]:
-    if haproxy_binary() is None:
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
-    lab = HaproxyLab.start(workspace.root / "haproxy")
-    yield lab
-    lab.stop()
+    yield from running_haproxy(workspace.root / "haproxy")
 
 
 def _config(
@@ -103,35 +97,10 @@ def test_renewal_under_load_drops_no_handshake(workspace: Workspace, haproxy: Ha
     workspace.write(_config(haproxy))
     workspace.ok("apply", "--auto-approve")
     old = served_serial(haproxy.port, "web.example.test")
-
-    seen: list[str] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            try:
-                seen.append(served_serial(haproxy.port, "web.example.test", timeout=2))
-            except Exception as exc:
-                failures.append(repr(exc))
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
-        time.sleep(0.2)
+    with handshake_loop(haproxy.port, "web.example.test") as loop:
         workspace.write(_config(haproxy, key="rsa-2048"))  # new key: the certificate is replaced
         workspace.ok("apply", "--auto-approve")
-        time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join()
-    new = _file_serial(haproxy.crt_dir / "web.pem")
-    assert new != old
-    assert failures == []
-    assert len(seen) > 50, len(seen)
-    assert seen[0] == old and seen[-1] == new
-    # Once the new serial appeared, the old one never came back.
-    assert old not in seen[seen.index(new) :]
+    loop.assert_swapped(old, _file_serial(haproxy.crt_dir / "web.pem"))
 
 
 def test_unbind_removes_from_runtime_and_files(workspace: Workspace, haproxy: HaproxyLab) -> None:

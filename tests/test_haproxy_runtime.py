@@ -33,7 +33,7 @@ from reconciler.providers.haproxy_runtime import (
     HaproxyUnreachable,
 )
 from tests.aws_lab import free_port
-from tests.haproxy_lab import HaproxyLab, haproxy_binary, served_serial
+from tests.haproxy_lab import HaproxyLab, running_haproxy, served_serial
 
 pytestmark = pytest.mark.integration
 
@@ -102,11 +102,7 @@ def ca() -> LabCA:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[HaproxyLab]:
-    if haproxy_binary() is None:
-        pytest.skip("haproxy is not installed (looked in PATH and /usr/sbin)")
-    running = HaproxyLab.start(tmp_path)
-    yield running
-    running.stop()
+    yield from running_haproxy(tmp_path)
 
 
 @pytest.fixture

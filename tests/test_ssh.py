@@ -22,7 +22,7 @@ from cryptography import x509
 from reconciler.providers.tls_probe import probe
 from tests.conftest import EXAMPLE, Workspace, certform_argv
 from tests.nginx_lab import NginxLab, ServerSpec, nginx_binary, write_self_signed
-from tests.ssh_lab import SshLab, provider_yaml, sshd_binary
+from tests.ssh_lab import SshLab, provider_yaml, running_lab
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,7 @@ FILES = ("cert.pem", "chain.pem", "fullchain.pem", "ca.pem", "key.pem")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
-    if sshd_binary() is None:
-        pytest.skip("sshd is not installed (apt-get install openssh-server)")
-    started = SshLab.start(tmp_path_factory.mktemp("sshd"))
-    yield started
-    started.stop()
+    yield from running_lab(tmp_path_factory)
 
 
 @pytest.fixture

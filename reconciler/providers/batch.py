@@ -66,13 +66,29 @@ def want(group: Any, item: str, fetch_many: FetchMany) -> None:
 
 
 def fetch_wanted() -> None:
-    """One ``fetch_many`` per group for everything announced since the last call."""
+    """One ``fetch_many`` per group for everything announced since the last call.
+
+    The groups are fetched at the same time (one thread each): a group is one
+    host, and five SSH hosts cost one connect and one stamp, not five in a row."""
     wanted, cache = _wanted.get(), _cache.get()
     if not wanted or cache is None:
         return
-    for group, (fetch_many, items) in list(wanted.items()):
-        _fill(cache, group, [i for i in items if (group, i) not in cache], fetch_many)
+    jobs = [
+        (group, fetch_many, [i for i in items if (group, i) not in cache])
+        for group, (fetch_many, items) in wanted.items()
+    ]
     wanted.clear()
+    jobs = [job for job in jobs if job[2]]
+    if len(jobs) == 1:
+        group, fetch_many, items = jobs[0]
+        _fill(cache, group, items, fetch_many)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(jobs), 16)) as pool:
+        answers = list(pool.map(lambda job: _answers(job[1], job[2]), jobs))
+    for (group, _, items), answer in zip(jobs, answers, strict=True):
+        _store(cache, group, items, answer)
 
 
 def lookup_many(group: Any, items: Iterable[str], fetch_many: FetchMany) -> dict[str, Any]:
@@ -95,13 +111,25 @@ def lookup_many(group: Any, items: Iterable[str], fetch_many: FetchMany) -> dict
 def _fill(
     cache: dict[tuple[Any, ...], Any], group: Any, items: list[str], fetch_many: FetchMany
 ) -> None:
-    if not items:
-        return
+    if items:
+        _store(cache, group, items, _answers(fetch_many, items))
+
+
+def _answers(fetch_many: FetchMany, items: list[str]) -> Mapping[str, Any] | Exception:
     try:
-        answers = fetch_many(items)
+        return fetch_many(items)
     except Exception as exc:
-        for item in items:
-            cache[(group, item)] = (False, exc)
-        return
+        return exc
+
+
+def _store(
+    cache: dict[tuple[Any, ...], Any],
+    group: Any,
+    items: list[str],
+    answers: Mapping[str, Any] | Exception,
+) -> None:
     for item in items:
-        cache[(group, item)] = (True, answers.get(item))
+        if isinstance(answers, Exception):
+            cache[(group, item)] = (False, answers)
+        else:
+            cache[(group, item)] = (True, answers.get(item))

@@ -11,12 +11,16 @@ atomically: a restart serves what the runtime serves.
 Observed state: ``show ssl cert`` (the serial HAProxy really holds) and the
 crt-list entry, plus the files on disk.  A certificate swapped by hand, through
 the runtime API or in the file, is drift.
+
+With ``via: NAME`` on the provider entry, HAProxy is on that SSH host: the
+runtime API is reached through the connection (``providers/ssh/haproxy.py``)
+and the files are written there (``self.host``; absolute paths).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import posixpath
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -28,11 +32,11 @@ from pydantic import AfterValidator, Field
 from reconciler.config.types import Duration, EntryName, StrictModel
 from reconciler.durations import parse_duration
 from reconciler.errors import ProviderError
-from reconciler.filestamp import Stamp, read_if_present, stamp_of, stamp_problems
-from reconciler.fsutil import config_path, remove_stale_temps, unsafe_key_directory, write_atomic
+from reconciler.filestamp import Stamp
+from reconciler.fsutil import config_path
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.observed import Facts, Missing, Unreachable
-from reconciler.providers.base import Target, post_quantum_refusal
+from reconciler.providers.base import BindingContext, Problem, Target, post_quantum_refusal
 from reconciler.providers.batch import memo
 from reconciler.providers.endpoint import EndpointSettings
 from reconciler.providers.haproxy_runtime import (
@@ -40,7 +44,9 @@ from reconciler.providers.haproxy_runtime import (
     HaproxyError,
     HaproxyRuntime,
     HaproxyUnreachable,
+    is_unix_socket,
 )
+from reconciler.providers.hosts import Host
 
 KEY_MODE = 0o600
 SNI_FILTER = re.compile(r"^!?(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -65,6 +71,11 @@ class HaproxyProviderConfig(StrictModel):
     crt_dir: str = Field(min_length=1, description="Directory for the certificate PEM files.")
     crt_list: str = Field(min_length=1, description="The crt-list file a `bind ... ssl` uses.")
     timeout: Duration = Field(default="5s", description="Per-command runtime API timeout.")
+    via: EntryName | None = Field(
+        default=None,
+        description="An `ssh` provider: this HAProxy is on that host; the runtime API is "
+        "reached through the SSH connection and the files are written there (absolute paths).",
+    )
 
 
 class HaproxyTargetConfig(StrictModel):
@@ -183,21 +194,50 @@ class HaproxyTarget(Target):
             return f"{self.config.provider}:{self._crt_list()}"
         return self.config.provider
 
+    def validate(self, context: BindingContext) -> list[Problem]:
+        problems = super().validate(context)
+        if self.via_name() is not None and self.provider is not None:
+            where = f"provider {self.config.provider!r}: "
+            values = {"crt_dir": self.provider.crt_dir, "crt_list": self.provider.crt_list}
+            if is_unix_socket(self.provider.socket):
+                values["socket"] = self.provider.socket.removeprefix("unix@")
+            for field, value in values.items():
+                if not posixpath.isabs(value):
+                    problems.append(
+                        (
+                            ("target", "provider"),
+                            f"{where}{field} must be an absolute path on the host with via",
+                        )
+                    )
+            if self.config.crt_list is not None and not posixpath.isabs(self.config.crt_list):
+                problems.append(
+                    (("target", "crt_list"), "must be an absolute path on the host with via")
+                )
+        return problems
+
     # -- paths and connection ---------------------------------------------------------
     def _path(self, value: str) -> str:
+        if self.via is not None:
+            return posixpath.normpath(value)  # on the host: absolute (validated)
         return str(config_path(self.root, value))
 
     def _crt_list(self) -> str:
         return self._path(self.config.crt_list or self.provider.crt_list)
 
     def key_directories(self) -> tuple[Path, ...]:
+        if self.via is not None:
+            return ()  # on the host: checked there before writing
         return (Path(self._path(self.provider.crt_dir)),)
 
     def _cert_path(self, name: str) -> str:
-        return os.path.join(self._path(self.provider.crt_dir), f"{name}.pem")
+        return posixpath.join(self._path(self.provider.crt_dir), f"{name}.pem")
 
     def _runtime(self) -> HaproxyRuntime:
         timeout = parse_duration(self.provider.timeout).total_seconds()
+        if self.via is not None:
+            from reconciler.providers.ssh.haproxy import SshHaproxyRuntime
+
+            return SshHaproxyRuntime(self.host.connection, self.provider.socket, timeout)  # type: ignore[attr-defined]
         return HaproxyRuntime(self.provider.socket, timeout)
 
     def _sni(self) -> tuple[str, ...]:
@@ -217,7 +257,7 @@ class HaproxyTarget(Target):
         try:
             info = runtime.show_cert(path)
             entries = memo(
-                ("haproxy-crt-list", self.provider.socket, crt_list),
+                ("haproxy-crt-list", runtime.address, crt_list),
                 lambda: runtime.crt_list_entries(crt_list),
             )
         except HaproxyUnreachable as exc:
@@ -229,13 +269,28 @@ class HaproxyTarget(Target):
             where = "does not hold" if info is None else f"{crt_list} does not list"
             raise Missing(f"HAProxy {where} {path}")
         stamp: Stamp | None = facts.get("file")
-        file_problems = stamp_problems([(path, path, stamp)], private=(path,))[0] if stamp else []
+        host = self.host
+        try:
+            file_problems = (
+                host.stamp_problems([(path, path, stamp)], private=(path,))[0] if stamp else []
+            )
+            on_disk = path in _crt_list_file_paths(host, crt_list)
+        except ProviderError as exc:
+            from reconciler.providers.ssh.connection import SshUnreachable  # only hosts raise it
+
+            if isinstance(exc, SshUnreachable):
+                raise Unreachable(str(exc)) from None
+            raise
         return _Held(
             serial=info.serial,
             entry=listed[0],
             file_problems=tuple(file_problems),
-            on_disk=path in _crt_list_file_paths(crt_list),
+            on_disk=on_disk,
         )
+
+    def prefetch(self, facts: Facts) -> None:
+        if self.via is not None and facts.get("file") and facts.get("path"):
+            self.host.want_stamps([str(facts["path"])])
 
     def compare(self, seen: _Held, facts: Facts) -> list[str]:
         if seen.refusal is not None or seen.entry is None:
@@ -279,13 +334,14 @@ class HaproxyTarget(Target):
             raise ProviderError(f"{message}; {note}") from None
 
     def _deploy(self, material: CertificateMaterial, previous: Facts | None) -> Facts:
-        runtime = self._runtime()
+        runtime, host = self._runtime(), self.host
         path, crt_list = self._cert_path(material.name), self._crt_list()
         pem = material.fullchain_pem.encode() + material.private_key_pem
-        problem = unsafe_key_directory(Path(path).parent)
+        directory, name = posixpath.split(path)
+        problem = host.unsafe_key_directory(directory)
         if problem is not None:
             raise ProviderError(problem)
-        remove_stale_temps(Path(path).parent, (Path(path).name,))
+        host.remove_stale_temps(directory, (name,))
         if runtime.show_cert(path) is None:
             try:
                 runtime.new_cert(path)
@@ -297,14 +353,14 @@ class HaproxyTarget(Target):
         self._list(runtime, crt_list, path)
         if previous and previous.get("crt_list") not in (None, crt_list):
             self._unlist(runtime, str(previous["crt_list"]), path)  # moved to another list
-        write_atomic(Path(path), pem, KEY_MODE)
-        _write_crt_list_file(crt_list, path, _line(path, self._options(), self._sni()))
+        stamp = host.write_files({path: (pem, KEY_MODE)})[path]
+        _write_crt_list_file(host, crt_list, path, _line(path, self._options(), self._sni()))
         return {
             "path": path,
             "crt_list": crt_list,
             "sni": list(self._sni()),
             "serial": material.serial,
-            "file": stamp_of(path, pem),
+            "file": stamp,
         }
 
     def _list(self, runtime: HaproxyRuntime, crt_list: str, path: str) -> None:
@@ -325,7 +381,7 @@ class HaproxyTarget(Target):
             entries = []  # that crt-list is gone: nothing to remove from it
         _delete_entries(runtime, crt_list, entries)
         with contextlib.suppress(FileNotFoundError):
-            _write_crt_list_file(crt_list, path, None)
+            _write_crt_list_file(self.host, crt_list, path, None)
 
     def verify_deployed(self, material: CertificateMaterial, facts: Facts) -> None:
         info = self._runtime().show_cert(str(facts["path"]))
@@ -343,10 +399,10 @@ class HaproxyTarget(Target):
         return _Snapshot(
             path=path,
             crt_list=crt_list,
-            pem=read_if_present(path),
+            pem=self.host.read_if_present(path),
             known=runtime.show_cert(path) is not None,
             entries=tuple(_LISTINGS.entries(runtime, crt_list, path)),
-            crt_list_file=read_if_present(crt_list),
+            crt_list_file=self.host.read_if_present(crt_list),
         )
 
     def restore(self, snapshot: _Snapshot) -> str:
@@ -366,14 +422,15 @@ class HaproxyTarget(Target):
             with contextlib.suppress(HaproxyError):
                 runtime.del_cert(path)
             note = "new certificate taken out of HAProxy again"
+        host = self.host
         try:
             if snapshot.pem is not None:
-                write_atomic(Path(path), snapshot.pem, KEY_MODE)
+                host.write_files({path: (snapshot.pem, KEY_MODE)})
             else:
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    os.unlink(path)
+                host.unlink(path)
             if snapshot.crt_list_file is not None:
-                write_atomic(Path(crt_list), snapshot.crt_list_file, _mode_of(crt_list))
+                mode = _mode_of(host, crt_list)
+                host.write_files({crt_list: (snapshot.crt_list_file, mode)})
         except OSError as exc:
             note += f" (files not restored: {exc.strerror or exc})"
         return note
@@ -389,9 +446,10 @@ class HaproxyTarget(Target):
             raise
         except HaproxyError:
             pass  # already gone, or still listed in another crt-list (which then keeps it)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        remove_stale_temps(Path(path).parent, (Path(path).name,))
+        host = self.host
+        host.unlink(path)
+        directory, name = posixpath.split(path)
+        host.remove_stale_temps(directory, (name,))
         return True
 
 
@@ -431,12 +489,12 @@ def _line(path: str, options: str, sni: tuple[str, ...]) -> str:
     return " ".join(parts)
 
 
-def _crt_list_file_paths(crt_list: str) -> set[str]:
+def _crt_list_file_paths(host: Host, crt_list: str) -> set[str]:
     def read() -> set[str]:
-        data = read_if_present(crt_list) or b""
+        data = host.read_if_present(crt_list) or b""
         return {line.split()[0] for line in data.decode().splitlines() if _is_entry(line)}
 
-    return memo(("haproxy-crt-list-file", crt_list), read)
+    return memo(("haproxy-crt-list-file", host.where(crt_list)), read)
 
 
 def _is_entry(line: str) -> bool:
@@ -444,16 +502,14 @@ def _is_entry(line: str) -> bool:
     return bool(stripped) and not stripped.startswith("#")
 
 
-def _mode_of(path: str) -> int:
-    try:
-        return os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        return 0o644
+def _mode_of(host: Host, path: str) -> int:
+    mode = host.file_mode(path)
+    return 0o644 if mode is None else mode & 0o777
 
 
-def _write_crt_list_file(crt_list: str, path: str, line: str | None) -> None:
+def _write_crt_list_file(host: Host, crt_list: str, path: str, line: str | None) -> None:
     """Replace ``path``'s line in the crt-list file (append if new; drop if ``line`` is None)."""
-    data = read_if_present(crt_list)
+    data = host.read_if_present(crt_list)
     lines = data.decode().splitlines() if data else []
     kept = [entry for entry in lines if not (_is_entry(entry) and entry.split()[0] == path)]
     if line is not None and len(lines) == len(kept) + 1 and line in lines:
@@ -462,4 +518,5 @@ def _write_crt_list_file(crt_list: str, path: str, line: str | None) -> None:
         kept.append(line)
     if data is None and line is None:
         return
-    write_atomic(Path(crt_list), ("\n".join(kept) + "\n").encode(), _mode_of(crt_list))
+    text = ("\n".join(kept) + "\n").encode()
+    host.write_files({crt_list: (text, _mode_of(host, crt_list))})

@@ -156,12 +156,7 @@ class HaproxyRuntime:
         """
         request = _encode_request(command, payload)
         try:
-            with socket.socket(self._family, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout)
-                sock.connect(self._target)
-                sock.sendall(request)
-                sock.shutdown(socket.SHUT_WR)
-                return _read_to_eof(sock, until).decode("utf-8", errors="replace")
+            return self._exchange(request, until).decode("utf-8", errors="replace")
         except TimeoutError:
             raise HaproxyUnreachable(
                 f"HAProxy runtime API at {self.address}: no answer within {self.timeout:g} s"
@@ -171,6 +166,17 @@ class HaproxyRuntime:
             raise HaproxyUnreachable(
                 f"cannot reach HAProxy runtime API at {self.address}: {reason}"
             ) from None
+
+    def _exchange(self, request: bytes, until: bytes | None) -> bytes:
+        """One connection: send ``request``, shut down writing, read the reply to EOF
+        (or up to ``until``).  Raises OSError / TimeoutError.  The transport a
+        subclass replaces (``providers/ssh/haproxy.py``: through an SSH connection)."""
+        with socket.socket(self._family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self._target)
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            return _read_to_eof(sock, until)
 
     def _reply(self, command: str, payload: str | None = None) -> _Reply:
         raw = self.execute(_SEVERITY_PREFIX + command, payload)
@@ -342,6 +348,11 @@ class HaproxyRuntime:
 
 
 # --- request encoding --------------------------------------------------------
+
+
+def is_unix_socket(address: str) -> bool:
+    """True when ``address`` names a unix socket path (not ``host:port``)."""
+    return _parse_address(address)[0] == socket.AF_UNIX
 
 
 def _parse_address(address: str) -> tuple[socket.AddressFamily, str | tuple[str, int]]:

@@ -61,6 +61,10 @@ class Host(Protocol):
 
     def read_if_present(self, path: str) -> bytes | None: ...
 
+    def file_mode(self, path: str) -> int | None:
+        """Permission bits of ``path`` (None when it does not exist)."""
+        ...
+
     def present_names(self, directory: str, names: Iterable[str]) -> set[str]:
         """Which of ``names`` are in ``directory`` (all of them when it cannot be listed)."""
         ...
@@ -121,6 +125,12 @@ class LocalHost:
 
     def read_if_present(self, path: str) -> bytes | None:
         return read_if_present(path)
+
+    def file_mode(self, path: str) -> int | None:
+        try:
+            return os.stat(path).st_mode & 0o7777
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def present_names(self, directory: str, names: Iterable[str]) -> set[str]:
         try:

@@ -60,6 +60,13 @@ class SshUnreachable(SshError):
 
 
 @dataclass(frozen=True)
+class _Refused:
+    """The host's sshd would not open a stream (an answer, not a lost connection)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class CommandResult:
     returncode: int
     stdout: bytes
@@ -94,6 +101,8 @@ class SshConnection:
         self.timeout = parse_duration(config.timeout).total_seconds()
         self.commands_run = 0
         """Remote commands run on this connection (the no-change plan test counts them)."""
+        self.streams_opened = 0
+        """Streams opened to a socket on the host (HAProxy runtime API calls)."""
         self._lock = threading.Lock()
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
@@ -401,6 +410,57 @@ class SshConnection:
         except (asyncssh.Error, ConnectionError, EOFError) as exc:
             self._drop()
             raise SshUnreachable(f"{self.label}: connection lost: {_why(exc)}") from None
+
+    def exchange(
+        self,
+        target: str | tuple[str, int],
+        request: bytes,
+        timeout: float,
+        until: bytes | None = None,
+    ) -> bytes:
+        """One stream through the connection to a socket on the host — a unix socket
+        path (``direct-streamlocal``) or ``(host, port)`` as the host resolves it
+        (``direct-tcpip``): send ``request``, half-close, read to EOF (or to
+        ``until``).  The HAProxy runtime API over SSH.
+
+        Raises OSError when the host's sshd cannot open the socket (no such
+        socket, refused, forwarding disabled: the connection stays up),
+        TimeoutError past ``timeout``, SshUnreachable when the connection is lost."""
+        conn, _ = self._ensure()
+        self.streams_opened += 1
+        log.debug("%s: stream to %s", self.label, target)
+
+        async def exchange() -> bytes | _Refused:
+            try:
+                if isinstance(target, str):
+                    reader, writer = await conn.open_unix_connection(target)
+                else:
+                    reader, writer = await conn.open_connection(*target)
+            except asyncssh.ChannelOpenError as exc:
+                return _Refused(exc.reason or "channel open failed")
+            try:
+                writer.write(request)
+                writer.write_eof()
+                chunks: list[bytes] = []
+                while chunk := await reader.read(65536):
+                    chunks.append(chunk)
+                    if until is not None and until in (head := b"".join(chunks)):
+                        return head[: head.find(until)]
+                return b"".join(chunks)
+            finally:
+                writer.close()
+
+        try:
+            answer = loop.call(asyncio.wait_for(exchange(), timeout), timeout + 5)
+        except TimeoutError:
+            raise
+        except (asyncssh.Error, ConnectionError, EOFError) as exc:
+            self._drop()
+            raise SshUnreachable(f"{self.label}: connection lost: {_why(exc)}") from None
+        if isinstance(answer, _Refused):
+            reason = f"sshd on {self.name} could not open it: {answer.reason}"
+            raise OSError(errno.ECONNREFUSED, reason)
+        return answer
 
     def stat_many(self, paths: Sequence[str]) -> dict[str, RemoteStat]:
         """Size, mode, mtime and SHA-256 of every path that exists, in ONE remote

@@ -144,6 +144,12 @@ class SshHost:
     def read_if_present(self, path: str) -> bytes | None:
         return self.connection.read(path)
 
+    def file_mode(self, path: str) -> int | None:
+        attrs = self.connection.stat(path)
+        if attrs is None or attrs.permissions is None:
+            return None
+        return attrs.permissions & 0o7777
+
     def present_names(self, directory: str, names: Iterable[str]) -> set[str]:
         found = self.connection.listdir(directory)
         return set(found) if found is not None else set()
