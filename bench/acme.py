@@ -76,6 +76,8 @@ BARE_POLL = 0.01
 GOAL_FACTOR = 2.0
 SMOKE_COUNT, SMOKE_PARALLELISM = 3, [1, 2]
 PROGRESS_RE = re.compile(r"^(authority|certificate|binding)\.(\S+?): (\w+)(…| done| FAILED)")
+LOG_PREFIX_RE = re.compile(r"^\S+Z (?:\[\d+/\d+\] )?")
+"""What apply puts before a progress line when not on a terminal (time, step count)."""
 
 
 def cert_name(i: int) -> str:
@@ -146,7 +148,8 @@ def apply_phases(run: TimedRun) -> dict[str, float]:
     batch: every certificate is journaled and announced, then the orders run, then
     each is recorded, see ``engine/runner.run_batch``)."""
     marks: dict[str, float] = {}
-    for stamp, text in run.lines:
+    for stamp, line in run.lines:
+        text = LOG_PREFIX_RE.sub("", line, count=1)
         if text.startswith("Placing ") and "ACME order" in text:
             marks.setdefault("placing", stamp)
             continue
