@@ -190,6 +190,8 @@ BACKENDS = ("sqlite", "postgres")
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     cache = os.environ.get("CERTFORM_CACHE_DIR", "")
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller made it and removes it at the end
     if os.path.basename(cache).startswith("certform-cache-"):
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -243,6 +245,8 @@ def workspace(
     env = dict(os.environ)
     env[MASTER_KEY] = master_key
     env.pop("CERTFORM_SKIP_INSTALL", None)
+    for terminal in ("COLUMNS", "LINES"):  # pytest (or xdist) may set them: tables then wrap
+        env.pop(terminal, None)
     ws = Workspace(tmp_path, env, state_backend)
     if state_backend == "postgres":
         env[PG_DSN] = request.getfixturevalue("postgres_dsn")

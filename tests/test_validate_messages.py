@@ -45,7 +45,7 @@ def test_every_problem_in_order_with_suggestions_and_no_false_unknown(
         "expected one of: le, root (did you mean 'root'?)",
         "certform.yaml:19: bindings[1].target.directory: missing required field 'directory'",
         "certform.yaml:19: bindings[1].target.directroy: unknown key 'directroy'; expected one "
-        "of: directory, pass_env, post_deploy, post_deploy_timeout, type, verify_endpoint "
+        "of: directory, pass_env, post_deploy, post_deploy_timeout, type, verify_endpoint, via "
         "(did you mean 'directory'?)",
     ], result.err
     assert "unknown provider" not in result.err

@@ -43,6 +43,7 @@ def _issues(text: str) -> list[tuple[int | None, str, str]]:
 def test_each_file_is_parsed_once_and_locating_parses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("CERTFORM_CACHE", "off")  # the parse itself (tests/test_parse_cache.py)
     parsers: list[str] = []
     real = yamlbuild.event_parser
 
