@@ -134,6 +134,7 @@ def test_insert_with_mac_equals_sealing_from_the_database(serial: object) -> Non
         deployed_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
     writer.put_binding(record)
+    writer.flush()  # what the store does before it commits
     (written,) = conn.execute("SELECT mac FROM bindings").fetchone()
     migration.mac_row(conn, auth, "bindings", "files:out/a")
     (resealed,) = conn.execute("SELECT mac FROM bindings").fetchone()

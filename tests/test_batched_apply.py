@@ -256,10 +256,12 @@ def test_deferred_sync_makes_every_write_durable_at_flush(
 
 def test_row_macs_are_unchanged_by_the_faster_sealing() -> None:
     """``seal`` encodes each value once now: the MACs must be byte for byte those
-    of states written before (known answers computed with the previous code)."""
-    from reconciler.state.row_auth import RowAuthenticator
+    of states written before (known answers computed with the previous code).  Format
+    1 MACs (``row_auth_v1``) are what states written before format 2 hold: they must
+    keep checking for those states to open and upgrade."""
+    from reconciler.state.row_auth_v1 import RowAuthenticatorV1
 
-    auth = RowAuthenticator(bytes(range(32)))
+    auth = RowAuthenticatorV1(bytes(range(32)))
     certificate = (
         "web", "active", '{"names": ["a.test"]}', "0a1b", "2026-01-01T00:00:00+00:00",
         "2026-04-01T00:00:00+00:00", "kid", "fp", 1, "{}", "PEM\u00e9", "", "",

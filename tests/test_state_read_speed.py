@@ -83,3 +83,19 @@ def test_no_change_plan_reads_every_row_and_keeps_nothing_decoded(workspace: Wor
     ws.write(EXAMPLE)
     ws.ok("apply", "--auto-approve")
     assert ws.run("plan", "--detailed-exitcode").code == 0
+
+
+def test_records_read_equal_records_made_by_their_init(workspace: Workspace) -> None:
+    """The reader builds records without ``__init__`` (``records.assemble``): they must
+    hold every field ``__init__`` sets, no other, and compare equal."""
+    ws = workspace
+    ws.write(EXAMPLE)
+    ws.ok("apply", "--auto-approve")
+    with ws.opened_store() as store:
+        recorded = store.read()
+    records = [*recorded.certificates.values(), *recorded.bindings.values()]
+    assert len(records) == 4
+    for record in records:
+        made = dataclasses.replace(record)  # through __init__
+        assert vars(record).keys() == vars(made).keys(), type(record).__name__
+        assert record == made and repr(record) == repr(made)

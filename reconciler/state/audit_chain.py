@@ -42,12 +42,15 @@ def record_hash(previous_hash: str, fields: Mapping[str, Any], key: bytes | None
     a field is missing.
     """
     record = {name: str(fields[name]) for name in FIELDS}
-    canonical = json.dumps(
-        {"previous": previous_hash, "record": record}, sort_keys=True, separators=(",", ":")
-    )
+    canonical = _canonical({"previous": previous_hash, "record": record}).encode()
     if key is not None:
-        return hmac.new(key, canonical.encode(), "sha256").hexdigest()
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        return hmac.digest(key, canonical, "sha256").hex()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+"""``json.dumps(value, sort_keys=True, separators=(",", ":"))`` with one encoder for
+every record (apply appends one per step)."""
 
 
 def format_switch(last_unkeyed_id: int, key: bytes) -> str:

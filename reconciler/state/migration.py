@@ -1,4 +1,18 @@
-"""One-time migration of a SQLite state to authenticated rows (state version 2).
+"""One-time migrations of a state: to authenticated rows (data key version 2, SQLite
+states only: PostgreSQL states were born with it), and from format 1 row MACs to
+format 2 (``certform-state/1`` to ``/2``, both backends: ``upgrade_row_macs``).
+
+Row MAC format 2 (``row_auth.py``) replaced format 1 (``row_auth_v1.py``) to make
+reading the state cheaper; both are keyed, neither is weaker.  A format 1 state is
+read as it is (reading commands never write) and upgraded by the first write, in one
+transaction under the lock: every row is checked under format 1 first, so that an
+edited row stops the upgrade ("state tampered: ...", nothing changed) instead of
+being sealed anew, then sealed under format 2, and the meta ``format`` set.  The
+format is not authenticated and need not be: a row checked under the other format
+fails, so setting it back or forth is caught as tampering (and a certform that knows
+only format 1 refuses format 2 by name).
+
+The migration to authenticated rows (state version 2):
 
 When: in its own transaction, just before the first write of a certform that knows
 row authentication (``apply``, ``export``, ``revoke``, anything that journals,
@@ -15,7 +29,7 @@ version 1 or wholly version 2:
   older blob restored onto the row before the upgrade is caught here rather than
   blessed), sealed again bound to its row (``sealing.key_aad``); journaled keys are
   bound to their journal entry (``sealing.journal_aad``);
-* every row gets its MAC;
+* every row gets its MAC (format 2, and the meta ``format`` says so);
 * the audit chain's switch point is recorded (records so far stay SHA-256, later
   ones are keyed; see ``audit_chain.format_switch``);
 * the data key is re-wrapped as version 2 (the caller passes the new wrapping).
@@ -34,7 +48,7 @@ import base64
 import sqlite3
 
 from reconciler.state import audit_chain
-from reconciler.state.row_auth import TABLES, RowAuthenticator, tampered
+from reconciler.state.row_auth import TABLES, RowAuthenticator, RowChecker, select_list, tampered
 from reconciler.state.sealing import Sealer, journal_aad, key_aad
 
 _KINDS = {"certificates": "certificate", "authorities": "authority"}
@@ -69,6 +83,21 @@ def mac_row(conn: sqlite3.Connection, auth: RowAuthenticator, table: str, key: o
     if row is not None:
         conn.execute(
             f"UPDATE {table} SET mac = ? WHERE {spec.key} = ?", (auth.seal(table, row), key)
+        )
+
+
+def upgrade_row_macs(
+    conn: sqlite3.Connection, tables: list[str], old: RowChecker, new: RowAuthenticator
+) -> None:
+    """Re-seal every row of ``tables`` under ``new`` after checking it under ``old``,
+    inside the caller's transaction (see the module docstring)."""
+    for table in tables:
+        spec = TABLES[table]
+        rows = conn.execute(f"SELECT {select_list(table, True)} FROM {table}").fetchall()
+        old.check_rows(table, rows)
+        conn.executemany(
+            f"UPDATE {table} SET mac = ? WHERE {spec.key} = ?",
+            [(new.seal(table, row[:-1]), row[spec.key_index]) for row in rows],
         )
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import json.scanner
+import operator
 import uuid
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
@@ -42,10 +44,12 @@ from reconciler.model.records import (
     InterruptedStep,
     RecordedState,
     RevocationRecord,
+    assemble,
 )
 from reconciler.state import audit_chain, keystores, migration, row_auth
 from reconciler.state.keystores import KeyStore, LocalKeyStore
-from reconciler.state.row_auth import RowAuthenticator
+from reconciler.state.row_auth import RowAuthenticator, RowChecker
+from reconciler.state.row_auth_v1 import RowAuthenticatorV1
 from reconciler.state.sealing import (
     DATA_KEY_V2,
     MasterKeySource,
@@ -55,7 +59,13 @@ from reconciler.state.sealing import (
 )
 from reconciler.state.store import StateStore, StateWriter
 
-FORMAT = "certform-state/1"
+FORMAT = "certform-state/2"
+"""The format this certform writes: row MACs of format 2 (``row_auth.py``)."""
+FORMAT_V1 = "certform-state/1"
+"""Row MACs of format 1 (``row_auth_v1.py``): read as they are, upgraded to ``FORMAT``
+by the first write (``migration.upgrade_row_macs``).  A certform that knows only
+format 1 refuses a state of format 2 by this name instead of calling it tampered."""
+_ROW_FORMATS = {FORMAT_V1: 1, FORMAT: 2}
 
 
 class Connection(Protocol):
@@ -80,9 +90,33 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+_json_text = json.JSONEncoder(sort_keys=True).encode
+"""``json.dumps(value, sort_keys=True)``, the same text, without making an encoder
+per call (a recorded step writes two to four JSON columns)."""
+
+
 def _tags(text: str) -> dict[str, str]:
     """Decoded tags; most certificates have none (and ``{}`` needs no parser)."""
-    return {} if text == "{}" else json.loads(text)
+    return {} if text == "{}" else _json(text)
+
+
+def _json_tags(tags: dict[str, str]) -> str:
+    return "{}" if not tags else _json_text(tags)
+
+
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _json(text: str) -> Any:
+    """``json.loads`` of a column certform wrote with ``json.dumps``, by the C scanner
+    alone: ``loads`` adds three Python calls and a regular expression per value, half
+    of decoding 10,000 bindings' targets.  Anything else goes to ``loads`` (and its
+    error)."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 StateRows = dict[str, list[tuple[Any, ...]]]
@@ -112,7 +146,9 @@ class SqlStateStore(StateStore):
         # version, the store that unwrapped it, and the row MAC checker.
         self._data_key_version: int | None = None
         self._wrapping_store: KeyStore | None = None
-        self._auth: RowAuthenticator | None = None
+        self._auth: RowChecker | None = None
+        self._row_format = 2
+        """The row MAC format of the state as last read from its meta (1 or 2)."""
         self._writes_prepared = False
 
     # -- what a backend provides -------------------------------------------------
@@ -166,13 +202,19 @@ class SqlStateStore(StateStore):
 
     def _check_format(self, conn: Connection) -> None:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-        if not meta:
-            return
-        if meta.get("format") != FORMAT:
+        if meta:
+            self._note_format(meta)
+
+    def _note_format(self, meta: dict[str, str]) -> None:
+        """Remember the row MAC format ``meta`` names; StateError for a format this
+        certform does not know (a later certform's)."""
+        found = _ROW_FORMATS.get(meta.get("format", ""))
+        if found is None:
             raise StateError(
                 f"{self.where} has state format {meta.get('format')!r}; this certform "
-                f"reads {FORMAT!r}"
+                f"reads {FORMAT!r} and {FORMAT_V1!r}: upgrade certform; nothing was changed"
             )
+        self._row_format = found
 
     def _meta(self) -> dict[str, str]:
         conn = self._connect(create=True)
@@ -263,18 +305,30 @@ class SqlStateStore(StateStore):
         return self._data_key_version != DATA_KEY_V2
 
     # -- row authentication ------------------------------------------------------
-    def _row_auth(self) -> RowAuthenticator:
-        """The row MAC checker (one HKDF per store, not per row)."""
+    def _row_auth(self) -> RowChecker:
+        """The row MAC checker of the state's format (one HKDF per store, not per row)."""
         sealer = self._sealer_for()
         required = self._data_key_version == DATA_KEY_V2
-        if self._auth is None or self._auth.required != required:
-            self._auth = RowAuthenticator(sealer.derive(row_auth.ROW_MAC_LABEL), required)
+        kind = RowAuthenticator if self._row_format == 2 else RowAuthenticatorV1
+        if type(self._auth) is not kind or self._auth.required != required:
+            self._auth = kind(sealer.derive(kind.label), required)
         return self._auth
 
+    def _current_row_auth(self, conn: Connection) -> RowChecker:
+        """``_row_auth`` for the format the state has now: a read without the lock may
+        follow an upgrade another run committed since this store connected (a format
+        2 state stays format 2)."""
+        if self._row_format != 2:
+            self._note_format(dict(conn.execute("SELECT key, value FROM meta")))
+        return self._row_auth()
+
     def _ensure_migrated(self) -> None:
-        """Migrate a version 1 state before its first write (see migration.py)."""
+        """Migrate a version 1 state, or upgrade format 1 row MACs, before the first
+        write (see migration.py)."""
         sealer = self._sealer_for()
         if self._data_key_version == DATA_KEY_V2:
+            if self._row_format != 2:
+                self._upgrade_row_macs(sealer)
             return
         store = self._wrapping_store or self.key_store
         wrapped_v2 = store.wrap(sealer.data_key, version=DATA_KEY_V2)
@@ -287,10 +341,27 @@ class SqlStateStore(StateStore):
                     f"the state {self.where} changed while it was being upgraded; run the "
                     "command again"
                 )
-            auth = RowAuthenticator(sealer.derive(row_auth.ROW_MAC_LABEL), required=True)
+            auth = RowAuthenticator(sealer.derive(RowAuthenticator.label))
             audit_key = sealer.derive(audit_chain.AUDIT_KEY_LABEL)
             migration.migrate(conn, sealer, auth, audit_key, wrapped_v2)
+            conn.execute(_META_UPSERT, ("format", FORMAT))
         self._data_key_version = DATA_KEY_V2
+        self._row_format = 2
+
+    def _upgrade_row_macs(self, sealer: Sealer) -> None:
+        """Format 1 row MACs to format 2, in one transaction: every row checked under
+        format 1 first (a tampered row stops the upgrade, nothing changed)."""
+        conn = self._connect(create=False)
+        with self._txn(conn):
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            self._note_format(meta)
+            if self._row_format == 2:  # upgraded by another run meanwhile
+                return
+            old = RowAuthenticatorV1(sealer.derive(RowAuthenticatorV1.label))
+            new = RowAuthenticator(sealer.derive(RowAuthenticator.label))
+            migration.upgrade_row_macs(conn, sorted(self._mac_tables(conn)), old, new)
+            conn.execute(_META_UPSERT, ("format", FORMAT))
+        self._row_format = 2
 
     def _writer(self, conn: Connection) -> _SqlWriter:
         """A writer for one open transaction of a version 2 state."""
@@ -403,6 +474,7 @@ class SqlStateStore(StateStore):
         self._sealer_for()
         conn = self._connect(create=False)
         meta = self._meta()
+        self._note_format(meta)  # the format of this snapshot, should another run upgrade
         auth = self._row_auth()
         macs = self._mac_tables(conn)
         return RecordedState(
@@ -419,7 +491,7 @@ class SqlStateStore(StateStore):
     @staticmethod
     def _checked_rows(
         conn: Connection,
-        auth: RowAuthenticator,
+        auth: RowChecker,
         macs: set[str],
         table: str,
         where: str = "",
@@ -433,7 +505,7 @@ class SqlStateStore(StateStore):
         return rows
 
     def _read_revocations(
-        self, conn: Connection, auth: RowAuthenticator, macs: set[str]
+        self, conn: Connection, auth: RowChecker, macs: set[str]
     ) -> tuple[RevocationRecord, ...]:
         if not self._has_table(conn, "revocations"):
             return ()
@@ -443,7 +515,7 @@ class SqlStateStore(StateStore):
         )
 
     def _read_crls(
-        self, conn: Connection, auth: RowAuthenticator, macs: set[str]
+        self, conn: Connection, auth: RowChecker, macs: set[str]
     ) -> dict[str, CrlRecord]:
         if not self._has_table(conn, "crls"):
             return {}
@@ -461,7 +533,7 @@ class SqlStateStore(StateStore):
         }
 
     def _read_authorities(
-        self, conn: Connection, auth: RowAuthenticator, macs: set[str]
+        self, conn: Connection, auth: RowChecker, macs: set[str]
     ) -> dict[str, AuthorityRecord]:
         # Columns: row_auth.TABLES["authorities"].
         rows = self._checked_rows(conn, auth, macs, "authorities", "WHERE status = 'active'")
@@ -481,43 +553,49 @@ class SqlStateStore(StateStore):
         }
 
     def _read_certificates(
-        self, conn: Connection, auth: RowAuthenticator, macs: set[str]
+        self, conn: Connection, auth: RowChecker, macs: set[str]
     ) -> dict[str, CertificateRecord]:
         # Columns: row_auth.TABLES["certificates"].
         rows = self._checked_rows(conn, auth, macs, "certificates", "WHERE status = 'active'")
-        parse = datetime.fromisoformat
+        parse, make = datetime.fromisoformat, CertificateRecord
         return {
-            r[0]: CertificateRecord(
-                name=r[0],
-                spec=r[2],  # JSON, decoded when used (see records.JsonField)
-                serial=r[3],
-                not_before=parse(r[4]),
-                not_after=parse(r[5]),
-                issuer_key_id=r[6],
-                fingerprint=r[7],
-                prevent_destroy=bool(r[8]),
-                tags=_tags(r[9]),
-                has_key=r[13] is not None,
-                status=r[1],
-                revoked_at=_dt(r[14]),
-                external_id=r[16],
+            r[0]: assemble(
+                make,
+                {
+                    "name": r[0],
+                    "_spec_value": r[2],  # JSON, decoded when used (see records.JsonField)
+                    "serial": r[3],
+                    "not_before": parse(r[4]),
+                    "not_after": parse(r[5]),
+                    "issuer_key_id": r[6],
+                    "fingerprint": r[7],
+                    "prevent_destroy": bool(r[8]),
+                    "tags": _tags(r[9]),
+                    "has_key": r[13] is not None,
+                    "status": r[1],
+                    "revoked_at": _dt(r[14]),
+                    "external_id": r[16],
+                },
             )
             for r in rows
         }
 
     def _read_bindings(
-        self, conn: Connection, auth: RowAuthenticator, macs: set[str]
+        self, conn: Connection, auth: RowChecker, macs: set[str]
     ) -> dict[str, BindingRecord]:
         rows = self._checked_rows(conn, auth, macs, "bindings")
-        loads = json.loads
+        parse, make = datetime.fromisoformat, BindingRecord
         return {
-            r[0]: BindingRecord(
-                address=r[0],
-                certificate=r[1],
-                target=loads(r[2]),
-                serial=r[3],
-                facts=r[4],  # JSON, decoded when used (see records.JsonField)
-                deployed_at=datetime.fromisoformat(r[5]),
+            r[0]: assemble(
+                make,
+                {
+                    "address": r[0],
+                    "certificate": r[1],
+                    "target": _json(r[2]),
+                    "serial": r[3],
+                    "_facts_value": r[4],  # JSON, decoded when used (see records.JsonField)
+                    "deployed_at": parse(r[5]),
+                },
             )
             for r in rows
         }
@@ -536,9 +614,12 @@ class SqlStateStore(StateStore):
         """The row of ``kind``.``name`` by column name, checked against its MAC."""
         table = _table(kind)
         conn = self._connect(create=False)
-        auth = self._row_auth()
-        macs = self._mac_tables(conn)
-        rows = self._checked_rows(conn, auth, macs, table, "WHERE name = ?", (name,))
+        self._sealer_for()
+        # Format 1: the format and the row from one snapshot (see _current_row_auth).
+        with self.snapshot() if self._row_format != 2 else contextlib.nullcontext():
+            auth = self._current_row_auth(conn)
+            macs = self._mac_tables(conn)
+            rows = self._checked_rows(conn, auth, macs, table, "WHERE name = ?", (name,))
         if not rows:
             return None
         return dict(zip(row_auth.TABLES[table].columns, rows[0], strict=False))
@@ -652,7 +733,9 @@ class SqlStateStore(StateStore):
         self._ensure_migrated()  # an initialised, version 2 state, as for any transaction
         conn = self._connect(create=True)
         with self._txn(conn):
-            self._writer(conn).audit(actor, command, address, action, result, detail)
+            writer = self._writer(conn)
+            writer.audit(actor, command, address, action, result, detail)
+            writer.flush()
 
     def audit_log(self) -> list[dict[str, Any]]:
         conn = self._connect(create=False)
@@ -678,7 +761,9 @@ class SqlStateStore(StateStore):
         self._ensure_migrated()
         conn = self._connect(create=True)
         with self._txn(conn):
-            yield self._writer(conn)
+            writer = self._writer(conn)
+            yield writer
+            writer.flush()
             conn.execute(_BUMP_SERIAL)
             if journal_entries:
                 self._close_entries(conn, journal_entries)
@@ -739,13 +824,19 @@ class _SqlWriter(StateWriter):
     Every row written gets its MAC recomputed from what the database then holds
     (``_seal``), and every existing row is checked before it is changed (``_check``),
     so a write never launders a row that was edited outside certform.  Sealed keys
-    are bound to their row (``sealing.key_aad``)."""
+    are bound to their row (``sealing.key_aad``).
+
+    Whole rows put by apply's steps (``put_certificate``, ``put_binding``) and audit
+    records are held until ``flush`` (which the store calls before it commits, and
+    every other change calls first, so statements keep their order): then each
+    table's rows are checked with one SELECT and written with one ``executemany``,
+    instead of two statements a step.  A row put twice is flushed in between."""
 
     def __init__(
         self,
         conn: Connection,
         sealer: Sealer,
-        auth: RowAuthenticator,
+        auth: RowChecker,
         audit_key: bytes,
     ) -> None:
         self._conn = conn
@@ -756,36 +847,81 @@ class _SqlWriter(StateWriter):
         """The audit record this writer appended last (id, hash): within its
         transaction (which holds the write lock) that is the chain's newest record
         and head, so the next append needs no lookup."""
+        self._audit_rows: list[tuple[Any, ...]] = []
+        """Audit records appended but not yet inserted (``flush``)."""
+        self._rows: dict[str, dict[Any, tuple[Any, ...]]] = {}
+        """Whole rows put but not yet written, by table and key (``flush``)."""
 
-    def _check(self, table: str, key: object) -> None:
-        """Refuse to change a row whose MAC does not hold."""
-        spec = row_auth.TABLES[table]
-        row = self._conn.execute(
-            f"SELECT {row_auth.select_list(table, True)} FROM {table} WHERE {spec.key} = ?",
-            (key,),
-        ).fetchone()
+    def flush(self) -> None:
+        """Write the rows and audit records held so far (see the class docstring)."""
+        self._flush_rows()
+        if not self._audit_rows:
+            return
+        self._conn.executemany(
+            "INSERT INTO audit (id, at, actor, command, address, action, result, detail, "
+            "previous, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._audit_rows,
+        )
+        self._audit_rows = []
+        assert self._chain is not None
+        self._conn.execute(_META_UPSERT, ("audit_head", audit_chain.format_head(*self._chain)))
+
+    def _hold(self, table: str, values: tuple[Any, ...]) -> None:
+        """Put a whole row (``TABLES`` columns) at the next ``flush``."""
+        key = values[row_auth.TABLES[table].key_index]
+        held = self._rows.setdefault(table, {})
+        if key in held:  # its second version supersedes the first: write that first
+            self._flush_rows()
+            held = self._rows.setdefault(table, {})
+        held[key] = values
+
+    def _flush_rows(self) -> None:
+        """Check the rows held rows replace (one SELECT a table), keep replaced
+        certificates in the history, write the held rows (``_insert_sealed``)."""
+        held, self._rows = self._rows, {}
+        for table, rows in held.items():
+            spec, keys = row_auth.TABLES[table], list(rows)
+            before: dict[Any, tuple[Any, ...]] = {}
+            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                chunk = keys[start : start + 500]
+                found = self._conn.execute(
+                    f"{_SELECT_ROWS[table]} ({', '.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                self._auth.check_rows(table, found)
+                before.update((row[spec.key_index], row) for row in found)
+            if table in _HISTORY_TABLES:
+                history = [_history_row(table, before.get(key), "superseded") for key in keys]
+                self._conn.executemany(_INSERT_HISTORY, [h for h in history if h is not None])
+            self._insert_sealed(table, list(rows.values()))
+
+    def _check(self, table: str, key: object) -> tuple[Any, ...] | None:
+        """Refuse to change a row whose MAC does not hold; the row (``TABLES``
+        columns, then mac), None when there is none.  Writes what is held first."""
+        self._flush_rows()
+        row = self._conn.execute(_SELECT_ROW[table], (key,)).fetchone()
         if row is not None:
             self._auth.check(table, row[:-1], row[-1])
+        return row
 
     def _seal(self, table: str, key: object) -> None:
         migration.mac_row(self._conn, self._auth, table, key)
 
-    def _insert_sealed(self, table: str, values: tuple[Any, ...]) -> None:
-        """Insert or replace a whole row (every column of ``row_auth.TABLES``, in
-        order) with its MAC in the same statement, when each value is stored exactly
-        as given (str in a TEXT column, int, bytes or NULL): then the MAC of the values
-        is the MAC of what a read returns, without reading the row back.  Otherwise
-        the row is written, then sealed from what the database holds (``_seal``)."""
-        spec = row_auth.TABLES[table]
-        key = values[spec.columns.index(spec.key)]
-        if all(_stored_as_given(c, v) for c, v in zip(spec.columns, values, strict=True)):
-            self._conn.execute(
-                _upsert(table, (*spec.columns, "mac"), spec.key),
-                (*values, self._auth.seal(table, values)),
-            )
-            return
-        self._conn.execute(_upsert(table, spec.columns, spec.key), values)
-        self._seal(table, key)
+    def _insert_sealed(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert or replace whole rows (every column of ``row_auth.TABLES``, in
+        order) with their MACs in the same statement, when each value is stored
+        exactly as given (str in a TEXT column, int, bytes or NULL): then the MAC of
+        the values is the MAC of what a read returns, without reading the row back.
+        Otherwise the row is written, then sealed from what the database holds
+        (``_seal``)."""
+        spec, seal = row_auth.TABLES[table], self._auth.seal
+        exact: list[tuple[Any, ...]] = []
+        for values in rows:
+            if _stored_as_given(table, values):
+                exact.append((*values, seal(table, values)))
+            else:
+                self._conn.execute(_upsert(table, spec.columns, spec.key), values)
+                self._seal(table, values[spec.key_index])
+        self._conn.executemany(_UPSERT_SEALED[table], exact)
 
     def _seal_key(
         self, key_der: bytes | None, address: str, material: IssuedMaterial
@@ -796,8 +932,8 @@ class _SqlWriter(StateWriter):
 
     def put_authority(self, record: AuthorityRecord, material: IssuedMaterial,
                       key_der: bytes | None) -> None:  # fmt: skip
-        self._check("authorities", record.name)
-        self._supersede("authorities", record.name, "authority")
+        before = self._check("authorities", record.name)
+        self._supersede("authorities", before)
         sealed = self._seal_key(key_der, record.address, material)
         self._conn.execute(
             "INSERT INTO authorities (name, status, spec, serial, not_before, not_after, "
@@ -813,7 +949,7 @@ class _SqlWriter(StateWriter):
             "updated_at = excluded.updated_at",
             (
                 record.name,
-                json.dumps(record.spec, sort_keys=True),
+                _json_text(record.spec),
                 record.serial,
                 record.not_before.isoformat(),
                 record.not_after.isoformat(),
@@ -833,22 +969,20 @@ class _SqlWriter(StateWriter):
 
     def put_certificate(self, record: CertificateRecord, material: IssuedMaterial,
                         key_der: bytes | None) -> None:  # fmt: skip
-        self._check("certificates", record.name)
-        self._supersede("certificates", record.name, "certificate")
         sealed = self._seal_key(key_der, record.address, material)
-        self._insert_sealed(
+        self._hold(
             "certificates",
             (
                 record.name,
                 "active",
-                json.dumps(record.spec, sort_keys=True),
+                _json_text(record.spec),
                 record.serial,
                 record.not_before.isoformat(),
                 record.not_after.isoformat(),
                 record.issuer_key_id,
                 record.fingerprint,
                 int(record.prevent_destroy),
-                json.dumps(record.tags, sort_keys=True),
+                _json_tags(record.tags),
                 material.certificate_pem,
                 material.chain_pem,
                 material.root_pem,
@@ -869,14 +1003,13 @@ class _SqlWriter(StateWriter):
         if tags is not None and kind == "certificate":
             self._conn.execute(
                 "UPDATE certificates SET tags = ? WHERE name = ?",
-                (json.dumps(tags, sort_keys=True), name),
+                (_json_tags(tags), name),
             )
         self._seal(table, name)
 
     def destroy(self, kind: str, name: str) -> None:
         table = _table(kind)
-        self._check(table, name)
-        self._supersede(table, name, kind, reason="destroyed")
+        self._supersede(table, self._check(table, name), reason="destroyed")
         self._conn.execute(
             f"UPDATE {table} SET status = 'destroyed', sealed_key = NULL, updated_at = ? "
             "WHERE name = ?",
@@ -917,26 +1050,26 @@ class _SqlWriter(StateWriter):
                 record.this_update.isoformat(),
                 record.next_update.isoformat(),
                 record.entries,
-                json.dumps(record.files, sort_keys=True),
+                _json_text(record.files),
             ),
         )
         self._seal("crls", record.authority)
 
     def put_binding(self, record: BindingRecord) -> None:
-        self._check("bindings", record.address)
-        self._insert_sealed(
+        self._hold(
             "bindings",
             (
                 record.address,
                 record.certificate,
-                json.dumps(record.target, sort_keys=True),
+                _json_text(record.target),
                 record.serial,
-                json.dumps(record.facts, sort_keys=True),
+                _json_text(record.facts),
                 record.deployed_at.isoformat(),
             ),
         )
 
     def delete_binding(self, address: str) -> None:
+        self._flush_rows()
         self._conn.execute("DELETE FROM bindings WHERE address = ?", (address,))
 
     def rename_certificate(self, old: str, new: str) -> None:
@@ -979,8 +1112,7 @@ class _SqlWriter(StateWriter):
 
     def forget(self, kind: str, name: str) -> None:
         table = _table(kind)
-        self._check(table, name)
-        self._supersede(table, name, kind, reason="forgotten (state rm)")
+        self._supersede(table, self._check(table, name), reason="forgotten (state rm)")
         self._conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
 
     def audit(self, actor: str, command: str, address: str, action: str, result: str,
@@ -1000,45 +1132,71 @@ class _SqlWriter(StateWriter):
                       action: str, result: str, detail: str, *,
                       linked: bool = False) -> None:  # fmt: skip
         """Append the record after ``link``: the (id, previous hash) to use when
-        ``linked``, else this writer's last record (id, hash)."""
-        chain, conn = audit_chain, self._conn
+        ``linked``, else this writer's last record (id, hash).  Inserted by ``flush``."""
+        chain = audit_chain
         record_id, previous = link if linked else (link[0] + 1, link[1])
         values = (record_id, _now(), actor, command, address, action, result, detail)
         fields = dict(zip(chain.FIELDS, values, strict=True))
         digest = chain.record_hash(previous, fields, self._audit_key)
-        conn.execute(
-            "INSERT INTO audit (id, at, actor, command, address, action, result, detail, "
-            "previous, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*values, previous, digest),
-        )
-        conn.execute(
-            _META_UPSERT,
-            ("audit_head", chain.format_head(record_id, digest)),
-        )
+        self._audit_rows.append((*values, previous, digest))
         self._chain = (record_id, digest)
 
-    def _supersede(self, table: str, name: str, kind: str, reason: str = "superseded") -> None:
-        self._conn.execute(
-            f"INSERT INTO history (address, serial, not_after, certificate_pem, superseded_at, "
-            f"reason) SELECT ?, serial, not_after, certificate_pem, ?, ? FROM {table} "
-            "WHERE name = ? AND status = 'active'",
-            (f"{kind}.{name}", _now(), reason, name),
-        )
+    def _supersede(
+        self, table: str, row: tuple[Any, ...] | None, reason: str = "superseded"
+    ) -> None:
+        """Keep the certificate of ``row`` (as ``_check`` returned it) in the history,
+        when there is an active one."""
+        history = _history_row(table, row, reason)
+        if history is not None:
+            self._conn.execute(_INSERT_HISTORY, history)
 
 
+_INSERT_HISTORY = (
+    "INSERT INTO history (address, serial, not_after, certificate_pem, superseded_at, reason) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _history_row(table: str, row: tuple[Any, ...] | None, reason: str) -> tuple[Any, ...] | None:
+    """The history row keeping the certificate of an authorities' or certificates' row
+    (``TABLES`` columns, as ``_check`` returns it); None unless it is active."""
+    spec = row_auth.TABLES[table]
+    if row is None or row[spec.columns.index("status")] != "active":
+        return None
+    kept = (row[spec.columns.index(c)] for c in ("serial", "not_after", "certificate_pem"))
+    return (spec.name(row[spec.key_index]), *kept, _now(), reason)
+
+
+_SELECT_ROW = {
+    table: f"SELECT {row_auth.select_list(table, True)} FROM {table} WHERE {spec.key} = ?"
+    for table, spec in row_auth.TABLES.items()
+}
+_SELECT_ROWS = {
+    table: f"SELECT {row_auth.select_list(table, True)} FROM {table} WHERE {spec.key} IN"
+    for table, spec in row_auth.TABLES.items()
+}
+_HISTORY_TABLES = frozenset({"authorities", "certificates"})
+"""The tables whose replaced rows are kept in ``history`` (``_supersede``)."""
+_UPSERT_SEALED = {
+    table: _upsert(table, (*spec.columns, "mac"), spec.key)
+    for table, spec in row_auth.TABLES.items()
+}
 _INTEGER_COLUMNS = frozenset({"prevent_destroy"})
 _BLOB_COLUMNS = frozenset({"sealed_key"})
+_AS_GIVEN = {
+    table: tuple(
+        frozenset({int if c in _INTEGER_COLUMNS else bytes if c in _BLOB_COLUMNS else str,
+                   type(None)})
+        for c in spec.columns
+    )
+    for table, spec in row_auth.TABLES.items()
+}  # fmt: skip
 
 
-def _stored_as_given(column: str, value: object) -> bool:
-    """Whether SQLite returns ``value`` unchanged from ``column`` of the certificates or
-    bindings table: NULL, an int in an INTEGER column, bytes in the BLOB one, a str in
-    the TEXT ones (an int given to a TEXT column would come back as text, a numeric
-    str given to an INTEGER one as an int, a bool or a bytearray as another type)."""
-    if value is None:
-        return True
-    if column in _INTEGER_COLUMNS:
-        return type(value) is int
-    if column in _BLOB_COLUMNS:
-        return type(value) is bytes
-    return type(value) is str
+def _stored_as_given(table: str, values: Sequence[Any]) -> bool:
+    """Whether SQLite returns every value of a row of ``table`` (the certificates or
+    bindings) unchanged: NULL, an int in an INTEGER column, bytes in the BLOB one, a
+    str in the TEXT ones (an int given to a TEXT column would come back as text, a
+    numeric str given to an INTEGER one as an int, a bool or a bytearray as another
+    type).  Checked in C: a row has up to 17 values."""
+    return all(map(operator.contains, _AS_GIVEN[table], map(type, values)))
