@@ -17,7 +17,8 @@ from reconciler.state.audit_chain import (
 )
 from tests.conftest import Result, Workspace
 
-pytestmark = pytest.mark.state_backends
+# SQLite only: this logic lives in the SQL core both backends share; PostgreSQL runs
+# the lifecycle, crash recovery, state commands and its own tests (tests/test_postgres_state.py).
 
 APPLY_STEPS = [
     "authority.root",

@@ -24,7 +24,8 @@ from reconciler.errors import StateError
 from tests.conftest import Workspace, certform_argv
 from tests.test_crash_recovery import config
 
-pytestmark = pytest.mark.state_backends
+# SQLite only: this logic lives in the SQL core both backends share; PostgreSQL runs
+# the lifecycle, crash recovery, state commands and its own tests (tests/test_postgres_state.py).
 
 
 def _spki(public_key: Any) -> bytes:

@@ -4,11 +4,10 @@ changes nothing, and says so up front; routine renewals never count."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import EXAMPLE, Workspace
 
-pytestmark = pytest.mark.state_backends
+# SQLite only: this logic lives in the SQL core both backends share; PostgreSQL runs
+# the lifecycle, crash recovery, state commands and its own tests (tests/test_postgres_state.py).
 
 PKI = EXAMPLE.split("certificates:")[0]
 

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Workspace
 from tests.webhook_lab import Receiver, receiving
 
-pytestmark = pytest.mark.state_backends
+# SQLite only: this logic lives in the SQL core both backends share; PostgreSQL runs
+# the lifecycle, crash recovery, state commands and its own tests (tests/test_postgres_state.py).
 
 
 def _samples(text: str) -> dict[tuple[str, str], float]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
 from tests.conftest import EXAMPLE, Workspace
 
-pytestmark = pytest.mark.state_backends
+# SQLite only: this logic lives in the SQL core both backends share; PostgreSQL runs
+# the lifecycle, crash recovery, state commands and its own tests (tests/test_postgres_state.py).
 
 URL = "http://crl.example.test/issuing.crl"
 CRL_BLOCK = f"    crl: {{publish: {{directory: crl}}, validity: 7d, url: '{URL}'}}\n"

@@ -20,7 +20,6 @@ from tests.conftest import EXAMPLE, Workspace
 PASSPHRASE = "Tr0ub4dor-export-passphrase"
 
 pytestmark = [
-    pytest.mark.state_backends,
     pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl"),
 ]
 

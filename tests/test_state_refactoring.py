@@ -16,7 +16,8 @@ from cryptography import x509
 
 from tests.conftest import EXAMPLE, Workspace
 
-pytestmark = pytest.mark.state_backends
+# SQLite only: this logic lives in the SQL core both backends share; PostgreSQL runs
+# the lifecycle, crash recovery, state commands and its own tests (tests/test_postgres_state.py).
 
 RENAMED = EXAMPLE.replace("  web:\n", "  website:\n").replace(
     "certificate: web\n", "certificate: website\n"
