@@ -189,17 +189,25 @@ BACKENDS = ("sqlite", "postgres")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    cache = os.environ.get("CERTFORM_CACHE_DIR", "")
     if hasattr(config, "workerinput"):
-        return  # an xdist worker: the controller made it and removes it at the end
-    if os.path.basename(cache).startswith("certform-cache-"):
-        shutil.rmtree(cache, ignore_errors=True)
+        return  # an xdist worker: the controller made them and removes them at the end
+    for variable, prefix in (("CERTFORM_CACHE_DIR", "certform-cache-"),
+                             ("PYTHONPYCACHEPREFIX", "certform-pyc-")):  # fmt: skip
+        made = os.environ.get(variable, "")
+        if os.path.basename(made).startswith(prefix):
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # The parse cache (config/parse_cache.py) of the whole run in one private place,
     # not in the user's ~/.cache: tests share its hits, and leave nothing behind.
     os.environ.setdefault("CERTFORM_CACHE_DIR", tempfile.mkdtemp(prefix="certform-cache-"))
+    # The suite starts certform thousands of times: with PYTHONDONTWRITEBYTECODE (set in
+    # some sandboxes and CI images) each start would compile the whole package again.
+    # Bytecode goes to a private prefix instead, so nothing is written into the tree.
+    if "PYTHONPYCACHEPREFIX" not in os.environ:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="certform-pyc-")
     config.addinivalue_line(
         "markers",
         "state_backends: run the module's workspace tests against SQLite and PostgreSQL",

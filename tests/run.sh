@@ -28,4 +28,6 @@ fi
 
 python3 -m ruff check .
 python3 -m ruff format --check .
-python3 -m pytest -q -p no:cacheprovider "$@"
+# Two workers: most of a test's time is a certform process or a server answering, so
+# two run side by side on two cores (CERTFORM_TEST_WORKERS=0 runs in this process).
+python3 -m pytest -q -p no:cacheprovider -n "${CERTFORM_TEST_WORKERS:-2}" "$@"
