@@ -201,8 +201,8 @@ def test_adopt_a_region_without_reissuing(workspace: Workspace, aws: AwsLab) -> 
     assert (
         "certificate.legacy" in listed and "binding.aws-apigateway:aws/api.example.test" in listed
     )
-    audit = ws.ok("audit", "-c", "conf").out
-    assert f"adopted {arns['legacy']} (IMPORTED)" in audit
+    records = json.loads(ws.ok("audit", "-c", "conf", "--json").out)["records"]
+    assert any(f"adopted {arns['legacy']} (IMPORTED)" in r["detail"] for r in records), records
     # The sealed key is the file's key (a changed file re-imports into the same ARN).
     key = serialization.load_pem_private_key((conf / "certs/legacy.key").read_bytes(), None)
     assert _sealed_key(ws, conf, "legacy") == private_key_to_der(key)  # type: ignore[arg-type]
