@@ -69,6 +69,8 @@ for _entry in [p for p in sys.path if Path(p or ".").resolve() == _BENCH]:
     sys.path.remove(_entry)
 sys.path.insert(0, str(_BENCH.parent))
 
+from reconciler.progress import message_of  # noqa: E402  (after the path fix above)
+
 MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
 DOMAIN = "example.test"
 AUTHORITY = "pebble"
@@ -76,8 +78,6 @@ BARE_POLL = 0.01
 GOAL_FACTOR = 2.0
 SMOKE_COUNT, SMOKE_PARALLELISM = 3, [1, 2]
 PROGRESS_RE = re.compile(r"^(authority|certificate|binding)\.(\S+?): (\w+)(…| done| FAILED)")
-LOG_PREFIX_RE = re.compile(r"^\S+Z (?:\[\d+/\d+\] )?")
-"""What apply puts before a progress line when not on a terminal (time, step count)."""
 
 
 def cert_name(i: int) -> str:
@@ -149,7 +149,7 @@ def apply_phases(run: TimedRun) -> dict[str, float]:
     each is recorded, see ``engine/runner.run_batch``)."""
     marks: dict[str, float] = {}
     for stamp, line in run.lines:
-        text = LOG_PREFIX_RE.sub("", line, count=1)
+        text = message_of(line)
         if text.startswith("Placing ") and "ACME order" in text:
             marks.setdefault("placing", stamp)
             continue

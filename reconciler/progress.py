@@ -30,6 +30,17 @@ _FINISHED = re.compile(
 _STARTED = re.compile(r"^(?P<address>\S+): \w+…$")
 
 
+LINE_PREFIX = re.compile(r"^\S+Z (?:\[\d+/\d+\] )?")
+"""What a plain progress line (not on a terminal) starts with: its time and, for a
+finished step, the count (``2026-01-01T00:00:00Z [3/6] ``)."""
+
+
+def message_of(line: str) -> str:
+    """A plain progress line without its time and count: the step's own message,
+    as scripts that read apply's output (tests, benchmarks) look for it."""
+    return LINE_PREFIX.sub("", line, count=1)
+
+
 def stamp(moment: datetime | None = None) -> str:
     """ISO-8601 UTC to the second, as a CI log line starts."""
     return f"{(moment or datetime.now(UTC)):%Y-%m-%dT%H:%M:%SZ}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import subprocess
 import time
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from reconciler import fsutil
 from reconciler.errors import StateError
+from reconciler.progress import message_of
 from tests.conftest import Workspace, certform_argv
 from tests.test_crash_recovery import config
 
@@ -32,10 +32,6 @@ def _spki(public_key: Any) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-_STEP_LINE = re.compile(rb"^(?:\S+Z )?(?:\[\d+/\d+\] )?(?:authority|certificate|binding)\.")
-"""A progress line of a step (when not on a terminal, after a timestamp and a count)."""
 
 
 def _apply_killed_after(ws: Workspace, lines: int, delay: float, batch: int) -> bool:
@@ -57,7 +53,7 @@ def _apply_killed_after(ws: Workspace, lines: int, delay: float, batch: int) -> 
         line = proc.stdout.readline()
         if not line:
             break
-        if _STEP_LINE.match(line):
+        if message_of(line.decode()).startswith(("authority.", "certificate.", "binding.")):
             seen += 1
     time.sleep(delay)
     killed = proc.poll() is None

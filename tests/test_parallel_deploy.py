@@ -10,7 +10,6 @@ In process: which target kinds share a lane, and the batched flush's syscalls.""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import sys
@@ -21,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from reconciler import fsutil
+from reconciler.progress import message_of
 from reconciler.providers.aws.alb import AlbListenerTarget
 from reconciler.providers.aws.apigateway import ApiGatewayTarget
 from reconciler.providers.aws.cloudfront import CloudFrontTarget
@@ -84,11 +84,8 @@ def most_at_once(log: Path) -> int:
 def bind_lines(output: str) -> list[str]:
     """The lines about bindings, without the timestamp and count a log line starts with
     when not on a terminal (``2026-01-01T00:00:00Z [3/6] binding.files:...``)."""
-    found = (_PROGRESS.match(line) for line in output.splitlines())
-    return [match.group(1) for match in found if match]
-
-
-_PROGRESS = re.compile(r"^(?:\S+Z )?(?:\[\d+/\d+\] )?(binding\..*)$")
+    messages = (message_of(line) for line in output.splitlines())
+    return [message for message in messages if message.startswith("binding.")]
 
 
 @pytest.mark.parametrize(("parallelism", "low", "high"), [(1, 1, 1), (4, 2, 4)])
