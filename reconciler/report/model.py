@@ -196,50 +196,17 @@ def build_report(
 
 
 def _with_recorded(
-    rows: Sequence[dict[str, Any]], records: Mapping[str, Any], shape: Any
+    rows: Sequence[dict[str, Any]], records: Mapping[str, Any]
 ) -> list[tuple[dict[str, Any], Any, bool]]:
-    """(row, record, declared): ``show``'s rows with their records; what only the
-    state records (``declared`` false in ``show``, or missing from it) made into rows
-    of the same keys by ``shape``."""
+    """(row, record, declared): ``show``'s rows (``inventory``, which lists what only
+    the state records too, ``declared`` false) with their records; a recorded-only
+    row's status is "recorded only"."""
     result = []
-    listed = set()
     for row in rows:
         record = records.get(row["address"].split(".", 1)[1])
-        listed.add(row["address"])
-        if row.get("declared", True):
-            result.append((row, record, True))
-        elif record is not None:
-            result.append((shape(record), record, False))
-    for _, record in sorted(records.items()):
-        if record.address not in listed:
-            result.append((shape(record), record, False))
+        declared = row.get("declared", True)
+        result.append((row if declared else row | {"status": "recorded only"}, record, declared))
     return result
-
-
-def _authority_row(record: Any) -> dict[str, Any]:
-    spec = record.spec
-    return {
-        "address": record.address,
-        "type": spec.get("type", "-"),
-        "subject": (spec.get("subject") or {}).get("common_name"),
-        "parent": spec.get("parent"),
-        "key": spec.get("key", "-"),
-        "status": "recorded only",
-        "serial": record.serial,
-    }
-
-
-def _certificate_row(record: Any) -> dict[str, Any]:
-    spec = record.spec
-    return {
-        "address": record.address,
-        "names": spec.get("names", ()),
-        "issuer": spec.get("issued_by") or spec.get("issuer") or "-",
-        "key": spec.get("key", "-"),
-        "status": "recorded only",
-        "serial": record.serial,
-        "tags": record.tags,
-    }
 
 
 def _authorities(
@@ -261,7 +228,7 @@ def _authorities(
             _expiry_of(record, now, windows.get(row["address"])),
             declared,
         )
-        for row, record, declared in _with_recorded(rows, recorded.authorities, _authority_row)
+        for row, record, declared in _with_recorded(rows, recorded.authorities)
     ]
 
 
@@ -293,7 +260,7 @@ def _certificates(
     for binding in bindings:
         by_certificate.setdefault(binding.certificate, []).append(binding)
     result = []
-    for row, record, declared in _with_recorded(rows, recorded.certificates, _certificate_row):
+    for row, record, declared in _with_recorded(rows, recorded.certificates):
         name = row["address"].split(".", 1)[1]
         result.append(
             CertificateRow(
