@@ -273,7 +273,7 @@ class Session:
     def open_store(self) -> StateStore:
         """The configuration's state store (not created until written)."""
         validated = self.validated
-        return open_store(validated.config.state, validated.root, validated.config.providers)
+        return open_store(validated.settings.state, validated.root, validated.settings.providers)
 
     @cached_property
     def reading(self) -> ReadingView:
@@ -294,7 +294,7 @@ class Session:
                 "`certform validate` lists them): showing what the state records."
             )
             return ReadingView(DesiredState((), (), ()), config, root, degraded=True)
-        return ReadingView(validated.desired, validated.config, validated.root)
+        return ReadingView(validated.desired, validated.settings, validated.root)
 
     def _reading_store(self) -> StateStore:
         reading = self.reading
@@ -453,7 +453,7 @@ class Session:
                 the_plan = self._plan_against(store, recorded, datetime.now(UTC), change, replacing)
                 hooks.show_plan(the_plan)
             # Guards, policy and --force reasons once more, under the lock.
-            the_plan = recheck_plan(the_plan, recorded, validated.config.policy)
+            the_plan = recheck_plan(the_plan, recorded, validated.settings.policy)
             if not the_plan.has_changes and not recorded.interrupted:
                 return ApplyOutcome(the_plan, None, saved is not None)
             require_force(the_plan, force)

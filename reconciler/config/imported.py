@@ -12,7 +12,6 @@ never reaches a plan.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reconciler.fsutil import config_path
+from reconciler.config.inputs import input_env, input_path, note_volatile
 from reconciler.pki.builder import certificate_to_pem, fingerprint_sha256, verify_chain
 from reconciler.pki.inspect import is_self_signed
 from reconciler.pki.keys import PrivateKey, key_algorithm_of, public_key_matches
@@ -67,7 +66,7 @@ class ImportedMaterial:
 
 
 def _path(root: Path, value: str) -> Path:
-    return config_path(root, value)
+    return input_path(root, value)
 
 
 def _read(root: Path, value: str, what: str) -> bytes:
@@ -98,6 +97,8 @@ def load_imported(
     now: datetime | None = None,
 ) -> ImportedMaterial:
     """Read and check an imported certificate; raise ``ImportError_`` naming the file."""
+    if now is None:
+        note_volatile()  # "not expired" is a question of when it is asked
     when = now or datetime.now(UTC)
     cert_path = str(_path(root, certificate))
     certificates = _certificates(_read(root, certificate, "certificate"), cert_path, "certificate")
@@ -145,7 +146,7 @@ def _private_key(root: Path, path: str | None, env: str | None) -> PrivateKey:
     if path:
         data, where = _read(root, path, "private_key"), str(_path(root, path))
     else:
-        value = os.environ.get(env or "")
+        value = input_env(env or "")
         if not value:
             raise ImportError_("private_key_env", f"environment variable {env} is not set")
         data, where = value.encode(), f"${env}"

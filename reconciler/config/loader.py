@@ -12,6 +12,7 @@ any broken resource limit (``yamllimits``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,9 @@ class LoadedConfig:
     sources: SourceMap
     files: tuple[Path, ...]
     root: Path
+    digest: str = ""
+    """SHA-256 over every file's path and rendered text: equal digests, equal data
+    (what the validated-config cache is keyed by)."""
 
 
 # --- YAML -----------------------------------------------------------------------------
@@ -186,8 +190,9 @@ def _read_text(path: Path, display: str) -> str:
         raise ConfigError([ConfigIssue(display, None, "", f"cannot read: {exc}")]) from None
 
 
-def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, Any]:
-    """Read, render and parse one configuration file."""
+def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, Any, bytes]:
+    """Read, render and parse one configuration file: its source, its data and the
+    SHA-256 of its rendered text."""
     display = display_path(path)
     text = _read_text(path, display)
     if _TEMPLATE_MARKERS.search(text):
@@ -196,7 +201,8 @@ def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, An
 
         text = render_config_text(text, str(path), display, variables)
     data, index = cached_parse(text, lambda rendered: _parsed(rendered, display))
-    return SourceFile(path, display, index), data
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    return SourceFile(path, display, index), data, digest
 
 
 def _parsed(text: str, display: str) -> tuple[Any, LineIndex]:
@@ -316,9 +322,12 @@ def load_config(path: Path, variables: Mapping[str, Any] | None = None) -> Loade
     files, root = _discover(Path(path))
     merger = _Merger()
     issues: list[ConfigIssue] = []
+    digest = hashlib.sha256()
     for file in files:
         try:
-            merger.add(*_load_file(file, variables or {}))
+            source, data, text_digest = _load_file(file, variables or {})
+            merger.add(source, data)
+            digest.update(os.fsencode(file) + b"\0" + text_digest)
         except ConfigError as exc:
             issues.extend(exc.issues)
     issues.extend(merger.issues)
@@ -326,7 +335,9 @@ def load_config(path: Path, variables: Mapping[str, Any] | None = None) -> Loade
         raise ConfigError(issues)
     given_directory = Path(os.path.abspath(path)) == root
     root_display = display_path(root) if given_directory else merger.files[0].display
-    return LoadedConfig(merger.data, merger.source_map(root_display), tuple(files), root)
+    return LoadedConfig(
+        merger.data, merger.source_map(root_display), tuple(files), root, digest.hexdigest()
+    )
 
 
 def parse_var_assignments(pairs: Sequence[str]) -> dict[str, str]:

@@ -45,19 +45,19 @@ _KEY_BYTES = 32
 def cached_parse(text: str, parse: Callable[[str], tuple[Any, Any]]) -> tuple[Any, Any]:
     """``parse(text)`` -> (data, index), or the cached data of the same text with a
     ``LazyLineIndex`` that parses only if a line is asked for."""
-    directory = _directory()
+    directory = cache_directory()
     if directory is None:
         return parse(text)
-    key = _key(directory)
+    key = cache_key(directory)
     if key is None:
         return parse(text)
     digest = hashlib.sha256(_FORMAT + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
     entry = directory / f"{digest}.json"
-    data = _read(entry, key)
+    data = read_entry(entry, key)
     if data is not None:
         return data, LazyLineIndex(text, parse)
     data, index = parse(text)
-    _write(directory, entry, key, data)
+    write_entry(directory, entry, key, data)
     return data, index
 
 
@@ -76,7 +76,7 @@ class LazyLineIndex:
         return self._index.line_of(path)  # type: ignore[no-any-return]
 
 
-def _directory() -> Path | None:
+def cache_directory() -> Path | None:
     """The cache directory if the cache is on and the directory is private to this
     user (created 0700 when missing); None otherwise."""
     if os.environ.get("CERTFORM_CACHE", "").lower() in ("off", "0", "no", "false"):
@@ -97,7 +97,7 @@ def _directory() -> Path | None:
     return directory
 
 
-def _key(directory: Path) -> bytes | None:
+def cache_key(directory: Path) -> bytes | None:
     """This user's cache key, made on first use (0600, exclusive create)."""
     path = directory / "key"
     with contextlib.suppress(FileExistsError, OSError):
@@ -126,7 +126,7 @@ def _mac(key: bytes, name: str, body: bytes) -> str:
     return hmac.digest(key, name.encode() + b"\0" + body, "sha256").hex()
 
 
-def _read(entry: Path, key: bytes) -> Any:
+def read_entry(entry: Path, key: bytes) -> Any:
     try:
         with entry.open("rb") as file:
             raw = file.read(MAX_ENTRY_BYTES + 1)
@@ -143,7 +143,7 @@ def _read(entry: Path, key: bytes) -> Any:
         return None
 
 
-def _write(directory: Path, entry: Path, key: bytes, data: Any) -> None:
+def write_entry(directory: Path, entry: Path, key: bytes, data: Any) -> None:
     """Store ``data`` if JSON carries it exactly; never fails the command."""
     try:
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()

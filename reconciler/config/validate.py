@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reconciler.childenv import remember_secret_names, secret_env_names
-from reconciler.config import semantic
+from reconciler.config import semantic, validated_cache
+from reconciler.config.inputs import recording
 from reconciler.config.loader import LoadedConfig, load_config
 from reconciler.config.models import CertformConfig
 from reconciler.config.resolve import resolve
@@ -30,10 +31,18 @@ from reconciler.errors import ConfigError, ConfigIssue
 from reconciler.model.desired import DesiredState
 from reconciler.suggest import did_you_mean, expected_one_of
 
+SETTINGS_ONLY_SKIPS = ("certificates", "bindings", "moved")
+"""What ``ValidatedConfig.settings`` lacks when the desired state came from the
+validated-config cache: the per-certificate sections (the desired state and
+``moves`` carry what they decide) and ``moved``, whose check needs them."""
+
 
 @dataclass(frozen=True)
 class ValidatedConfig:
-    config: CertformConfig
+    settings: CertformConfig
+    """What plan and apply read besides the desired state (state, providers,
+    policy, endpoints, notifications).  After a validated-cache hit it lacks the
+    sections in ``SETTINGS_ONLY_SKIPS``; ``config`` has everything."""
     desired: DesiredState
     loaded: LoadedConfig
     variables: Mapping[str, Any] = field(default_factory=dict)
@@ -42,10 +51,22 @@ class ValidatedConfig:
     unused_variables: tuple[str, ...] = ()
     """Given variables no template names (a typo, or a leftover), each quoted with
     the closest used name if any: worth a warning."""
+    moves: tuple[tuple[str, str], ...] = ()
+    """The ``moved`` blocks as (from, to) addresses."""
+    full: CertformConfig | None = field(default=None, repr=False, compare=False)
 
     @property
     def root(self) -> Path:
         return self.loaded.root
+
+    @property
+    def config(self) -> CertformConfig:
+        """The whole validated configuration (validated again on first use after a
+        cache hit: only commands that read certificate entries ask)."""
+        if self.full is None:
+            object.__setattr__(self, "full", CertformConfig.model_validate(self.loaded.data))
+        assert self.full is not None
+        return self.full
 
 
 def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) -> ValidatedConfig:
@@ -56,22 +77,41 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
     with recording_env_reads() as reads, recording_variable_uses() as used:
         loaded = load_config(path, variables)
     _refuse_secret_reads(path, variables, reads, loaded)
+    unused = tuple(f"{n!r}{did_you_mean(n, used)}" for n in sorted(set(variables or {}) - used))
+    cached = validated_cache.lookup(loaded)
+    if cached is not None:
+        remember_secret_names(cached.secret_names)
+        data = {k: v for k, v in loaded.data.items() if k not in SETTINGS_ONLY_SKIPS}
+        settings = CertformConfig.model_validate(data)
+        return ValidatedConfig(
+            settings, cached.desired, loaded, dict(variables or {}), unused, cached.moves
+        )
+    with recording() as inputs:
+        config, desired, secret = _validate(loaded)
+    moves = tuple((m.from_, m.to) for m in config.moved)
+    validated_cache.store(loaded, inputs, desired, secret, moves)
+    return ValidatedConfig(
+        config, desired, loaded, dict(variables or {}), unused, moves, full=config
+    )
+
+
+def _validate(loaded: LoadedConfig) -> tuple[CertformConfig, DesiredState, frozenset[str]]:
+    """The full validation: shape, relations, then the desired state (and the
+    secret variable names, remembered before any check runs)."""
     try:
         config = CertformConfig.model_validate(loaded.data)
     except ValidationError as exc:
         issues = _pydantic_issues(exc, loaded)
         issues += [loaded.sources.issue(p, m) for p, m in _partial_findings(loaded)]
         raise ConfigError(in_file_order(issues)) from None
-    remember_secret_names(secret_env_names(config))
+    secret = secret_env_names(config)
+    remember_secret_names(secret)
     bound = semantic.bound_targets(config, loaded.root)
     findings = semantic.check(config, loaded.root, bound)
     if findings:
         issues = [loaded.sources.issue(path, message) for path, message in findings]
         raise ConfigError(in_file_order(issues))
-    unused = tuple(f"{n!r}{did_you_mean(n, used)}" for n in sorted(set(variables or {}) - used))
-    return ValidatedConfig(
-        config, resolve(config, loaded.root, bound), loaded, dict(variables or {}), unused
-    )
+    return config, resolve(config, loaded.root, bound), secret
 
 
 def load_models(path: Path, variables: Mapping[str, Any] | None = None) -> tuple[Any, Path]:

@@ -42,7 +42,7 @@ def plan_from(
     """``certificate_pem`` reads a recorded certificate (for ACME renewal information);
     without it, ACME certificates are scheduled by ``renew_before`` alone.  ``replace``
     names certificates to re-key and re-issue whatever their state (``--replace``)."""
-    moved = [(m.from_, m.to) for m in validated.config.moved]
+    moved = list(validated.moves)
     recorded, moves, move_warnings = apply_moves(moved, recorded)
     if moves and certificate_pem is not None:  # recorded under the old names until apply
         old_names = {m.target.split(".", 1)[1]: m.source.split(".", 1)[1] for m in moves}
@@ -76,7 +76,7 @@ def plan_from(
             *updates,
             StateUpdate(KEY_STORE_ADDRESS, {"key_store": before}, {"key_store": after}),
         )
-    policy = validated.config.policy.change_limit
+    policy = validated.settings.policy.change_limit
     needs_force = force_reasons(
         result.changes,
         len(recorded.certificates),

@@ -99,7 +99,7 @@ def read_saved_plan(
         raise PlanTampered(f"{where}: {TAMPERED}; nothing was applied.")
     recorded = store.read()
     check_applicable(plan, recorded)
-    plan = recheck_plan(plan, recorded, validated.config.policy)
+    plan = recheck_plan(plan, recorded, validated.settings.policy)
     if plan.has_changes:
         require_force(plan, force)
     return plan

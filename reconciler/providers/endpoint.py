@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from pydantic import Field
 
+from reconciler.config.inputs import input_path
 from reconciler.config.types import Duration, StrictModel
 from reconciler.durations import parse_duration
-from reconciler.fsutil import config_path
 from reconciler.model.observed import Observation, Unreachable
 from reconciler.providers.base import observation_of
 from reconciler.providers.batch import memo
@@ -66,7 +66,7 @@ class WatchedEndpoint(EndpointSettings):
 
 def load_ca_bundle(path: str, root: Path) -> tuple[x509.Certificate, ...]:
     """The trust anchors in ``ca_bundle``; ValueError saying which file and why."""
-    full = config_path(root, path)
+    full = input_path(root, path)
     try:
         data = full.read_bytes()
     except OSError as exc:

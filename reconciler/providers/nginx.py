@@ -23,6 +23,7 @@ from typing import Literal
 from cryptography import x509
 from pydantic import Field
 
+from reconciler.config.inputs import input_path
 from reconciler.config.types import Duration, EntryName, EnvName, StrictModel, pass_env_field
 from reconciler.errors import ProviderError
 from reconciler.filestamp import Stamp
@@ -139,7 +140,7 @@ class NginxTarget(Target):
         from jinja2 import TemplateSyntaxError
         from jinja2.sandbox import SandboxedEnvironment
 
-        path = str(config_path(self.root, self.config.snippet.template))
+        path = str(input_path(self.root, self.config.snippet.template))
         try:
             SandboxedEnvironment().parse(Path(path).read_text())
         except OSError as exc:

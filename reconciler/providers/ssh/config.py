@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from reconciler.config.inputs import input_path
 from reconciler.config.types import Duration, EnvName, StrictModel
-from reconciler.fsutil import config_path, too_open
+from reconciler.fsutil import too_open
 
 INLINE_KEYS = ("identity", "private_key", "key")
 """Keys someone might put a private key under: refused with a message that says
@@ -75,7 +76,7 @@ def identity_problem(config: SshProviderConfig, root: Path) -> str | None:
     """Why the identity file cannot be used (missing, unreadable, too open), or None."""
     if config.identity_file is None:
         return None
-    path = config_path(root, config.identity_file)
+    path = input_path(root, config.identity_file)
     if not path.is_file():
         return f"identity file {path} does not exist"
     problem = too_open(path)
@@ -88,7 +89,7 @@ def identity_problem(config: SshProviderConfig, root: Path) -> str | None:
 
 def known_hosts_problem(config: SshProviderConfig, root: Path, name: str) -> str | None:
     """Why the known_hosts file of provider ``name`` cannot be used, or None."""
-    path = config_path(root, config.known_hosts)
+    path = input_path(root, config.known_hosts)
     if not path.is_file():
         return (
             f"known_hosts file {path} does not exist; host keys are always checked: "
