@@ -179,6 +179,16 @@ class Workspace:
 
 
 @pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private, empty per-user cache directory (parse and validation caches) for
+    a test that runs certform in this process."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("CERTFORM_CACHE_DIR", str(directory))
+    monkeypatch.delenv("CERTFORM_CACHE", raising=False)
+    return directory
+
+
+@pytest.fixture
 def master_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 

@@ -25,14 +25,6 @@ bindings:
 """
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("CERTFORM_CACHE_DIR", str(directory))
-    monkeypatch.delenv("CERTFORM_CACHE", raising=False)
-    return directory
-
-
 def _parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     build = yamlbuild.DocumentBuilder.build

@@ -28,14 +28,6 @@ from tests.test_examples import DIRECTORIES, EXAMPLES, setup_scripts, validate_c
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("CERTFORM_CACHE_DIR", str(directory))
-    monkeypatch.delenv("CERTFORM_CACHE", raising=False)
-    return directory
-
-
 def _example_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(config path, template variables) of every ``certform validate`` line of every
     example's README, in a copy of examples/ under ``root`` (setup scripts run)."""
