@@ -390,7 +390,7 @@ class Row:
     phases: dict[str, float]
     plan_repeats: int = 1
     cold_plan: ChildRun | None = None
-    """The no-change plan without the parse cache (a fresh CI runner)."""
+    """The no-change plan without the parse and validation caches (a fresh CI runner)."""
 
 
 def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
@@ -417,12 +417,12 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
         plan = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
         require(plan.returncode == 0, f"no-change plan exited {plan.returncode}", plan)
         print(f"[N={n}] no-change plan {plan.seconds:.2f} s", flush=True)
-        # A fresh CI runner has no parse cache (config/parse_cache.py): the same plan,
-        # parsing every file.
+        # A fresh CI runner has no caches (config/parse_cache.py, validated_cache.py):
+        # the same plan, parsing and validating every file.
         cold_env = {**env, "CERTFORM_CACHE": "off"}
         cold = run_best([*cli, "plan", "--detailed-exitcode"], workdir, cold_env, repeat)
         require(cold.returncode == 0, f"cold no-change plan exited {cold.returncode}", cold)
-        print(f"[N={n}] no-change plan, no parse cache {cold.seconds:.2f} s", flush=True)
+        print(f"[N={n}] no-change plan, no caches {cold.seconds:.2f} s", flush=True)
 
         # Same state, same files: the in-process phases of the no-change plan.
         phases, (in_plan, _) = in_process_plan(config)
@@ -481,7 +481,7 @@ def report(rows: list[Row]) -> None:
             f"one-change plan: {r.one_change.summary}"
         )
         if r.cold_plan is not None:
-            print(f"  N={r.n}: no-change without the parse cache {_spread(r.cold_plan)}")
+            print(f"  N={r.n}: no-change without the caches {_spread(r.cold_plan)}")
     print("\nstart-up floor (`certform --version`):")
     for r in rows:
         print(f"  N={r.n}: {r.version.seconds:.3f} s, {r.version.maxrss_mb:.1f} MB")
@@ -506,7 +506,7 @@ def report(rows: list[Row]) -> None:
             lambda r: (
                 r.plan.seconds < PLAN_TARGET_S,
                 f"{r.plan.seconds:.2f} s"
-                + (f" (no parse cache: {r.cold_plan.seconds:.2f} s)" if r.cold_plan else ""),
+                + (f" (no caches: {r.cold_plan.seconds:.2f} s)" if r.cold_plan else ""),
             ),
         ),
         (
@@ -574,7 +574,7 @@ def main() -> None:
 
     env = dict(os.environ)
     env[MASTER_KEY_ENV] = base64.b64encode(os.urandom(32)).decode()
-    # A private parse cache: the first command of each N fills it, the plans use it.
+    # Private caches: the first command of each N fills them, the plans use them.
     env["CERTFORM_CACHE_DIR"] = tempfile.mkdtemp(prefix="certform-bench-cache-")
     env.pop("CERTFORM_CACHE", None)
     # SIGTERM (e.g. a timeout) unwinds through the finally blocks that stop the servers
