@@ -98,6 +98,7 @@ NEVER_FOR_PRIVATE_FILES = (
     "prometheus_client",  # no --format prometheus, no --textfile
     "jinja2",  # no report
     "psycopg",  # SQLite state
+    "reconciler.plan.render_markdown",  # plan --format markdown only
 )
 """Modules a files-only private-CA configuration never needs.  asyncio is not here:
 pydantic imports it (pydantic_core's ``@deprecated`` helpers import asyncio.coroutines
