@@ -37,10 +37,14 @@ def plan_printer(
     """Print a plan as text (in colour on a terminal), Markdown, or its JSON document
     (no MAC: see ``plan --out``); on stderr when stdout carries another document."""
     from reconciler.plan.render import render_plan
-    from reconciler.plan.render_markdown import render_markdown
     from reconciler.terminal import color_enabled, colorize_plan
 
-    render = {"json": lambda p: p.dumps(), "markdown": render_markdown}.get(form, render_plan)
+    def markdown(plan: Plan) -> str:
+        from reconciler.plan.render_markdown import render_markdown  # --format markdown only
+
+        return render_markdown(plan)
+
+    render = {"json": lambda p: p.dumps(), "markdown": markdown}.get(form, render_plan)
     stream = sys.stderr if to_stderr else sys.stdout
     colored = form == opt.PlanFormat.text and color_enabled(stream)
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from reconciler.engine.apply import ApplyResult
     from reconciler.engine.check import Finding
     from reconciler.engine.export import ExportFile
+    from reconciler.issuers.aws_acm import AcmLeafSpec
     from reconciler.monitoring.cloudwatch import CloudWatchConfig
     from reconciler.monitoring.notifications import DeliveryReport
     from reconciler.monitoring.prometheus import CertificateMetric
@@ -592,9 +593,13 @@ class Session:
     def _pending_acm_findings(desired: DesiredState, recorded: RecordedState) -> list[Finding]:
         """ACM requests waiting for the domain owner's approval (email validation)."""
         from reconciler.engine.check import pending_findings
-        from reconciler.issuers.aws_acm_status import pending_approval
 
-        return pending_findings(desired, recorded, pending_approval)
+        def read(spec: AcmLeafSpec, address: str) -> str | None:
+            from reconciler.issuers.aws_acm_status import pending_approval  # ACM requests only
+
+            return pending_approval(spec, address)
+
+        return pending_findings(desired, recorded, read)
 
     def notify(self, result: CheckResult, out: TextIO | None = None) -> list[DeliveryReport] | None:
         """Deliver the expiry notifications due for ``result`` (the ``stdout`` sink

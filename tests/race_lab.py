@@ -1,7 +1,7 @@
 """Race two real ``certform`` processes many times, cheaply.
 
 Importing certform costs ~0.4 s of CPU per process; forty fresh interpreters
-would make a 20-race test slow.  This launcher imports ``reconciler.cli`` once,
+would make a 20-race test slow.  This launcher imports ``reconciler.cli_app`` once,
 then for every race forks two children that run ``main()`` with the same argv
 at the same instant (both wait on one pipe that the parent closes), each in its
 own process with its own pid, file descriptors and locks: the same race as two
@@ -70,7 +70,7 @@ def race(directory: Path, argv: list[str]) -> dict[str, object]:
 
 def main() -> None:
     result_path, argv = Path(sys.argv[1]), json.loads(sys.argv[2])
-    import reconciler.cli  # noqa: F401  (imported once, before the forks)
+    import reconciler.cli_app  # noqa: F401  (imported once, before the forks)
 
     results = [race(Path(d), argv) for d in sys.argv[3:]]
     result_path.write_text(json.dumps(results))

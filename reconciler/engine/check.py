@@ -10,20 +10,23 @@ not the certificate certform holds, unreachable).  Read-only.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from reconciler.issuers.aws_acm import AcmLeafSpec
 from reconciler.issuers.registry import authority_issuer, certificate_issuer
 from reconciler.model.desired import DesiredState
 from reconciler.model.records import CertificateRecord, RecordedState
 from reconciler.policy.renewal import describe_window, renewal_time
 from reconciler.providers.endpoint import WatchedEndpoint
+
+if TYPE_CHECKING:  # the ACM issuer is imported by a check that has ACM certificates
+    from reconciler.issuers.aws_acm import AcmLeafSpec
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,12 @@ def _expiry(not_after: datetime, now: datetime) -> dict[str, Any]:
 
 
 AcmReader = Callable[[dict[str, Any], str], dict[str, Any]]
-PendingReader = Callable[[AcmLeafSpec, str], "str | None"]
+PendingReader = Callable[["AcmLeafSpec", str], "str | None"]
 """(spec, address) -> why an ACM request waits for approval, None when none does."""
 IMPORTED_WINDOW = timedelta(days=30)
+_ACM_ISSUER = "reconciler.issuers.aws_acm"
+"""The ACM issuer's module: the issuer registry imports it when a config, plan or state
+names ACM, so a check of certificates no ACM issued does not import it."""
 
 
 def expiry_findings(
@@ -127,6 +133,8 @@ def _expiry_problem(
 
 def acm_findings(recorded: RecordedState, read: AcmReader) -> list[Finding]:
     """ACM's view of the certificates it issued for us (one DescribeCertificate each)."""
+    from reconciler.issuers.aws_acm import AcmLeafSpec  # called when ACM certificates exist
+
     findings = []
     for record in recorded.certificates.values():
         if not record.external_id:
@@ -146,10 +154,16 @@ def pending_findings(
 ) -> list[Finding]:
     """Email-validated ACM requests not issued yet: ACM status PENDING_VALIDATION,
     waiting for the domain owner's approval (one lookup per such certificate)."""
+    acm_issuer = sys.modules.get(_ACM_ISSUER)
+    if acm_issuer is None:  # only that module makes ACM specs: none was made
+        return []
     findings = []
     for certificate in desired.certificates:
         spec = certificate.spec
-        if not isinstance(spec, AcmLeafSpec) or certificate.name in recorded.certificates:
+        if (
+            not isinstance(spec, acm_issuer.AcmLeafSpec)
+            or certificate.name in recorded.certificates
+        ):
             continue
         if spec.acm.get("validation", {}).get("method") != "email":
             continue
