@@ -20,7 +20,12 @@ from typing import Any
 
 from reconciler.model.material import CertificateMaterial
 from reconciler.model.records import CertificateRecord, RecordedState, RevocationRecord
-from reconciler.pki.keys import generate_private_key, private_key_to_der
+from reconciler.pki.keys import (
+    PrivateKey,
+    generate_private_key,
+    private_key_from_der,
+    private_key_to_der,
+)
 from reconciler.plan.model import Action, Change, Plan
 from reconciler.plan.specs import CertificateSpec
 from reconciler.state.store import StateStore
@@ -62,6 +67,10 @@ class RunMemory:
     revoked_now: list[RevocationRecord] = field(default_factory=list)
     caches: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Issuers' own run-scoped caches (``scratch``)."""
+    generated: dict[bytes, PrivateKey] = field(default_factory=dict, repr=False)
+    """Keys ``new_key`` generated, by their DER, until the issuer takes them
+    (``key_object``): the act signs with the object instead of parsing the DER
+    it was just serialised to."""
 
 
 @dataclass
@@ -104,7 +113,16 @@ class ApplyContext:
         reused = self.store.journaled_key(change.address)
         if reused is not None:
             return reused
-        return private_key_to_der(generate_private_key(algorithm))
+        key = generate_private_key(algorithm)
+        der = private_key_to_der(key)
+        self.memory.generated[der] = key
+        return der
+
+    def key_object(self, der: bytes) -> PrivateKey:
+        """The key of ``der`` (a prepared step's journaled key): the object this run
+        generated it as, taken once, or parsed (a reused or kept key)."""
+        key = self.memory.generated.pop(der, None)
+        return key if key is not None else private_key_from_der(der)
 
     def remember_replaced(self, change: Change) -> None:
         """Keep the certificate a renewal supersedes, to revoke it once nothing serves it."""

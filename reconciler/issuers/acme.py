@@ -28,7 +28,7 @@ from reconciler.issuers.base import (
 )
 from reconciler.model.material import IssuedMaterial
 from reconciler.model.records import AuthorityRecord, CertificateRecord
-from reconciler.pki.keys import private_key_from_der, private_key_to_pem
+from reconciler.pki.keys import private_key_to_pem
 from reconciler.plan.model import Action, Change
 from reconciler.plan.specs import AuthoritySpec, CertificateSpec
 from reconciler.policy.reissue import ACME_CERTIFICATE_CHECKS
@@ -181,6 +181,7 @@ class AcmeIssuer(Issuer):
 
         accounts: dict[str, AcmeAccount] = {}
         jobs = []
+        key_pems: dict[str, bytes] = {}
         for change, prepared in items:
             spec = _leaf(change)
             for issuer in spec.authorities:
@@ -189,7 +190,8 @@ class AcmeIssuer(Issuer):
                     with contextlib.suppress(CertformError):
                         accounts[issuer] = account(ctx, issuer, spec.acme[issuer])
             assert prepared.key_der is not None
-            key_pem = private_key_to_pem(private_key_from_der(prepared.key_der))
+            key_pem = private_key_to_pem(ctx.key_object(prepared.key_der))
+            key_pems[change.address] = key_pem
             jobs.append(OrderJob(change.address, list(spec.names), list(spec.authorities), key_pem))
         ctx.report(f"Placing {len(jobs)} ACME order(s), up to {ctx.parallelism} at a time…")
         outcomes = run_orders(jobs, accounts, ctx.parallelism, ctx.report)
@@ -208,7 +210,7 @@ class AcmeIssuer(Issuer):
                     record,
                     IssuedMaterial(issued.certificate_pem, issued.chain_pem, ""),
                     prepared.key_der,
-                    private_key_to_pem(private_key_from_der(prepared.key_der)),
+                    key_pems[change.address],
                     f"serial {issued.serial}, {outcome.note}",
                     f" (serial {issued.serial[:16]}…, {outcome.note}, "
                     f"expires {record.not_after:%Y-%m-%d})",

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         RecordedState,
         RevocationRecord,
     )
+    from reconciler.pki.keys import PrivateKey
     from reconciler.plan.model import Change
     from reconciler.providers.aws.iam import Statement
     from reconciler.providers.base import Target
@@ -93,6 +94,10 @@ class ApplyAccess(IssuerAccess, Protocol):
 
     def new_key(self, change: Change, algorithm: str) -> bytes:
         """A new key, or the one an interrupted run journaled for ``change``."""
+        ...
+
+    def key_object(self, der: bytes) -> PrivateKey:
+        """The key object of a prepared key (no second parse of one this run made)."""
         ...
 
     def remember_replaced(self, change: Change) -> None:

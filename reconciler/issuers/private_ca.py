@@ -171,7 +171,7 @@ class PrivateCaIssuer(Issuer):
         spec = _certificate(change)
         assert prepared.key_der is not None
         issuer = signing_authority(ctx, spec.issuer)
-        key = private_key_from_der(prepared.key_der)
+        key = ctx.key_object(prepared.key_der)
         issued = issue_leaf(spec, key, issuer, datetime.now(UTC))
         record = leaf_record(change, spec.recorded(), issued.certificate, issuer.key_id)
         return Issuance(
@@ -220,7 +220,7 @@ class PrivateCaIssuer(Issuer):
         final = ""
         if not keep_key and spec.crl and change.name in ctx.recorded.authorities:
             final = final_crl(ctx, change.name, spec.crl)
-        issued = issue_authority(spec, private_key_from_der(key_der), parent, datetime.now(UTC))
+        issued = issue_authority(spec, ctx.key_object(key_der), parent, datetime.now(UTC))
         record = AuthorityRecord(
             name=change.name,
             spec=spec.recorded(),

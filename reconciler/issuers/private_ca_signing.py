@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -34,7 +35,9 @@ BACKDATE = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class SigningAuthority:
-    """A CA ready to sign: certificate, key, and the PEMs above it."""
+    """A CA ready to sign: certificate, key, and the PEMs above it.  Loaded once per
+    run (``private_ca.signing_authority``): what every leaf it signs needs from it
+    (key id, chain) is worked out once, not per leaf."""
 
     name: str
     certificate: x509.Certificate
@@ -42,13 +45,18 @@ class SigningAuthority:
     chain_pem: str
     root_pem: str
 
-    @property
+    @cached_property
     def key_id(self) -> str:
         return key_id_of(self.certificate)
 
-    @property
+    @cached_property
     def is_root(self) -> bool:
         return not self.root_pem or self.root_pem == certificate_to_pem(self.certificate)
+
+    @cached_property
+    def chain_below(self) -> str:
+        """The chain of what this CA signs: itself and its own chain; empty for a root."""
+        return "" if self.is_root else certificate_to_pem(self.certificate) + self.chain_pem
 
 
 @dataclass(frozen=True)
@@ -124,8 +132,7 @@ def issue_authority(
     pem = certificate_to_pem(certificate)
     if parent is None:
         return Issued(certificate, pem, "", pem)
-    chain = "" if parent.is_root else certificate_to_pem(parent.certificate) + parent.chain_pem
-    return Issued(certificate, pem, chain, parent.root_pem)
+    return Issued(certificate, pem, parent.chain_below, parent.root_pem)
 
 
 def issue_leaf(
@@ -146,8 +153,5 @@ def issue_leaf(
         client_auth="client_auth" in usages,
         crl_url=crl_url_for(spec.crl_url, issuer),
     )
-    if issuer.is_root:
-        chain = ""
-    else:
-        chain = certificate_to_pem(issuer.certificate) + issuer.chain_pem
-    return Issued(certificate, certificate_to_pem(certificate), chain, issuer.root_pem)
+    pem = certificate_to_pem(certificate)
+    return Issued(certificate, pem, issuer.chain_below, issuer.root_pem)
