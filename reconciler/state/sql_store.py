@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import json.scanner
 import operator
 import uuid
 from abc import abstractmethod
@@ -45,6 +44,7 @@ from reconciler.model.records import (
     RecordedState,
     RevocationRecord,
     assemble,
+    decode_json,
 )
 from reconciler.state import audit_chain, keystores, migration, row_auth
 from reconciler.state.keystores import KeyStore, LocalKeyStore
@@ -104,26 +104,11 @@ per call (a recorded step writes two to four JSON columns)."""
 
 def _tags(text: str) -> dict[str, str]:
     """Decoded tags; most certificates have none (and ``{}`` needs no parser)."""
-    return {} if text == "{}" else _json(text)
+    return {} if text == "{}" else decode_json(text)
 
 
 def _json_tags(tags: dict[str, str]) -> str:
     return "{}" if not tags else _json_text(tags)
-
-
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())
-
-
-def _json(text: str) -> Any:
-    """``json.loads`` of a column certform wrote with ``json.dumps``, by the C scanner
-    alone: ``loads`` adds three Python calls and a regular expression per value, half
-    of decoding 10,000 bindings' targets.  Anything else goes to ``loads`` (and its
-    error)."""
-    try:
-        value, end = _SCAN(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
 
 
 StateRows = dict[str, list[tuple[Any, ...]]]
@@ -609,7 +594,7 @@ class SqlStateStore(StateStore):
                 {
                     "address": r[0],
                     "certificate": r[1],
-                    "target": _json(r[2]),
+                    "target": decode_json(r[2]),
                     "serial": r[3],
                     "_facts_value": r[4],  # JSON, decoded when used (see records.JsonField)
                     "deployed_at": parse(r[5]),
