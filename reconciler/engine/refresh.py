@@ -10,7 +10,8 @@ from reconciler.fsutil import config_path
 from reconciler.issuers.registry import authority_issuer
 from reconciler.model.desired import DesiredState
 from reconciler.model.observed import Observation, Unreachable
-from reconciler.model.records import CrlRecord, RecordedState, peek
+from reconciler.model.records import BindingRecord, CrlRecord, RecordedState, peek
+from reconciler.providers.base import Target
 from reconciler.providers.batch import fetch_wanted, observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.endpoint import endpoint_observation
@@ -24,26 +25,40 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
     wanted = {b.address for b in desired.bindings if not b.watch_only}
     observed: dict[str, Observation] = _watched(desired, recorded, root)
     with observation_batch():
-        # Every target announces its reads first (``prefetch``): the files of all
-        # bindings on one SSH host are then stamped in one remote command.
-        chosen = []
+        # A target on a host announces its reads first (``prefetch``): the files of
+        # all bindings on one SSH host are then stamped in one remote command.  A
+        # local target has nothing to announce: it is observed at once, its facts
+        # decoded, used and let go (10,000 targets and decoded facts kept alive to
+        # the last observe cost more than building and decoding them).
+        found: dict[str, Observation | None] = {}
+        remote = []
         for address, record in recorded.bindings.items():
             if address in wanted:
                 target = target_from_settings(record.target, root, trusted=True)
-                facts = peek(record, "facts")
-                target.prefetch(facts)
-                chosen.append((address, record, target, facts))
+                if target.via is None:
+                    found[address] = _observe(target, record)
+                else:
+                    target.prefetch(peek(record, "facts"))
+                    found[address] = None  # keeps the recorded order
+                    remote.append((address, record, target))
         fetch_wanted()
-        for address, record, target, facts in chosen:
-            observation = target.observe(facts)
-            endpoint = target.verify_endpoint()
-            if endpoint is not None and observation.status == "in_sync":
-                # What clients see is part of the observed state.
-                observation = endpoint_observation(endpoint, record.serial)
-            observed[address] = observation
+        for address, record, target in remote:
+            found[address] = _observe(target, record)
+        observed.update(found)  # type: ignore[arg-type]  # every None replaced
     observed.update(_published_crls(desired, recorded, root))
     observed.update(_authorities(desired, recorded))
     return observed
+
+
+def _observe(target: Target, record: BindingRecord) -> Observation:
+    """What a recorded binding's target serves now, and, for a binding with
+    ``verify_endpoint`` found in sync, what a TLS handshake there presents (what
+    clients see is part of the observed state)."""
+    observation = target.observe(peek(record, "facts"))
+    endpoint = target.verify_endpoint()
+    if endpoint is not None and observation.status == "in_sync":
+        return endpoint_observation(endpoint, record.serial)
+    return observation
 
 
 def _watched(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[str, Observation]:

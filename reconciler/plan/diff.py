@@ -29,6 +29,7 @@ from reconciler.plan.model import Action, Change, StateUpdate
 from reconciler.plan.specs import BindingSpec, CertificateSpec
 from reconciler.policy.reissue import (
     REPLACE,
+    Check,
     IssuedFacts,
     ReissueInput,
     Violation,
@@ -168,11 +169,17 @@ def _certificate_changes(
     changes = []
     records, authorities = recorded.certificates, recorded.authorities
     key_ids = {name: a.key_id for name, a in authorities.items()}
+    checks_of: dict[type, tuple[Check, ...]] = {}  # the issuer's, asked once per spec class
     for certificate in desired.certificates:
         issuer = certificate.issuer
         address = certificate.address
+        kind = type(certificate.spec)
+        checks = checks_of.get(kind)
+        if checks is None:
+            checks = checks_of[kind] = certificate_issuer(certificate.spec).certificate_checks
         change = _certificate_change(
             certificate,
+            checks,
             records.get(certificate.name),
             key_ids.get(issuer),
             issuer in rekeyed,
@@ -207,6 +214,7 @@ def _touched_by_renewal_in_place(change: Change, desired: DesiredState) -> Chang
 
 def _certificate_change(
     certificate: DesiredCertificate,
+    checks: tuple[Check, ...],
     record: CertificateRecord | None,
     issuer_key_id: str | None,
     issuer_rekeyed: bool,
@@ -238,7 +246,7 @@ def _certificate_change(
         now,
         renewal_window,
     )
-    violations = evaluate(certificate_issuer(certificate.spec).certificate_checks, data)
+    violations = evaluate(checks, data)
     if replace:
         violations.append(Violation(REPLACE, "a replacement was requested (--replace)"))
     action = strongest(violations)

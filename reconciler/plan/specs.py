@@ -30,21 +30,23 @@ def _typed(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-_LAYOUTS: dict[type, tuple[tuple[tuple[str, str], ...], dict[str, Any]]] = {}
+_LAYOUTS: dict[type, tuple[dict[str, str], dict[str, Any]]] = {}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-def _layout(cls: type) -> tuple[tuple[tuple[str, str], ...], dict[str, Any]]:
-    """(field name, JSON key) of a spec class's typed fields and their defaults,
-    computed once per class (parsing 10,000 specs must stay cheap)."""
+def _layout(cls: type) -> tuple[dict[str, str], dict[str, Any]]:
+    """(JSON key -> field name of a spec class's typed fields, their defaults in field
+    order), computed once per class (parsing 10,000 specs must stay cheap)."""
     layout = _LAYOUTS.get(cls)
     if layout is None:
         fields = [f for f in dataclasses.fields(cls) if f.name != "raw" and f.init]
-        keys = tuple((f.name, f.metadata.get("key", f.name)) for f in fields)
+        names = {f.metadata.get("key", f.name): f.name for f in fields}
+        if len(names) != len(fields):
+            raise TypeError(f"two fields of {cls.__name__} read the same JSON key")
         defaults = {
             f.name: f.default if f.default is not dataclasses.MISSING else _EMPTY for f in fields
         }
-        layout = _LAYOUTS[cls] = (keys, defaults)
+        layout = _LAYOUTS[cls] = (names, defaults)
     return layout
 
 
@@ -62,11 +64,11 @@ class Spec(Mapping[str, Any]):
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Self:
         raw = dict(data)
-        keys, defaults = _layout(cls)
+        names, defaults = _layout(cls)
         state = dict(defaults)
-        for name, key in keys:
-            value = raw.get(key)
-            if value is not None:
+        for key, value in raw.items():  # the few keys a spec has, not every field
+            name = names.get(key)
+            if name is not None and value is not None:
                 state[name] = _typed(value)
         state["raw"] = raw
         spec = object.__new__(cls)

@@ -179,9 +179,10 @@ class Target(ABC):
         return self._host
 
     def prefetch(self, facts: Facts) -> None:
-        """Announce what ``read(facts)`` will read, before any target reads (refresh
-        calls it for every binding first): a target on an SSH host names its files,
-        so that one command per host stamps them all.  Default: nothing."""
+        """Announce what ``read(facts)`` will read, before any target on a host reads
+        (refresh calls it first for every binding whose target has ``via``, and never
+        for a local one): a target on an SSH host names its files, so that one
+        command per host stamps them all.  Default: nothing."""
         return None
 
     @property

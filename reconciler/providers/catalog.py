@@ -10,6 +10,7 @@ settings shared by targets) work the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -98,7 +99,7 @@ def target_from_settings(settings: dict, root: Path, *, trusted: bool = False) -
     if provider_settings is not None:
         provider_model = PROVIDERS[provider_settings["type"]]
         provider = provider_model.model_validate(provider_settings)
-    if trusted and not any(isinstance(value, dict) for value in own.values()):
+    if trusted and not any(map(isinstance, own.values(), repeat(dict))):
         # model_construct does not build nested models: those are validated.
         config = _construct(model, own)
     else:
@@ -140,13 +141,51 @@ def _layout(model: type[BaseModel]) -> tuple[tuple[str, ...], dict[str, Any]] | 
     return layout
 
 
+_SHAPES: dict[tuple[type[BaseModel], tuple[str, ...]], tuple[dict[str, Any], frozenset[str]]] = {}
+_MAX_SHAPES = 256
+
+
 def _construct(model: type[BaseModel], values: dict[str, Any]) -> BaseModel:
     """``model.model_construct(**values)``, the same instance (values, defaults,
     fields set), built without its per-field generality: refresh rebuilds every
-    recorded binding's target, 10,000 of them in a large plan."""
+    recorded binding's target, 10,000 of them in a large plan, nearly all with the
+    same keys: what a set of keys makes (the defaults beside them, in field order,
+    and the fields set) is worked out once per model and keys."""
     layout = _layout(model)
     if layout is None:
         return model.model_construct(**values)
+    shape = _SHAPES.get((model, tuple(values)))
+    if shape is None:
+        shape = _shape(layout, tuple(values))
+        if shape is None:
+            return _construct_each(model, layout, values)
+        if len(_SHAPES) < _MAX_SHAPES:
+            _SHAPES[(model, tuple(values))] = shape
+    template, fields_set = shape
+    data = template.copy()
+    data.update(values)  # every key a field's: the template's order is kept
+    return _instance(model, data, set(fields_set))
+
+
+def _shape(
+    layout: tuple[tuple[str, ...], dict[str, Any]], keys: tuple[str, ...]
+) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """(every field ``_construct_each`` would set, in its order, holding its default or
+    a placeholder for a given value; the fields set) for values with ``keys``; None
+    when a key is no field (``_construct_each`` drops it)."""
+    names, defaults = layout
+    if not set(keys) <= set(names):
+        return None
+    template = {n: defaults.get(n) for n in names if n in keys or n in defaults}
+    return template, frozenset(keys)
+
+
+def _construct_each(
+    model: type[BaseModel],
+    layout: tuple[tuple[str, ...], dict[str, Any]],
+    values: dict[str, Any],
+) -> BaseModel:
+    """``_construct`` field by field (values with a key that is no field)."""
     names, defaults = layout
     data: dict[str, Any] = {}
     for name in names:
@@ -154,9 +193,13 @@ def _construct(model: type[BaseModel], values: dict[str, Any]) -> BaseModel:
             data[name] = values[name]
         elif name in defaults:
             data[name] = defaults[name]
+    return _instance(model, data, {n for n in values if n in names})
+
+
+def _instance(model: type[BaseModel], data: dict[str, Any], fields_set: set[str]) -> BaseModel:
     instance = model.__new__(model)
     object.__setattr__(instance, "__dict__", data)
-    object.__setattr__(instance, "__pydantic_fields_set__", {n for n in values if n in names})
+    object.__setattr__(instance, "__pydantic_fields_set__", fields_set)
     object.__setattr__(instance, "__pydantic_extra__", None)
     object.__setattr__(instance, "__pydantic_private__", None)
     return instance
