@@ -18,7 +18,7 @@ import pytest
 from reconciler.config.types import StrictModel
 from reconciler.errors import StateError
 from reconciler.issuers.aws_pca import PCA_CERTIFICATE_CHECKS
-from reconciler.issuers.registry import ISSUERS
+from reconciler.issuers.registry import issuer_named, issuer_types
 from reconciler.model.desired import DesiredBinding, DesiredState
 from reconciler.model.observed import Facts
 from reconciler.model.records import BindingRecord, RecordedState, decode_json
@@ -146,7 +146,7 @@ CHECK_SETS: list[tuple[Check, ...]] = [
     IMPORTED_CERTIFICATE_CHECKS,
     AUTHORITY_CHECKS,
     PCA_CERTIFICATE_CHECKS,
-    *(issuer.certificate_checks for issuer in ISSUERS.values()),
+    *(issuer_named(name).certificate_checks for name in issuer_types()),
 ]
 SPECS: list[dict[str, Any]] = [
     {"names": ["a.test"], "issuer": "ca", "key": "ec-p256", "validity": "90d", "usages": []},

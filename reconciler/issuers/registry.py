@@ -52,6 +52,11 @@ class UnknownIssuer(PlanError):
     """A spec names an issuer type this version does not know."""
 
 
+def issuer_types() -> tuple[str, ...]:
+    """Every authority type certform knows (naming one imports its issuer)."""
+    return tuple(_ISSUER_MODULES)
+
+
 def issuer_named(type_name: str) -> Issuer:
     """The issuer of authorities of ``type_name``."""
     where = _ISSUER_MODULES.get(type_name)
