@@ -175,17 +175,29 @@ def _encode(desired: DesiredState) -> dict[str, list[list[Any]]]:
 
 
 def _decode(data: dict[str, list[list[Any]]]) -> DesiredState:
-    """Specs are parsed back through the issuer registry, as a saved plan's are."""
-    from reconciler.issuers.registry import authority_spec, certificate_spec
+    """Specs are parsed back into the classes the issuer registry names, as a saved
+    plan's are (the class looked up once per ``issuer_type``, not per certificate)."""
+    from reconciler.issuers.registry import (
+        CERTIFICATE_TYPE_KEY,
+        authority_spec,
+        certificate_issuer,
+    )
 
+    classes: dict[Any, Any] = {}
+    certificates = []
+    for name, spec, renew_before, prevent_destroy, tags in data["certificates"]:
+        kind = spec.get(CERTIFICATE_TYPE_KEY)
+        parse = classes.get(kind)
+        if parse is None:
+            parse = classes[kind] = certificate_issuer(spec).certificate_spec_class.parse
+        certificates.append(
+            DesiredCertificate(name, parse(spec), renew_before, prevent_destroy, tags)
+        )
     return DesiredState(
         authorities=tuple(
             DesiredAuthority(name, authority_spec(spec), renew_before, prevent_destroy)
             for name, spec, renew_before, prevent_destroy in data["authorities"]
         ),
-        certificates=tuple(
-            DesiredCertificate(name, certificate_spec(spec), renew_before, prevent, tags)
-            for name, spec, renew_before, prevent, tags in data["certificates"]
-        ),
+        certificates=tuple(certificates),
         bindings=tuple(DesiredBinding(*fields) for fields in data["bindings"]),
     )
