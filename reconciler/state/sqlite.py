@@ -13,9 +13,12 @@ written by older versions are brought up to date on their first write
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sqlite3
 import uuid
+import weakref
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -127,6 +130,7 @@ class SqliteStateStore(SqlStateStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         self._conn = conn
+        _CONNECTED.add(self)
         self._check_format(conn)
         return conn
 
@@ -242,3 +246,20 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     ).fetchone()
     return row is not None
+
+
+_CONNECTED: weakref.WeakSet[SqliteStateStore] = weakref.WeakSet()
+"""Stores with an open connection (``sqlite3.Connection`` takes no weak reference)."""
+
+
+@atexit.register
+def _close_connections() -> None:
+    """Close what is still open when certform exits: SQLite removes a WAL state's
+    ``-wal`` and ``-shm`` files only when its last connection closes, and certform
+    leaves without the interpreter's teardown (``cli._leave``), which used to close
+    a connection an error path had left open."""
+    for store in list(_CONNECTED):
+        conn, store._conn = store._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
