@@ -186,17 +186,18 @@ def test_a_changed_environment_variable_or_file_stamp_is_a_miss(
     secret = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
     monkeypatch.setenv("CERTFORM_TEST_INPUT", secret)
     inputs = InputRecorder(files={str(bundle)}, environment={"CERTFORM_TEST_INPUT"})
-    validated_cache.store(validated.loaded, inputs, validated.desired, (), ())
-    assert validated_cache.lookup(validated.loaded) is not None
+    where = (validated.root, validated.rendered.digest)
+    validated_cache.store(*where, inputs, validated.desired, (), (), {})
+    assert validated_cache.lookup(*where) is not None
     entry_text = "".join(e.read_text() for e in cache.glob("validated-*.json"))
     assert "PRIVATE KEY" not in entry_text and "AAAA" not in entry_text
 
     monkeypatch.setenv("CERTFORM_TEST_INPUT", secret.replace("AAAA", "BBBB"))
-    assert validated_cache.lookup(validated.loaded) is None
+    assert validated_cache.lookup(*where) is None
     monkeypatch.setenv("CERTFORM_TEST_INPUT", secret)
-    assert validated_cache.lookup(validated.loaded) is not None
+    assert validated_cache.lookup(*where) is not None
     bundle.chmod(0o600)
-    assert validated_cache.lookup(validated.loaded) is None
+    assert validated_cache.lookup(*where) is None
 
 
 def test_volatile_results_and_a_disabled_cache_store_nothing(
@@ -207,7 +208,8 @@ def test_volatile_results_and_a_disabled_cache_store_nothing(
     validated = load_and_validate(config)
     for entry in cache.glob("validated-*.json"):
         entry.unlink()
-    validated_cache.store(validated.loaded, InputRecorder(volatile=True), validated.desired, (), ())
+    where = (validated.root, validated.rendered.digest)
+    validated_cache.store(*where, InputRecorder(volatile=True), validated.desired, (), (), {})
     assert not list(cache.glob("validated-*.json"))
     monkeypatch.setenv("CERTFORM_CACHE", "off")
     load_and_validate(config)
@@ -237,3 +239,21 @@ def test_the_cli_plan_is_identical_from_the_cache(workspace: Workspace) -> None:
     second = workspace.run("plan")
     assert first.code == second.code == 0
     assert first.out == second.out and "to issue" in first.out
+
+
+def test_a_hit_parses_no_yaml(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What validation decided is in the entry: the files are read and hashed, not
+    parsed (neither YAML nor the parse cache's copy); the source map is built only
+    if something asks for a line."""
+    from reconciler.config import loader
+
+    config = tmp_path / "certform.yaml"
+    config.write_text((REPOSITORY / "examples" / "quickstart" / "certform.yaml").read_text())
+    first = load_and_validate(config)
+    parses: list[str] = []
+    real = loader.cached_parse
+    counting = lambda text, parse: parses.append(text) or real(text, parse)  # noqa: E731
+    monkeypatch.setattr(loader, "cached_parse", counting)
+    second = load_and_validate(config)
+    assert parses == [] and second.desired == first.desired
+    assert second.loaded.sources.file_of(("certificates",)) == config and len(parses) == 1

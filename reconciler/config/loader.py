@@ -59,9 +59,24 @@ class LoadedConfig:
     sources: SourceMap
     files: tuple[Path, ...]
     root: Path
-    digest: str = ""
-    """SHA-256 over every file's path and rendered text: equal digests, equal data
-    (what the validated-config cache is keyed by)."""
+
+
+@dataclass(frozen=True)
+class RenderedConfig:
+    """The configuration's files read and rendered, not parsed yet: enough to know
+    whether it is the one validated last time (``digest``), which then need not be
+    parsed at all (``validated_cache``)."""
+
+    path: Path
+    """What the user gave (a file or a directory)."""
+    files: tuple[Path, ...]
+    root: Path
+    texts: tuple[tuple[Path, str, str], ...]
+    """(file, display name, rendered text) of every file that rendered."""
+    issues: tuple[ConfigIssue, ...]
+    """Problems reading or rendering, reported with the parse's (``parse_rendered``)."""
+    digest: str
+    """SHA-256 over every file's path and rendered text: equal digests, equal data."""
 
 
 # --- YAML -----------------------------------------------------------------------------
@@ -190,9 +205,8 @@ def _read_text(path: Path, display: str) -> str:
         raise ConfigError([ConfigIssue(display, None, "", f"cannot read: {exc}")]) from None
 
 
-def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, Any, bytes]:
-    """Read, render and parse one configuration file: its source, its data and the
-    SHA-256 of its rendered text."""
+def _render_file(path: Path, variables: Mapping[str, Any]) -> tuple[str, str]:
+    """Read and render one configuration file: (display name, rendered text)."""
     display = display_path(path)
     text = _read_text(path, display)
     if _TEMPLATE_MARKERS.search(text):
@@ -200,9 +214,12 @@ def _load_file(path: Path, variables: Mapping[str, Any]) -> tuple[SourceFile, An
         from reconciler.config.templating import render_config_text
 
         text = render_config_text(text, str(path), display, variables)
+    return display, text
+
+
+def _parse_file(path: Path, display: str, text: str) -> tuple[SourceFile, Any]:
     data, index = cached_parse(text, lambda rendered: _parsed(rendered, display))
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-    return SourceFile(path, display, index), data, digest
+    return SourceFile(path, display, index), data
 
 
 def _parsed(text: str, display: str) -> tuple[Any, LineIndex]:
@@ -319,25 +336,56 @@ def load_config(path: Path, variables: Mapping[str, Any] | None = None) -> Loade
     Every file is rendered with ``variables`` (see ``templating``), parsed and
     merged; all problems found are raised together as one ``ConfigError``.
     """
+    return parse_rendered(render_config(path, variables))
+
+
+def render_config(path: Path, variables: Mapping[str, Any] | None = None) -> RenderedConfig:
+    """Find, read and render the configuration's files (raises ``ConfigError`` only
+    when there are none; a file's own problems wait for ``parse_rendered``)."""
     files, root = _discover(Path(path))
-    merger = _Merger()
+    texts: list[tuple[Path, str, str]] = []
     issues: list[ConfigIssue] = []
     digest = hashlib.sha256()
     for file in files:
         try:
-            source, data, text_digest = _load_file(file, variables or {})
-            merger.add(source, data)
-            digest.update(os.fsencode(file) + b"\0" + text_digest)
+            display, text = _render_file(file, variables or {})
         except ConfigError as exc:
             issues.extend(exc.issues)
-    issues.extend(merger.issues)
-    if issues:
-        raise ConfigError(issues)
-    given_directory = Path(os.path.abspath(path)) == root
-    root_display = display_path(root) if given_directory else merger.files[0].display
-    return LoadedConfig(
-        merger.data, merger.source_map(root_display), tuple(files), root, digest.hexdigest()
+            continue
+        texts.append((file, display, text))
+        text_digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        digest.update(os.fsencode(file) + b"\0" + text_digest)
+    return RenderedConfig(
+        Path(path), tuple(files), root, tuple(texts), tuple(issues), digest.hexdigest()
     )
+
+
+def parse_rendered(rendered: RenderedConfig) -> LoadedConfig:
+    """Parse and merge rendered files; every problem (reading, rendering, parsing,
+    merging) raised together as one ``ConfigError``, in file order."""
+    merger = _Merger()
+    issues = list(rendered.issues)
+    for file, display, text in rendered.texts:
+        try:
+            merger.add(*_parse_file(file, display, text))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues or merger.issues:
+        # Each file's own problems in file order (as one pass over them gave), then
+        # what merging found.
+        issues.sort(key=lambda issue: _file_order(rendered.files, issue))
+        raise ConfigError(issues + merger.issues)
+    given_directory = Path(os.path.abspath(rendered.path)) == rendered.root
+    root_display = display_path(rendered.root) if given_directory else merger.files[0].display
+    return LoadedConfig(merger.data, merger.source_map(root_display), rendered.files, rendered.root)
+
+
+def _file_order(files: Sequence[Path], issue: ConfigIssue) -> int:
+    """The position of the file an issue is about."""
+    for index, file in enumerate(files):
+        if issue.file == display_path(file):
+            return index
+    return len(files)
 
 
 def parse_var_assignments(pairs: Sequence[str]) -> dict[str, str]:

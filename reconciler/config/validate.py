@@ -19,7 +19,13 @@ from pydantic import BaseModel, ValidationError
 from reconciler.childenv import remember_secret_names, secret_env_names
 from reconciler.config import semantic, validated_cache
 from reconciler.config.inputs import recording
-from reconciler.config.loader import LoadedConfig, load_config
+from reconciler.config.loader import (
+    LoadedConfig,
+    RenderedConfig,
+    load_config,
+    parse_rendered,
+    render_config,
+)
 from reconciler.config.models import CertformConfig
 from reconciler.config.resolve import resolve
 from reconciler.config.template_env import (
@@ -44,7 +50,7 @@ class ValidatedConfig:
     policy, endpoints, notifications).  After a validated-cache hit it lacks the
     sections in ``SETTINGS_ONLY_SKIPS``; ``config`` has everything."""
     desired: DesiredState
-    loaded: LoadedConfig
+    rendered: RenderedConfig
     variables: Mapping[str, Any] = field(default_factory=dict)
     """The template variables it was rendered with (``--var``, ``--var-file``): a saved
     plan carries them, so that ``apply PLANFILE`` needs none."""
@@ -54,10 +60,20 @@ class ValidatedConfig:
     moves: tuple[tuple[str, str], ...] = ()
     """The ``moved`` blocks as (from, to) addresses."""
     full: CertformConfig | None = field(default=None, repr=False, compare=False)
+    parsed: LoadedConfig | None = field(default=None, repr=False, compare=False)
 
     @property
     def root(self) -> Path:
-        return self.loaded.root
+        return self.rendered.root
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        """The parsed files and their source map (parsed on first use after a cache
+        hit, which needs neither)."""
+        if self.parsed is None:
+            object.__setattr__(self, "parsed", parse_rendered(self.rendered))
+        assert self.parsed is not None
+        return self.parsed
 
     @property
     def config(self) -> CertformConfig:
@@ -75,23 +91,27 @@ def load_and_validate(path: Path, variables: Mapping[str, Any] | None = None) ->
     The configuration's secret variable names (``*_env`` settings) are
     remembered for every child process and template of this run (``childenv``)."""
     with recording_env_reads() as reads, recording_variable_uses() as used:
-        loaded = load_config(path, variables)
-    _refuse_secret_reads(path, variables, reads, loaded)
+        rendered = render_config(path, variables)
     unused = tuple(f"{n!r}{did_you_mean(n, used)}" for n in sorted(set(variables or {}) - used))
-    cached = validated_cache.lookup(loaded)
-    if cached is not None:
+    cached = None if rendered.issues else validated_cache.lookup(rendered.root, rendered.digest)
+    if cached is not None and not reads & cached.secret_names:
+        # The files need not even be parsed: what validation decided is in the entry.
         remember_secret_names(cached.secret_names)
-        data = {k: v for k, v in loaded.data.items() if k not in SETTINGS_ONLY_SKIPS}
-        settings = CertformConfig.model_validate(data)
+        settings = CertformConfig.model_validate(cached.settings)
         return ValidatedConfig(
-            settings, cached.desired, loaded, dict(variables or {}), unused, cached.moves
+            settings, cached.desired, rendered, dict(variables or {}), unused, cached.moves
         )
+    loaded = parse_rendered(rendered)
+    _refuse_secret_reads(path, variables, reads, loaded)
     with recording() as inputs:
         config, desired, secret = _validate(loaded)
     moves = tuple((m.from_, m.to) for m in config.moved)
-    validated_cache.store(loaded, inputs, desired, secret, moves)
+    settings_data = {k: v for k, v in loaded.data.items() if k not in SETTINGS_ONLY_SKIPS}
+    validated_cache.store(
+        rendered.root, rendered.digest, inputs, desired, secret, moves, settings_data
+    )
     return ValidatedConfig(
-        config, desired, loaded, dict(variables or {}), unused, moves, full=config
+        config, desired, rendered, dict(variables or {}), unused, moves, full=config, parsed=loaded
     )
 
 

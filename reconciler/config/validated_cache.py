@@ -9,10 +9,11 @@ in and certform's own code, plus the few outside inputs a check reads
 
 * the entry format and certform's code (size and mtime of every module of the
   package, and the pydantic version),
-* the configuration (``LoadedConfig.digest``: each file's path and rendered
-  text; the parse cache holds its data) and its root,
+* the configuration (``RenderedConfig.digest``: each file's path and rendered
+  text) and its root,
 
-and holds the desired state as JSON, the secret variable names, and a stamp of
+and holds the desired state as JSON, the sections besides certificates and
+bindings (so that a hit parses no YAML), the secret variable names, and a stamp of
 every outside input: ``lstat`` and ``stat`` (mode, owner, size, mtime, inode) of
 each file, and a keyed hash of each environment variable (never its value).  A
 hit needs every stamp to match now.  Results that depend on the time (imported
@@ -37,7 +38,6 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.config.inputs import InputRecorder
-from reconciler.config.loader import LoadedConfig
 from reconciler.config.parse_cache import cache_directory, cache_key, read_entry, write_entry
 from reconciler.model.desired import (
     DesiredAuthority,
@@ -46,7 +46,7 @@ from reconciler.model.desired import (
     DesiredState,
 )
 
-_FORMAT = "certform-validated-cache 1"
+_FORMAT = "certform-validated-cache 2"
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -55,11 +55,14 @@ class CachedValidation:
     desired: DesiredState
     secret_names: frozenset[str]
     moves: tuple[tuple[str, str], ...]
+    settings: dict[str, Any]
+    """The configuration's data without ``validate.SETTINGS_ONLY_SKIPS``."""
 
 
-def lookup(loaded: LoadedConfig) -> CachedValidation | None:
-    """The cached result of validating ``loaded``, if every input is as it was."""
-    place = _entry(loaded)
+def lookup(root: Path, digest: str) -> CachedValidation | None:
+    """The cached result of validating the configuration with this digest in
+    ``root``, if every outside input is as it was."""
+    place = _entry(root, digest)
     if place is None:
         return None
     entry, key = place
@@ -70,22 +73,25 @@ def lookup(loaded: LoadedConfig) -> CachedValidation | None:
         if data["inputs"] != _stamps(data["inputs"]["files"], data["inputs"]["environment"], key):
             return None
         moves = tuple((old, new) for old, new in data["moves"])
-        return CachedValidation(_decode(data["desired"]), frozenset(data["secret_names"]), moves)
+        names = frozenset(data["secret_names"])
+        return CachedValidation(_decode(data["desired"]), names, moves, dict(data["settings"]))
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # not an entry this code wrote: validate in full
 
 
 def store(
-    loaded: LoadedConfig,
+    root: Path,
+    digest: str,
     inputs: InputRecorder,
     desired: DesiredState,
     secret_names: Iterable[str],
     moves: Iterable[tuple[str, str]],
+    settings: dict[str, Any],
 ) -> None:
     """Remember a successful validation (never one that depends on the time)."""
     if inputs.volatile:
         return
-    place = _entry(loaded)
+    place = _entry(root, digest)
     if place is None:
         return
     entry, key = place
@@ -94,20 +100,19 @@ def store(
         "inputs": stamps,
         "secret_names": sorted(secret_names),
         "moves": [list(move) for move in moves],
+        "settings": settings,
         "desired": _encode(desired),
     }
     write_entry(entry.parent, entry, key, data)
 
 
-def _entry(loaded: LoadedConfig) -> tuple[Path, bytes] | None:
-    if not loaded.digest:
-        return None
+def _entry(root: Path, digest: str) -> tuple[Path, bytes] | None:
     directory = cache_directory()
     key = None if directory is None else cache_key(directory)
     if directory is None or key is None:
         return None
     name = hashlib.sha256(
-        "\0".join((_FORMAT, _code_stamp(), os.fspath(loaded.root), loaded.digest)).encode(
+        "\0".join((_FORMAT, _code_stamp(), os.fspath(root), digest)).encode(
             "utf-8", "surrogatepass"
         )
     ).hexdigest()
