@@ -23,6 +23,7 @@ from cryptography import x509
 
 from reconciler.pki.builder import certificate_to_pem
 from reconciler.pki.keys import PrivateKey, private_key_to_pem
+from reconciler.providers.tls_probe import probe
 from tests.aws_lab import free_port
 from tests.selfsigned import self_signed
 
@@ -227,3 +228,15 @@ def _quote(path: Path) -> str:
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
+
+
+def served_serial_once_reloaded(port: int, name: str, expected: str, timeout: float = 5.0) -> str:
+    """The serial (hex) nginx presents for ``name``, asked until it is ``expected`` or
+    ``timeout`` passes: ``nginx -s reload`` returns once the master is signalled, and
+    the old workers answer with the old certificate until the new ones are up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        serial = format(probe("127.0.0.1", port, name, timeout=timeout).leaf.serial_number, "x")
+        if serial == expected or time.monotonic() > deadline:
+            return serial
+        time.sleep(0.1)

@@ -20,11 +20,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from bench.aws import CountingProxy, Request
-from reconciler.providers.tls_probe import probe
 from tests import iam_lab
 from tests.aws_lab import AwsLab
 from tests.conftest import Workspace
-from tests.nginx_lab import NginxLab, ServerSpec, nginx_binary, write_self_signed
+from tests.nginx_lab import (
+    NginxLab,
+    ServerSpec,
+    nginx_binary,
+    served_serial_once_reloaded,
+    write_self_signed,
+)
 from tests.test_aws_signals import _drain, _queue_for_rule
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aws-hybrid" / "certform.yaml"
@@ -94,8 +99,8 @@ def test_the_aws_hybrid_example_applies_and_signals(
     # The public certificate: ACM's ARN on the ALB, the exported copy in nginx.
     arn = aws.arn_for("certificate.www")
     assert arn is not None and aws.listener_certificates(listener)[0] == arn != placeholder
-    served = probe("127.0.0.1", nginx.port, "www.example.com", timeout=5)
-    assert format(served.leaf.serial_number, "x") == aws.acm_serial(arn)
+    expected = aws.acm_serial(arn)
+    assert served_serial_once_reloaded(nginx.port, "www.example.com", expected) == expected
     cert, key = (
         (ws.root / "nginx/tls/www.crt").read_bytes(),
         (ws.root / "nginx/tls/www.key").read_bytes(),
