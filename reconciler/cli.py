@@ -24,6 +24,9 @@ def main() -> None:
             sys.stdout.write(f"certform {__version__}\n")  # what typer's --version prints
             sys.stdout.flush()
         sys.exit(0)
+    import gc
+
+    gc.disable()  # as cli_app.main does, before its imports too (they allocate a lot)
     from reconciler.cli_app import main as run_app  # typer and the commands: see above
 
     try:
@@ -40,14 +43,17 @@ def _leave(done: SystemExit) -> None:
     written and closed by then, and what Python itself must still do is done
     here (flush stdout and stderr, run the ``atexit`` handlers: logging, temp
     directories).  Anything unusual takes Python's own exit: a message as the
-    status, a stream that cannot be flushed (a closed pipe), or a thread still
-    running."""
+    status, a stream that cannot be flushed (a closed pipe), a thread still
+    running, or a profiler or tracer (``python -m cProfile``, coverage) that
+    writes its results once the program has returned."""
     import atexit
     import os
     import threading
 
     code = done.code
     if not (code is None or isinstance(code, int)) or threading.active_count() > 1:
+        raise done
+    if sys.getprofile() is not None or sys.gettrace() is not None:
         raise done
     try:
         for stream in (sys.stdout, sys.stderr):

@@ -70,3 +70,21 @@ def test_a_running_thread_gets_pythons_own_exit(tmp_path: Path) -> None:
     result = _certform_in(script, "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("thread finished\n")
+
+
+def test_a_profiler_still_gets_its_results(tmp_path: Path) -> None:
+    """``python -m cProfile`` writes its statistics after the program returns: with
+    a profiler (or a tracer such as coverage) attached, certform exits as Python does."""
+    stats = tmp_path / "plan.prof"
+    code = "import sys; sys.argv = ['certform', '--help']; from reconciler.cli import main; main()"
+    script = tmp_path / "run_certform.py"
+    script.write_text(code + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(stats), str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Usage" in result.stdout, result.stderr
+    assert stats.stat().st_size > 0
