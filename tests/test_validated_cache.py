@@ -252,7 +252,7 @@ def test_a_hit_parses_no_yaml(tmp_path: Path, cache: Path, monkeypatch: pytest.M
     first = load_and_validate(config)
     parses: list[str] = []
     real = loader.cached_parse
-    counting = lambda text, parse: parses.append(text) or real(text, parse)  # noqa: E731
+    counting = lambda text, *rest: parses.append(text) or real(text, *rest)  # noqa: E731
     monkeypatch.setattr(loader, "cached_parse", counting)
     second = load_and_validate(config)
     assert parses == [] and second.desired == first.desired

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from reconciler.config.lineindex import LineIndex
-from reconciler.config.parse_cache import cached_parse
+from reconciler.config.parse_cache import cached_parse, text_sha256
 from reconciler.config.sourcemap import (
     LIST_SECTIONS,
     MERGED_SECTIONS,
@@ -71,8 +71,8 @@ class RenderedConfig:
     """What the user gave (a file or a directory)."""
     files: tuple[Path, ...]
     root: Path
-    texts: tuple[tuple[Path, str, str], ...]
-    """(file, display name, rendered text) of every file that rendered."""
+    texts: tuple[tuple[Path, str, str, bytes], ...]
+    """(file, display name, rendered text, its SHA-256) of every file that rendered."""
     issues: tuple[ConfigIssue, ...]
     """Problems reading or rendering, reported with the parse's (``parse_rendered``)."""
     digest: str
@@ -217,8 +217,8 @@ def _render_file(path: Path, variables: Mapping[str, Any]) -> tuple[str, str]:
     return display, text
 
 
-def _parse_file(path: Path, display: str, text: str) -> tuple[SourceFile, Any]:
-    data, index = cached_parse(text, lambda rendered: _parsed(rendered, display))
+def _parse_file(path: Path, display: str, text: str, text_digest: bytes) -> tuple[SourceFile, Any]:
+    data, index = cached_parse(text, lambda rendered: _parsed(rendered, display), text_digest)
     return SourceFile(path, display, index), data
 
 
@@ -343,7 +343,7 @@ def render_config(path: Path, variables: Mapping[str, Any] | None = None) -> Ren
     """Find, read and render the configuration's files (raises ``ConfigError`` only
     when there are none; a file's own problems wait for ``parse_rendered``)."""
     files, root = _discover(Path(path))
-    texts: list[tuple[Path, str, str]] = []
+    texts: list[tuple[Path, str, str, bytes]] = []
     issues: list[ConfigIssue] = []
     digest = hashlib.sha256()
     for file in files:
@@ -352,8 +352,8 @@ def render_config(path: Path, variables: Mapping[str, Any] | None = None) -> Ren
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
-        texts.append((file, display, text))
-        text_digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        text_digest = text_sha256(text)
+        texts.append((file, display, text, text_digest))
         digest.update(os.fsencode(file) + b"\0" + text_digest)
     return RenderedConfig(
         Path(path), tuple(files), root, tuple(texts), tuple(issues), digest.hexdigest()
@@ -365,9 +365,9 @@ def parse_rendered(rendered: RenderedConfig) -> LoadedConfig:
     merging) raised together as one ``ConfigError``, in file order."""
     merger = _Merger()
     issues = list(rendered.issues)
-    for file, display, text in rendered.texts:
+    for file, display, text, text_digest in rendered.texts:
         try:
-            merger.add(*_parse_file(file, display, text))
+            merger.add(*_parse_file(file, display, text, text_digest))
         except ConfigError as exc:
             issues.extend(exc.issues)
     if issues or merger.issues:

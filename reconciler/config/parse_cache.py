@@ -38,20 +38,25 @@ from reconciler import __version__
 
 MAX_ENTRIES = 32
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
-_FORMAT = f"certform-parse-cache 1 {__version__}".encode()
+_FORMAT = f"certform-parse-cache 2 {__version__}".encode()
 _KEY_BYTES = 32
 
 
-def cached_parse(text: str, parse: Callable[[str], tuple[Any, Any]]) -> tuple[Any, Any]:
+def cached_parse(
+    text: str, parse: Callable[[str], tuple[Any, Any]], text_digest: bytes | None = None
+) -> tuple[Any, Any]:
     """``parse(text)`` -> (data, index), or the cached data of the same text with a
-    ``LazyLineIndex`` that parses only if a line is asked for."""
+    ``LazyLineIndex`` that parses only if a line is asked for.  ``text_digest``: the
+    text's SHA-256, when the caller has it already (the loader hashes every file)."""
     directory = cache_directory()
     if directory is None:
         return parse(text)
     key = cache_key(directory)
     if key is None:
         return parse(text)
-    digest = hashlib.sha256(_FORMAT + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
+    if text_digest is None:
+        text_digest = text_sha256(text)
+    digest = hashlib.sha256(_FORMAT + b"\0" + text_digest).hexdigest()
     entry = directory / f"{digest}.json"
     data = read_entry(entry, key)
     if data is not None:
@@ -59,6 +64,11 @@ def cached_parse(text: str, parse: Callable[[str], tuple[Any, Any]]) -> tuple[An
     data, index = parse(text)
     write_entry(directory, entry, key, data)
     return data, index
+
+
+def text_sha256(text: str) -> bytes:
+    """The SHA-256 of a configuration text (what entries are named by)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 class LazyLineIndex:
