@@ -259,7 +259,5 @@ def _close_connections() -> None:
     leaves without the interpreter's teardown (``cli._leave``), which used to close
     a connection an error path had left open."""
     for store in list(_CONNECTED):
-        conn, store._conn = store._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        with contextlib.suppress(sqlite3.Error):
+            store.close()
