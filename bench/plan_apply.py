@@ -17,9 +17,20 @@ certificates ``c{i}`` (ec-p256, 90d, renew_before 30d), each bound to a
   exactly 1 replace and 1 rebind).
 
 Peak memory is each child's own ``ru_maxrss`` from ``os.wait4``.  The no-change
-plan is also run in process, phase by phase, and a "crypto floor" (N ec-p256
-keys generated and N leaves signed with ``build_leaf_certificate`` under an
-ec-p384 CA, nothing else) is measured to put the apply time in proportion.
+plan is also run in process, phase by phase, and floors are measured to put the
+apply time in proportion:
+
+* the "crypto floor" (N ec-p256 keys generated and N leaves signed with
+  ``build_leaf_certificate`` under an ec-p384 CA, nothing else), which the
+  issue's ratio divides by;
+* the "file floor": N directories holding the five files a ``files`` binding
+  writes, each through a temp file and a rename, then one ``sync``: what any
+  crash-safe writer of those files pays this disk, with no certform code in it;
+* the "import floor": a Python that imports only the libraries an apply needs
+  (cryptography, pydantic, PyYAML, sqlite3, typer).
+
+Apply at N <= 1,000 runs ``--repeat`` times, each from an empty state and an
+empty cache (the median is reported); larger N once.
 
 Every phase that fails (a wrong exit code, an unexpected plan, an in-process run
 that did not complete) ends the script with a non-zero exit: ``--smoke`` runs all
@@ -59,6 +70,7 @@ if str(_BENCH.parent) not in sys.path:
     sys.path.insert(0, str(_BENCH.parent))
 
 MASTER_KEY_ENV = "CERTFORM_MASTER_KEY"
+CACHE_ENV = "CERTFORM_CACHE_DIR"
 
 # Targets (seconds / MB / ratio); the size each applies to is in the label.
 PLAN_TARGET_N, PLAN_TARGET_S = 10_000, 1.0
@@ -360,6 +372,80 @@ def crypto_floor(n: int) -> dict[str, float]:
     return {"keygen": keygen, "sign": sign, "total": keygen + sign}
 
 
+BINDING_FILES = (
+    ("cert.pem", 0o644),
+    ("chain.pem", 0o644),
+    ("fullchain.pem", 0o644),
+    ("ca.pem", 0o644),
+    ("key.pem", 0o600),
+)
+"""What a ``files`` binding writes (providers/files.py), with the modes it writes them."""
+
+IMPORT_FLOOR_CODE = "import cryptography.x509, pydantic, sqlite3, typer, yaml"
+"""The libraries an apply cannot run without: their import is start-up no code of
+certform's can remove."""
+
+
+def file_floor(n: int, workdir: Path, sample: Path) -> float:
+    """Seconds to create ``n`` directories with the five files of a ``files`` binding
+    (the bytes of the deployed ``sample`` directory, so the sizes are real), each file
+    written to a temp name and renamed, then one ``sync``: the kernel's share of a
+    crash-safe deploy on the disk the apply ran on."""
+    payloads = [((sample / name).read_bytes(), name, mode) for name, mode in BINDING_FILES]
+    root = workdir / "file-floor"
+    root.mkdir()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    os.sync()  # what earlier phases left dirty is not this floor's to write
+    try:
+        start = time.perf_counter()
+        for i in range(n):
+            directory = root / f"c{i}"
+            os.mkdir(directory, 0o750)
+            for data, name, mode in payloads:
+                temp = directory / f".{name}.tmp"
+                fd = os.open(temp, flags, mode)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+                os.replace(temp, directory / name)
+        os.sync()
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def import_floor(env: dict[str, str], cwd: Path, repeat: int) -> ChildRun:
+    """A Python importing only what an apply needs (``IMPORT_FLOOR_CODE``)."""
+    return run_best([sys.executable, "-c", IMPORT_FLOOR_CODE], cwd, env, repeat)
+
+
+def fresh_apply(cli: list[str], workdir: Path, env: dict[str, str], runs: int) -> ChildRun:
+    """``apply --auto-approve`` from an empty state, deployments and cache, ``runs``
+    times (the median by wall time, the spread noted); each run starts after the
+    previous one's files were removed and written back (neither counted)."""
+    results = []
+    for left in reversed(range(runs)):
+        for leftover in (workdir / "out", workdir / ".certform"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        # The last run fills the shared cache the plans measured next use, as one apply
+        # did before repeats were measured.
+        cache = env[CACHE_ENV] if not left else tempfile.mkdtemp(prefix="certform-bench-cache-")
+        os.sync()
+        try:
+            run = run_child([*cli, "apply", "--auto-approve"], workdir, {**env, CACHE_ENV: cache})
+        finally:
+            if cache != env[CACHE_ENV]:
+                shutil.rmtree(cache, ignore_errors=True)
+        require(run.returncode == 0, f"apply exited {run.returncode}", run)
+        require("Apply complete" in run.output, "apply did not complete", run)
+        results.append(run)
+    results.sort(key=lambda r: r.seconds)
+    median = results[len(results) // 2]
+    median.spread = (results[0].seconds, results[-1].seconds)
+    return median
+
+
 # -- profiling ---------------------------------------------------------------------------
 def profile(label: str, fn: Callable[[], Any], top: int) -> None:
     profiler = cProfile.Profile()
@@ -403,10 +489,12 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
         version = run_best([*cli, "--version"], workdir, env, repeat)
         require(version.returncode == 0, "certform --version failed", version)
 
-        apply = run_child([*cli, "apply", "--auto-approve"], workdir, env)
-        require(apply.returncode == 0, f"apply exited {apply.returncode}", apply)
-        require("Apply complete" in apply.output, "apply did not complete", apply)
+        apply = fresh_apply(cli, workdir, env, repeat if n <= APPLY_FLOOR_TARGET_N else 1)
         print(f"[N={n}] apply {apply.seconds:.2f} s ({apply.summary})", flush=True)
+        files = file_floor(n, workdir, workdir / "out" / "c0")
+        print(f"[N={n}] file floor {files:.2f} s", flush=True)
+        imports = import_floor(env, workdir, repeat)
+        require(imports.returncode == 0, "the import floor's python failed", imports)
         # Let the kernel write back what apply left dirty, so that write-back does not
         # slow the plans measured next (it is not part of any of them).
         start = time.perf_counter()
@@ -441,6 +529,7 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
 
         floor = crypto_floor(n)
         print(f"[N={n}] crypto floor {floor['total']:.2f} s", flush=True)
+        floor.update(files=files, imports=imports.seconds)
         return Row(n, apply, plan, one, version, floor, phases, repeat, cold)
     finally:
         if keep:
@@ -452,6 +541,11 @@ def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
 def _spread(run: ChildRun) -> str:
     low, high = run.spread or (run.seconds, run.seconds)
     return f"{run.seconds:.2f} s ({low:.2f}-{high:.2f})"
+
+
+def floors_sum(row: Row) -> float:
+    """Crypto, file and import floors together (see the module docstring)."""
+    return row.floor["total"] + row.floor["files"] + row.floor["imports"]
 
 
 def verdict(ok: bool) -> str:
@@ -474,6 +568,9 @@ def report(rows: list[Row]) -> None:
             f"{r.plan.seconds:>8.2f} {r.plan.maxrss_mb:>8.1f} {r.one_change.seconds:>8.2f} "
             f"{r.floor['total']:>8.2f} {ratio:>10.1f}x"
         )
+    print("\napply runs (from an empty state and cache): median (min-max):")
+    for r in rows:
+        print(f"  N={r.n}: {_spread(r.apply)}")
     print(f"\nplan runs: median of {rows[0].plan_repeats} (min-max):")
     for r in rows:
         print(
@@ -488,6 +585,17 @@ def report(rows: list[Row]) -> None:
     print("crypto floor split (keygen + sign):")
     for r in rows:
         print(f"  N={r.n}: keygen {r.floor['keygen']:.2f} s + sign {r.floor['sign']:.2f} s")
+    print(
+        "floors an apply cannot go below on this machine (crypto + file I/O on this disk\n"
+        "+ importing the libraries it needs), and apply in proportion to their sum:"
+    )
+    for r in rows:
+        total = floors_sum(r)
+        print(
+            f"  N={r.n}: crypto {r.floor['total']:.2f} s + files {r.floor['files']:.2f} s "
+            f"+ imports {r.floor['imports']:.2f} s = {total:.2f} s; "
+            f"apply {r.apply.seconds:.2f} s = {r.apply.seconds / total:.1f}x"
+        )
 
     print("\nno-change plan, in process (seconds; indented rows re-run or are part of the row")
     print("above; 'gc within' is this process's cyclic collector, which a CLI with gc off skips):")
@@ -554,7 +662,7 @@ def main() -> None:
         "--repeat",
         type=int,
         default=3,
-        help="Runs of each plan (and --version); the median is reported. Apply runs once.",
+        help="Runs of each plan (and --version, and apply at N <= 1000); the median is reported.",
     )
     parser.add_argument(
         "--no-bytecode-cache",
@@ -575,14 +683,14 @@ def main() -> None:
     env = dict(os.environ)
     env[MASTER_KEY_ENV] = base64.b64encode(os.urandom(32)).decode()
     # Private caches: the first command of each N fills them, the plans use them.
-    env["CERTFORM_CACHE_DIR"] = tempfile.mkdtemp(prefix="certform-bench-cache-")
+    env[CACHE_ENV] = tempfile.mkdtemp(prefix="certform-bench-cache-")
     env.pop("CERTFORM_CACHE", None)
     # SIGTERM (e.g. a timeout) unwinds through the finally blocks that stop the servers
     # and remove the temp directories.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env.pop("NO_COLOR", None)
     os.environ[MASTER_KEY_ENV] = env[MASTER_KEY_ENV]  # for the in-process phases
-    os.environ["CERTFORM_CACHE_DIR"] = env["CERTFORM_CACHE_DIR"]
+    os.environ[CACHE_ENV] = env[CACHE_ENV]
 
     cache = None
     if not args.no_bytecode_cache:
@@ -592,7 +700,7 @@ def main() -> None:
         cache = tempfile.mkdtemp(prefix="certform-bench-pyc-")
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = cache
-        run_child([*certform_command(), "--version"], Path(cache), env)  # fill the cache
+        warm_bytecode(env)
     try:
         rows = [bench_size(n, env, args.keep, args.repeat) for n in args.sizes]
         report(rows)
@@ -601,7 +709,21 @@ def main() -> None:
     finally:
         if cache:
             shutil.rmtree(cache, ignore_errors=True)
-        shutil.rmtree(env["CERTFORM_CACHE_DIR"], ignore_errors=True)
+        shutil.rmtree(env[CACHE_ENV], ignore_errors=True)
+
+
+def warm_bytecode(env: dict[str, str]) -> None:
+    """Fill the private bytecode prefix with what apply and plan import (an apply and
+    a plan of two certificates, in a directory of their own), so that no measured run
+    compiles modules: ``--version`` alone imports almost nothing."""
+    workdir = Path(tempfile.mkdtemp(prefix="certform-bench-warm-"))
+    try:
+        write_config(workdir, 2)
+        for command in (["apply", "--auto-approve"], ["plan"]):
+            run = run_child([*certform_command(), *command], workdir, env)
+            require(run.returncode == 0, f"warm-up {command[0]} failed", run)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_profiles(apply_n: int, plan_n: int, env: dict[str, str], top: int) -> None:

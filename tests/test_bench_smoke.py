@@ -70,11 +70,14 @@ def test_plan_apply_smoke(tmp_path: Path) -> None:
             rf"\[N=12\] apply {S} s \(14 to issue, 12 to bind\)",
             rf"\[N=12\] no-change plan {S} s",
             rf"\[N=12\] one-change plan {S} s \(1 to replace, 1 to rebind\)",
+            rf"\[N=12\] file floor {S} s",
             rf"\[N=12\] crypto floor {S} s",
+            rf"  N=12: {S} s \({S}-{S}\)",  # apply runs
             rf"\s+12(\s+{S}){{6}}\s+{S}x",  # the table row, apply/floor included
             rf"  N=12: no-change {S} s \({S}-{S}\), one-change .*",
             rf"  N=12: {S} s, {S} MB",  # start-up floor
             rf"  N=12: keygen {S} s \+ sign {S} s",
+            rf"  N=12: crypto {S} s \+ files {S} s \+ imports {S} s = {S} s; apply {S} s = {S}x",
             *in_process_rows(
                 [
                     "load+validate",
