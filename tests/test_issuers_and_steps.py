@@ -220,7 +220,9 @@ def test_every_step_is_journaled_before_it_acts(
     from reconciler.engine import runner
 
     store, plan, recorded, root = in_process
-    seen: dict[str, tuple[str, bool]] = {}
+    # Written to a file: binding deploys may act in a forked process (early_deploy.py),
+    # whose memory this test does not share.
+    log = root / "journaled.log"
 
     def journaled(address: str, phase: str) -> None:
         if phase != "journaled":
@@ -231,11 +233,17 @@ def test_every_step_is_journaled_before_it_acts(
                 "ORDER BY id DESC LIMIT 1",
                 (address,),
             ).fetchone()
-        seen[address] = (row[0], bool(row[1])) if row else ("absent", False)
+        status, has_key = (row[0], bool(row[1])) if row else ("absent", False)
+        with log.open("a") as out:
+            out.write(f"{address}\t{status}\t{int(has_key)}\n")
 
     monkeypatch.setattr(runner, "fault_point", journaled)
     result = runner.run_apply(store, plan, recorded, lambda _line: None, root=root)
     assert result.ok, result.failed
+    seen = {
+        address: (status, has_key == "1")
+        for address, status, has_key in (line.split("\t") for line in log.read_text().splitlines())
+    }
     assert set(seen) == {c.address for c in plan.changes}
     for address, (status, has_key) in seen.items():
         assert status == "started", address

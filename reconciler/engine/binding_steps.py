@@ -40,6 +40,7 @@ class _Deployment:
 class Bind(Step):
     phase = Phase.BINDINGS
     parallel = True
+    early = True
 
     def lane(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Hashable:
         deployment: _Deployment = prepared.data

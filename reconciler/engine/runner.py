@@ -28,9 +28,15 @@ finished in.
 
 Phases run in order (authorities, ACME accounts, certificates, bindings,
 revocations and CRLs, destroys), each step in the plan's order within its
-phase.  A batch holds consecutive steps of one phase none of which depends on
-another of the batch (a subordinate CA waits for its parent's batch to be
-recorded).  Steps with the same ``batch_key`` act together (ACME orders in
+phase.  One overlap: after each batch of certificates is recorded, the binding
+deploys it made ready (local files) are prepared, journaled and started in a
+forked process (``early_deploy.py``), so that the disk works while the next
+batch is signed; the bindings phase then takes their outcomes and records and
+reports them in plan order, as if they had acted there.
+
+A batch holds consecutive steps of one phase none of which depends on another
+of the batch (a subordinate CA waits for its parent's batch to be recorded).
+Steps with the same ``batch_key`` act together (ACME orders in
 parallel), at the position of the first of them.  A failed step does not stop
 independent ones; a step whose dependencies (``Change.depends_on``, from its spec
 in the plan) failed or were skipped is skipped: certificates under a failed CA,
@@ -49,6 +55,7 @@ from typing import Any
 # The step modules register themselves in STEPS.
 from reconciler.engine import authority_steps, binding_steps, certificate_steps  # noqa: F401
 from reconciler.engine.context import ApplyContext, ApplyResult, Reporter
+from reconciler.engine.early_deploy import EarlyDeploys, early_deploys_supported
 from reconciler.engine.faults import BATCH_SIZE_ENV, fault_point
 from reconciler.engine.revocation_steps import revoke_replaced
 from reconciler.engine.step import Done, Phase, Prepared, Step, step_for
@@ -108,10 +115,15 @@ def run(ctx: ApplyContext) -> ApplyResult:
             "unfinished step(s)); generated keys are reused."
         )
         ctx.store.mark_interrupted()
-    for phase in Phase:
-        if phase == Phase.REVOCATIONS:
-            revoke_replaced(ctx)  # before any CRL: a CRL lists what was revoked
-        run_phase(ctx, [(c, s) for c, s in steps if s.phase == phase])
+    early = _early_deploys(ctx, steps)
+    try:
+        for phase in Phase:
+            if phase == Phase.REVOCATIONS:
+                revoke_replaced(ctx)  # before any CRL: a CRL lists what was revoked
+            run_phase(ctx, [(c, s) for c, s in steps if s.phase == phase], early)
+    finally:
+        if early is not None:
+            early.close()
     apply_state_updates(ctx)
     ctx.store.prune_journal()
     _covered_by_fallbacks(ctx)
@@ -146,10 +158,28 @@ class _Group:
     changes: list[Change]
 
 
-def run_phase(ctx: ApplyContext, steps: Sequence[tuple[Change, Step]]) -> None:
-    """The phase's steps in plan order, in batches (see ``batches``)."""
+def _early_deploys(ctx: ApplyContext, steps: Sequence[tuple[Change, Step]]) -> EarlyDeploys | None:
+    """Early deploys for this apply (``early_deploy.py``), when it has certificates to
+    sign and bindings that may start before their phase."""
+    if not early_deploys_supported(ctx):
+        return None
+    if not any(s.phase == Phase.CERTIFICATES for _, s in steps):
+        return None
+    candidates = [(c, s) for c, s in steps if s.early]
+    if not candidates:
+        return None
+    return EarlyDeploys(ctx, _act_all, candidates, lambda step: _Group(step, False, []))
+
+
+def run_phase(
+    ctx: ApplyContext, steps: Sequence[tuple[Change, Step]], early: EarlyDeploys | None = None
+) -> None:
+    """The phase's steps in plan order, in batches (see ``batches``).  After each batch
+    of certificates, the bindings it made ready start deploying (``early``)."""
     for batch in batches(ctx, steps, batch_size()):
-        run_batch(ctx, batch)
+        run_batch(ctx, batch, early)
+        if early is not None and batch[0].step.phase == Phase.CERTIFICATES:
+            early.launch()
 
 
 def batches(
@@ -194,13 +224,23 @@ class _Started:
     outcome: Any = None
 
 
-def run_batch(ctx: ApplyContext, batch: Sequence[_Group]) -> None:
+def run_batch(
+    ctx: ApplyContext, batch: Sequence[_Group], early: EarlyDeploys | None = None
+) -> None:
     """Prepare → journal (one commit) → act → flush files → record (one commit) →
-    finish, for one batch.  Every change is journaled before any of them acts."""
+    finish, for one batch.  Every change is journaled before any of them acts.  A
+    change that ``early`` already prepared, journaled and deployed (in a forked
+    process, while certificates were signed) takes its outcome from there."""
+    launched = early.launched if early is not None else {}
     ready: list[tuple[_Group, list[tuple[Change, Prepared]]]] = []
     for group in batch:
         prepared_group: list[tuple[Change, Prepared]] = []
         for change in group.changes:
+            known = launched.get(change.address)
+            if known is not None:  # its dependencies were done when it was launched
+                ctx.report(f"{change.address}: {change.action.value}…")
+                prepared_group.append((change, known.prepared))
+                continue
             blocker = blocked_by(ctx, change)
             if blocker and blocker in ctx.result.waiting:
                 ctx.result.waiting[change.address] = f"waits for {blocker}"
@@ -220,20 +260,31 @@ def run_batch(ctx: ApplyContext, batch: Sequence[_Group]) -> None:
     flat = [(group, change, prepared) for group, items in ready for change, prepared in items]
     if not flat:
         return
-    entries = ctx.store.journal_start_many(
-        ctx.run_id,
-        [(change.address, change.action.value, prepared.key_der) for _, change, prepared in flat],
-    )
-    started: list[_Started] = []
+    entries = {a: known.entry for a, known in launched.items()}
+    fresh = [(change, prepared) for _, change, prepared in flat if change.address not in entries]
+    if fresh:
+        opened = ctx.store.journal_start_many(
+            ctx.run_id, [(c.address, c.action.value, p.key_der) for c, p in fresh]
+        )
+        entries.update(zip((c.address for c, _ in fresh), opened, strict=True))
+    to_act = [
+        (group, [(c, p) for c, p in items if c.address not in launched]) for group, items in ready
+    ]
+    to_act = [(group, items) for group, items in to_act if items]
+    outcomes: dict[str, Any] = {}
     with deferred_sync() as written:
-        position = 0
-        for (group, items), outcomes in zip(ready, _act_all(ctx, ready), strict=True):
-            mine = entries[position : position + len(items)]
-            position += len(items)
-            for (change, prepared), entry, outcome in zip(items, mine, outcomes, strict=True):
-                started.append(_Started(group.step, change, prepared, entry, outcome))
+        for (_, items), acted_group in zip(to_act, _act_all(ctx, to_act), strict=True):
+            for (change, _), outcome in zip(items, acted_group, strict=True):
+                outcomes[change.address] = outcome
+        for _, change, _ in flat:
+            if change.address in launched:
+                outcomes[change.address] = launched[change.address].collect()
         # What the steps wrote is on disk before the state says it was deployed.
         written.flush()
+    started = [
+        _Started(group.step, change, prepared, entries[change.address], outcomes[change.address])
+        for group, change, prepared in flat
+    ]
     acted = [s for s in started if not isinstance(s.outcome, BaseException)]
     for s in started:
         if isinstance(s.outcome, BaseException):

@@ -69,6 +69,11 @@ class Step(ABC):
     connection belongs to the main thread) nor the output; ``prepare``, ``record``
     and ``finish`` stay in the main thread, in plan order."""
 
+    early: ClassVar[bool] = False
+    """True: a ``parallel`` step whose ``act`` may run before its phase, in a forked
+    process, as soon as its dependencies are done (``engine/early_deploy.py``), when
+    its prepared target allows it (``Target.deploys_in_fork``)."""
+
     def lane(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Hashable:
         """Changes of a batch in the same lane act one after another, in plan order;
         different lanes may act at the same time.  Only asked when ``parallel``."""

@@ -149,6 +149,14 @@ class Target(ABC):
     """Whether deploys and removes of this kind may run in worker threads beside each
     other (see ``deploy_lane``); False puts all of them in one lane."""
 
+    @property
+    def deploys_in_fork(self) -> bool:
+        """Whether a deploy may run in a forked copy of apply while certificates are
+        still being signed (``engine/early_deploy.py``): only a deploy that needs
+        nothing but this machine's file system and commands, and keeps nothing in
+        memory that later steps read.  Default: no."""
+        return False
+
     def __init__(
         self,
         config: BaseModel,

@@ -154,6 +154,11 @@ class FilesTarget(Target):
     def key_directories(self) -> tuple[Path, ...]:
         return () if self.via is not None else (self.directory,)
 
+    @property
+    def deploys_in_fork(self) -> bool:
+        """Local files (no SSH connection, which lives in this process's event loop)."""
+        return self.via is None
+
     def deploy(
         self, material: CertificateMaterial, previous: Facts | None = None, snapshot: Any = None
     ) -> Facts:
