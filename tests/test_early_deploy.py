@@ -25,6 +25,7 @@ from reconciler.engine.context import ApplyContext
 from reconciler.engine.early_deploy import early_deploys_supported
 from tests.conftest import Workspace
 from tests.test_crash_recovery import HEADER, assert_consistent, config, start_apply, wait_for
+from tests.test_parallel_deploy import STAMP, most_at_once
 
 pytestmark = pytest.mark.state_backends
 
@@ -189,3 +190,27 @@ def test_not_supported_at_parallelism_one(tmp_path: Path) -> None:
     assert not early_deploys_supported(ctx)
     ctx.parallelism = 2
     assert early_deploys_supported(ctx) == sys.platform.startswith("linux")
+
+
+def test_forked_deploys_stay_within_parallelism(workspace: Workspace) -> None:
+    """Three batches of certificates launch three forked deploys while the first is
+    still busy (each post_deploy takes 0.3 s): they take turns, so no more than
+    ``--parallelism`` post_deploys ever run at once."""
+    ws = workspace
+    ws.env["CERTFORM_TEST_BATCH_SIZE"] = BATCH
+    (ws.root / "stamp.py").write_text(STAMP)
+    command = f"[{sys.executable}, {ws.root / 'stamp.py'}, '0.3', {ws.root / 'runs.log'}]"
+    certs = "".join(
+        f"  c{i}:\n    names: [c{i}.example.test]\n    issuer: issuing\n" for i in range(COUNT)
+    )
+    binds = "".join(
+        f"  - certificate: c{i}\n"
+        f"    target: {{type: files, directory: out/c{i}, post_deploy: {command}}}\n"
+        for i in range(COUNT)
+    )
+    ws.write(HEADER + certs + "bindings:\n" + binds)
+    ws.ok("apply", "--auto-approve", "--parallelism", "2")
+    assert most_at_once(ws.root / "runs.log") == 2
+    assert len((ws.root / "runs.log").read_text().splitlines()) == COUNT
+    ws.ok("plan", "--detailed-exitcode")
+    assert_consistent(ws, COUNT)

@@ -59,9 +59,10 @@ class _Child:
     outcomes: dict[str, Any] | None = None
 
     def outcome(self, address: str) -> Any:
+        """``address``'s outcome (each is asked for once)."""
         if self.outcomes is None:
             self.outcomes = _wait(self)
-        return self.outcomes[address]
+        return self.outcomes.pop(address)
 
 
 @dataclass
@@ -103,10 +104,15 @@ class EarlyDeploys:
         self._group = group
         self._planned = {change.address for change in ctx.plan.changes}
         self._children: list[_Child] = []
+        self._baton: int | None = None
+        """The read end of the newest child's baton pipe (see ``launch``)."""
         self.launched: dict[str, Launched] = {}
 
     def launch(self) -> None:
-        """Fork one child for the candidates that are ready now (see the module doc)."""
+        """Fork one child for the candidates that are ready now (see the module doc).
+        Children deploy one after another (each waits for the one before it to be
+        done, ``_run_child``), so that no more than ``--parallelism`` deploys ever
+        run at once, and this process does not wait for them here."""
         ctx = self._ctx
         chosen: list[tuple[Change, Step, Prepared]] = []
         waiting: list[tuple[Change, Step]] = []
@@ -117,7 +123,7 @@ class EarlyDeploys:
                 continue
             try:
                 prepared = step.prepare(ctx, change)
-            except Exception:
+            except Exception:  # its phase prepares it again, and reports what failed
                 continue
             target = getattr(prepared.data, "target", None)
             if getattr(target, "deploys_in_fork", False):
@@ -130,16 +136,30 @@ class EarlyDeploys:
         )
         ready = [(self._group(step), [(change, prepared)]) for change, step, prepared in chosen]
         read_fd, write_fd = os.pipe()
-        parent = os.getpid()
+        baton_read, baton_write = os.pipe()  # end of file: this child's deploys are done
+        previous, parent = self._baton, os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; covered through its outcomes
             os.close(read_fd)
-            _run_child(ctx, ready, write_fd, parent, self._act_all)
+            os.close(baton_read)
+            _run_child(ctx, ready, write_fd, parent, self._act_all, previous, baton_write)
         os.close(write_fd)
+        os.close(baton_write)
+        if previous is not None:
+            os.close(previous)
+        self._baton = baton_read
         child = _Child(pid, read_fd, [change.address for change, _, _ in chosen])
         self._children.append(child)
         for (change, _, prepared), entry in zip(chosen, entries, strict=True):
             self.launched[change.address] = Launched(prepared, entry, change.address, child)
+
+    def settle(self) -> None:
+        """Wait until every child is done deploying (before this process deploys
+        anything itself: together they stay within ``--parallelism``)."""
+        if self._baton is not None:
+            _wait_for_end(self._baton)
+            os.close(self._baton)
+            self._baton = None
 
     def _ready(self, change: Change, done: set[str]) -> bool:
         """Every dependency done in this run, or not a change of this plan at all."""
@@ -152,12 +172,19 @@ class EarlyDeploys:
     def close(self) -> None:
         """Wait for every child still running (an apply stopped by an error): none is
         left writing behind this process's back."""
+        self.settle()
         for child in self._children:
             if child.outcomes is None:
                 try:
                     child.outcomes = _wait(child)
-                except Exception:
+                except Exception:  # the error that stopped apply says more
                     child.outcomes = {}
+
+
+def _wait_for_end(fd: int) -> None:
+    """Read ``fd`` until every writer has closed it."""
+    while os.read(fd, 4096):
+        pass
 
 
 def _wait(child: _Child) -> dict[str, Any]:
@@ -179,14 +206,27 @@ def _wait(child: _Child) -> dict[str, Any]:
 
 
 def _run_child(
-    ctx: ApplyContext, ready: Sequence[Any], write_fd: int, parent: int, act_all: ActAll
+    ctx: ApplyContext,
+    ready: Sequence[Any],
+    write_fd: int,
+    parent: int,
+    act_all: ActAll,
+    previous: int | None,
+    baton: int,
 ) -> None:  # pragma: no cover - runs in the forked child
+    """Deploy ``ready`` once the child before this one is done (``previous``: its
+    baton), make it durable, let the next child go (close ``baton``), then send the
+    outcomes (which may wait for the parent to read them) and exit without running
+    any exit handler."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # died before the signal was asked for
             os._exit(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent answers ^C
+        if previous is not None:
+            _wait_for_end(previous)
+            os.close(previous)
         try:
             with deferred_sync() as written:
                 outcomes = act_all(ctx, ready)
@@ -194,8 +234,9 @@ def _run_child(
             message: tuple[str, Any] = ("ok", [_portable(group[0]) for group in outcomes])
         except OSError as exc:
             message = ("error", exc)
-        except BaseException as exc:
+        except BaseException as exc:  # reported to the parent as a bug
             message = ("bug", "".join(traceback.format_exception(exc)))
+        os.close(baton)
         data = pickle.dumps(message)
         view = memoryview(data)
         while view:

@@ -260,7 +260,7 @@ def run_batch(
     flat = [(group, change, prepared) for group, items in ready for change, prepared in items]
     if not flat:
         return
-    entries = {a: known.entry for a, known in launched.items()}
+    entries = {c.address: launched[c.address].entry for _, c, _ in flat if c.address in launched}
     fresh = [(change, prepared) for _, change, prepared in flat if change.address not in entries]
     if fresh:
         opened = ctx.store.journal_start_many(
@@ -272,13 +272,15 @@ def run_batch(
     ]
     to_act = [(group, items) for group, items in to_act if items]
     outcomes: dict[str, Any] = {}
+    if early is not None and any(group.step.parallel for group, _ in to_act):
+        early.settle()  # deploys here start when the forked ones are done
     with deferred_sync() as written:
         for (_, items), acted_group in zip(to_act, _act_all(ctx, to_act), strict=True):
             for (change, _), outcome in zip(items, acted_group, strict=True):
                 outcomes[change.address] = outcome
         for _, change, _ in flat:
-            if change.address in launched:
-                outcomes[change.address] = launched[change.address].collect()
+            if change.address in launched:  # taken once: what it holds is freed after
+                outcomes[change.address] = launched.pop(change.address).collect()
         # What the steps wrote is on disk before the state says it was deployed.
         written.flush()
     started = [
