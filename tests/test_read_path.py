@@ -231,11 +231,16 @@ class ProbeTarget(Target):
         raise NotImplementedError
 
 
+@pytest.mark.parametrize("fork_at", [10**9, 1], ids=["inline", "half-in-a-forked-child"])
 def test_refresh_prefetches_remote_reads_and_observes_in_recorded_order(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fork_at: int
 ) -> None:
+    """The same with the second half observed by a forked child (``FORK_AT``): its
+    local binding there (l2), its remote one (r2) handed back to this process."""
+    from reconciler.engine import refresh as refresh_module
     from reconciler.engine.refresh import refresh
 
+    monkeypatch.setattr(refresh_module, "FORK_AT", fork_at)
     monkeypatch.setitem(catalog.TARGETS, "probe", (ProbeConfig, ProbeTarget))
     monkeypatch.setattr(ProbeTarget, "calls", [])
     places = [("l1", False, "0a"), ("r1", True, "0a"), ("l2", False, "0b"), ("r2", True, "0b")]

@@ -13,12 +13,17 @@ What runs where:
   bindings whose certificate is now issued (``ready``) and whose target deploys
   locally without shared state (``Target.deploys_in_fork``), prepares them and
   journals them in one commit, as ``run_batch`` would, then forks;
-* the child acts on them exactly as ``run_batch`` would (``runner.act_all``: lanes
-  in threads, fault points), makes what it wrote durable, sends the outcomes
-  back through a pipe and exits without running any exit handler (the state's
-  SQLite connection is never touched in the child);
+* the child waits until the child before it is done deploying (children take
+  turns through a "baton" pipe each holds open while it deploys), acts on them
+  exactly as ``run_batch`` would (the runner's ``_act_all``: lanes in threads,
+  fault points), makes what it wrote durable, passes the baton, sends the
+  outcomes back through a pipe and exits without running any exit handler (the
+  state's connection is never touched in the child);
 * the bindings phase, in plan order, takes these outcomes instead of acting
-  (``collect``), then records and reports them like any other batch.
+  (``Launched.collect``), then records and reports them like any other batch;
+  before it deploys anything itself it waits for the last child to be done
+  (``settle``).  Taking turns keeps the deploys running at once within
+  ``--parallelism``, as without early deploys.
 
 Crash safety is the runner's: every early deploy is journaled before the fork,
 files are durable before their outcome is sent, the state records them only
@@ -30,12 +35,8 @@ recovers its journaled steps like any other.  Linux only, and never with
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
-import signal
-import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,25 +44,23 @@ from typing import Any
 from reconciler.engine.context import ApplyContext
 from reconciler.engine.step import Prepared, Step
 from reconciler.errors import ProviderError
+from reconciler.forked import ForkedCall, ForkedFailure, fork_call, fork_supported
 from reconciler.fsutil import deferred_sync
 from reconciler.plan.model import Change
-
-_PR_SET_PDEATHSIG = 1
 
 ActAll = Callable[[ApplyContext, Sequence[Any]], list[list[Any]]]
 
 
 @dataclass
 class _Child:
-    pid: int
-    read_fd: int
+    call: ForkedCall
     addresses: list[str]
     outcomes: dict[str, Any] | None = None
 
     def outcome(self, address: str) -> Any:
         """``address``'s outcome (each is asked for once)."""
         if self.outcomes is None:
-            self.outcomes = _wait(self)
+            self.outcomes = _answers(self)
         return self.outcomes.pop(address)
 
 
@@ -81,9 +80,9 @@ class Launched:
 
 
 def early_deploys_supported(ctx: ApplyContext) -> bool:
-    """Forking is Linux-only here (the death signal), and ``--parallelism 1`` asks
-    for one thing at a time."""
-    return sys.platform.startswith("linux") and hasattr(os, "fork") and ctx.parallelism >= 2
+    """Forking is Linux-only here (``forked.py``), and ``--parallelism 1`` asks for
+    one thing at a time."""
+    return fork_supported() and ctx.parallelism >= 2
 
 
 class EarlyDeploys:
@@ -111,8 +110,8 @@ class EarlyDeploys:
     def launch(self) -> None:
         """Fork one child for the candidates that are ready now (see the module doc).
         Children deploy one after another (each waits for the one before it to be
-        done, ``_run_child``), so that no more than ``--parallelism`` deploys ever
-        run at once, and this process does not wait for them here."""
+        done), so that no more than ``--parallelism`` deploys ever run at once, and
+        this process does not wait for them here."""
         ctx = self._ctx
         chosen: list[tuple[Change, Step, Prepared]] = []
         waiting: list[tuple[Change, Step]] = []
@@ -135,20 +134,30 @@ class EarlyDeploys:
             ctx.run_id, [(c.address, c.action.value, p.key_der) for c, _, p in chosen]
         )
         ready = [(self._group(step), [(change, prepared)]) for change, step, prepared in chosen]
-        read_fd, write_fd = os.pipe()
         baton_read, baton_write = os.pipe()  # end of file: this child's deploys are done
-        previous, parent = self._baton, os.getpid()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child; covered through its outcomes
-            os.close(read_fd)
+        previous, act_all = self._baton, self._act_all
+
+        def deploy() -> tuple[str, Any]:  # in the child
             os.close(baton_read)
-            _run_child(ctx, ready, write_fd, parent, self._act_all, previous, baton_write)
-        os.close(write_fd)
+            if previous is not None:
+                _wait_for_end(previous)
+            try:
+                with deferred_sync() as written:
+                    outcomes = act_all(ctx, ready)
+                    written.flush()
+                return ("ok", [_portable(group[0]) for group in outcomes])
+            except OSError as exc:  # the flush: raised where the runner would raise it
+                return ("error", exc)
+            finally:
+                os.close(baton_write)  # the next child's turn, whatever happened
+
+        call = fork_call(deploy)
         os.close(baton_write)
         if previous is not None:
             os.close(previous)
         self._baton = baton_read
-        child = _Child(pid, read_fd, [change.address for change, _, _ in chosen])
+        assert call is not None  # early_deploys_supported said so
+        child = _Child(call, [change.address for change, _, _ in chosen])
         self._children.append(child)
         for (change, _, prepared), entry in zip(chosen, entries, strict=True):
             self.launched[change.address] = Launched(prepared, entry, change.address, child)
@@ -176,7 +185,7 @@ class EarlyDeploys:
         for child in self._children:
             if child.outcomes is None:
                 try:
-                    child.outcomes = _wait(child)
+                    child.outcomes = _answers(child)
                 except Exception:  # the error that stopped apply says more
                     child.outcomes = {}
 
@@ -187,62 +196,19 @@ def _wait_for_end(fd: int) -> None:
         pass
 
 
-def _wait(child: _Child) -> dict[str, Any]:
-    chunks = []
-    with os.fdopen(child.read_fd, "rb") as pipe:
-        while chunk := pipe.read(1 << 16):
-            chunks.append(chunk)
-    _, status = os.waitpid(child.pid, 0)
+def _answers(child: _Child) -> dict[str, Any]:
+    """Each address's outcome; a child that died fails each of its steps (the next
+    apply redoes them), one whose code raised stops apply like a bug in a thread."""
     try:
-        kind, payload = pickle.loads(b"".join(chunks))
-    except Exception:
-        reason = f"the deploy process ended with status {os.waitstatus_to_exitcode(status)}"
-        return dict.fromkeys(child.addresses, ProviderError(reason))
-    if kind == "bug":
-        raise RuntimeError(f"an early deploy failed unexpectedly:\n{payload}")
+        kind, payload = child.call.result()
+    except ForkedFailure as exc:
+        if exc.died:
+            failure = ProviderError(f"the process deploying it died ({exc})")
+            return dict.fromkeys(child.addresses, failure)
+        raise RuntimeError(f"an early deploy failed unexpectedly:\n{exc}") from None
     if kind == "error":
         raise payload
     return dict(zip(child.addresses, payload, strict=True))
-
-
-def _run_child(
-    ctx: ApplyContext,
-    ready: Sequence[Any],
-    write_fd: int,
-    parent: int,
-    act_all: ActAll,
-    previous: int | None,
-    baton: int,
-) -> None:  # pragma: no cover - runs in the forked child
-    """Deploy ``ready`` once the child before this one is done (``previous``: its
-    baton), make it durable, let the next child go (close ``baton``), then send the
-    outcomes (which may wait for the parent to read them) and exit without running
-    any exit handler."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # died before the signal was asked for
-            os._exit(1)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent answers ^C
-        if previous is not None:
-            _wait_for_end(previous)
-            os.close(previous)
-        try:
-            with deferred_sync() as written:
-                outcomes = act_all(ctx, ready)
-                written.flush()
-            message: tuple[str, Any] = ("ok", [_portable(group[0]) for group in outcomes])
-        except OSError as exc:
-            message = ("error", exc)
-        except BaseException as exc:  # reported to the parent as a bug
-            message = ("bug", "".join(traceback.format_exception(exc)))
-        os.close(baton)
-        data = pickle.dumps(message)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write_fd, view) :]
-    finally:
-        os._exit(0)
 
 
 def _portable(outcome: Any) -> Any:

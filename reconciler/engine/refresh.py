@@ -6,6 +6,7 @@ from pathlib import Path
 
 from reconciler.errors import ProviderError
 from reconciler.filestamp import stamp_problems
+from reconciler.forked import ForkedCall, ForkedFailure, fork_call
 from reconciler.fsutil import config_path
 from reconciler.issuers.registry import authority_issuer
 from reconciler.model.desired import DesiredState
@@ -15,6 +16,10 @@ from reconciler.providers.base import Target
 from reconciler.providers.batch import fetch_wanted, observation_batch
 from reconciler.providers.catalog import target_from_settings
 from reconciler.providers.endpoint import endpoint_observation
+
+FORK_AT = 2000
+"""Recorded bindings from which refresh observes half of them in a forked copy of
+this process (``forked.py``): below it, forking costs more than it saves."""
 
 
 def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[str, Observation]:
@@ -32,15 +37,21 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
         # the last observe cost more than building and decoding them).
         found: dict[str, Observation | None] = {}
         remote = []
-        for address, record in recorded.bindings.items():
-            if address in wanted:
-                target = target_from_settings(record.target, root, trusted=True)
-                if target.via is None:
-                    found[address] = _observe(target, record)
-                else:
-                    target.prefetch(peek(record, "facts"))
-                    found[address] = None  # keeps the recorded order
-                    remote.append((address, record, target))
+        items = [(a, record) for a, record in recorded.bindings.items() if a in wanted]
+        split = len(items) // 2 if len(items) >= FORK_AT else len(items)
+        helper = _observe_local_in_child(items[split:], root) if split < len(items) else None
+        if helper is None:
+            split = len(items)
+        for address, record in items[:split]:
+            target = target_from_settings(record.target, root, trusted=True)
+            if target.via is None:
+                found[address] = _observe(target, record)
+            else:
+                target.prefetch(peek(record, "facts"))
+                found[address] = None  # keeps the recorded order
+                remote.append((address, record, target))
+        if helper is not None:
+            found.update(_their_half(helper, items[split:], root, remote))
         fetch_wanted()
         for address, record, target in remote:
             found[address] = _observe(target, record)
@@ -48,6 +59,56 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
     observed.update(_published_crls(desired, recorded, root))
     observed.update(_authorities(desired, recorded))
     return observed
+
+
+def _observe_local_in_child(
+    items: list[tuple[str, BindingRecord]], root: Path
+) -> ForkedCall | None:
+    """Observe the local bindings of ``items`` in a forked copy of this process, on
+    the other core (their ``stat`` calls and stamp comparisons are most of a large
+    plan's refresh); which ones are remote comes back, for this process."""
+
+    def observe() -> tuple[dict[str, Observation], list[str]]:
+        seen: dict[str, Observation] = {}
+        remote: list[str] = []
+        for address, record in items:
+            target = target_from_settings(record.target, root, trusted=True)
+            if target.via is None:
+                seen[address] = _observe(target, record)
+            else:
+                remote.append(address)
+        return seen, remote
+
+    return fork_call(observe)
+
+
+def _their_half(
+    helper: ForkedCall,
+    items: list[tuple[str, BindingRecord]],
+    root: Path,
+    remote: list[tuple[str, BindingRecord, Target]],
+) -> dict[str, Observation | None]:
+    """The child's observations, in the recorded order; its remote bindings join
+    ``remote``.  A child that failed is done over here (an error then is raised
+    here, as without the child)."""
+    try:
+        seen, theirs_remote = helper.result()
+    except ForkedFailure:
+        seen, theirs_remote = {}, [address for address, _ in items]
+    far = set(theirs_remote)
+    found: dict[str, Observation | None] = {}
+    for address, record in items:
+        if address in seen:
+            found[address] = seen[address]
+            continue
+        target = target_from_settings(record.target, root, trusted=True)
+        if address in far and target.via is not None:
+            target.prefetch(peek(record, "facts"))
+            found[address] = None
+            remote.append((address, record, target))
+        else:
+            found[address] = _observe(target, record)
+    return found
 
 
 def _observe(target: Target, record: BindingRecord) -> Observation:
