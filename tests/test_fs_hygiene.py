@@ -262,3 +262,16 @@ def test_hardening_makes_the_process_not_dumpable() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(0, 0) 0"
+
+
+def test_no_wal_files_are_left_after_any_command(workspace: Workspace) -> None:
+    """SQLite removes ``-wal`` and ``-shm`` when a state's last connection closes:
+    certform leaves without the interpreter's teardown and with the cyclic collector
+    off, so a connection a command never closed (a plan's) must still be closed."""
+    ws = workspace  # SQLite: this module's workspaces use the default backend
+    ws.ok("apply", "--auto-approve")
+    for command in (["plan"], ["show"], ["check"], ["show", "certificate.web"], ["audit"]):
+        ws.run(*command)
+        left = sorted(p.name for p in (ws.root / ".certform").iterdir() if "-wal" in p.name
+                      or "-shm" in p.name)  # fmt: skip
+        assert left == [], (command, left)

@@ -18,7 +18,6 @@ import contextlib
 import os
 import sqlite3
 import uuid
-import weakref
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -94,6 +93,11 @@ class SqliteStateStore(SqlStateStore):
     def exists(self) -> bool:
         return self.path.exists()
 
+    def close(self) -> None:
+        if self._conn is not None:
+            _OPEN.pop(id(self._conn), None)
+        super().close()
+
     def _connect(self, *, create: bool) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
@@ -130,7 +134,7 @@ class SqliteStateStore(SqlStateStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         self._conn = conn
-        _CONNECTED.add(self)
+        _OPEN[id(conn)] = conn
         self._check_format(conn)
         return conn
 
@@ -248,16 +252,21 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row is not None
 
 
-_CONNECTED: weakref.WeakSet[SqliteStateStore] = weakref.WeakSet()
-"""Stores with an open connection (``sqlite3.Connection`` takes no weak reference)."""
+_OPEN: dict[int, sqlite3.Connection] = {}
+"""Every connection a store opened and did not close, held here until it is closed.
+
+Why not the stores: a ``sqlite3.Connection`` sits in a reference cycle with its own
+statement cache, so a store freed without ``close()`` (a plan's) leaves its
+connection to the cyclic collector, which the CLI turns off; and the CLI leaves
+without the interpreter's teardown (``cli._leave``).  Such a connection would stay
+open to the end, and SQLite removes a WAL state's ``-wal`` and ``-shm`` files only
+when its last connection closes."""
 
 
 @atexit.register
 def _close_connections() -> None:
-    """Close what is still open when certform exits: SQLite removes a WAL state's
-    ``-wal`` and ``-shm`` files only when its last connection closes, and certform
-    leaves without the interpreter's teardown (``cli._leave``), which used to close
-    a connection an error path had left open."""
-    for store in list(_CONNECTED):
+    """Close what is still open when certform exits (see ``_OPEN``)."""
+    while _OPEN:
+        _, conn = _OPEN.popitem()
         with contextlib.suppress(sqlite3.Error):
-            store.close()
+            conn.close()
