@@ -40,18 +40,15 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
         items = [(a, record) for a, record in recorded.bindings.items() if a in wanted]
         split = len(items) // 2 if len(items) >= FORK_AT else len(items)
         helper = _observe_local_in_child(items[split:], root) if split < len(items) else None
-        if helper is None:
-            split = len(items)
-        for address, record in items[:split]:
-            target = target_from_settings(record.target, root, trusted=True)
-            if target.via is None:
-                found[address] = _observe(target, record)
-            else:
-                target.prefetch(peek(record, "facts"))
-                found[address] = None  # keeps the recorded order
-                remote.append((address, record, target))
+        for address, record in items[:split] if helper is not None else items:
+            found[address] = _observe_or_announce(address, record, root, remote)
         if helper is not None:
-            found.update(_their_half(helper, items[split:], root, remote))
+            seen = _child_observations(helper)
+            for address, record in items[split:]:
+                if address in seen:
+                    found[address] = seen[address]
+                else:  # remote, or the child failed: as if there had been no child
+                    found[address] = _observe_or_announce(address, record, root, remote)
         fetch_wanted()
         for address, record, target in remote:
             found[address] = _observe(target, record)
@@ -61,54 +58,48 @@ def refresh(desired: DesiredState, recorded: RecordedState, root: Path) -> dict[
     return observed
 
 
+def _observe_or_announce(
+    address: str,
+    record: BindingRecord,
+    root: Path,
+    remote: list[tuple[str, BindingRecord, Target]],
+) -> Observation | None:
+    """A local binding observed at once; a remote one announced (``prefetch``) and
+    added to ``remote``, to observe after ``fetch_wanted`` (None keeps its place)."""
+    target = target_from_settings(record.target, root, trusted=True)
+    if target.via is None:
+        return _observe(target, record)
+    target.prefetch(peek(record, "facts"))
+    remote.append((address, record, target))
+    return None
+
+
 def _observe_local_in_child(
     items: list[tuple[str, BindingRecord]], root: Path
 ) -> ForkedCall | None:
     """Observe the local bindings of ``items`` in a forked copy of this process, on
     the other core (their ``stat`` calls and stamp comparisons are most of a large
-    plan's refresh); which ones are remote comes back, for this process."""
+    plan's refresh); the remote ones are left to this process."""
 
-    def observe() -> tuple[dict[str, Observation], list[str]]:
+    def observe() -> dict[str, Observation]:
         seen: dict[str, Observation] = {}
-        remote: list[str] = []
         for address, record in items:
             target = target_from_settings(record.target, root, trusted=True)
             if target.via is None:
                 seen[address] = _observe(target, record)
-            else:
-                remote.append(address)
-        return seen, remote
+        return seen
 
     return fork_call(observe)
 
 
-def _their_half(
-    helper: ForkedCall,
-    items: list[tuple[str, BindingRecord]],
-    root: Path,
-    remote: list[tuple[str, BindingRecord, Target]],
-) -> dict[str, Observation | None]:
-    """The child's observations, in the recorded order; its remote bindings join
-    ``remote``.  A child that failed is done over here (an error then is raised
-    here, as without the child)."""
+def _child_observations(helper: ForkedCall) -> dict[str, Observation]:
+    """What the child observed; nothing when it failed (this process then observes
+    its half, and an error is raised here, as without the child)."""
     try:
-        seen, theirs_remote = helper.result()
+        seen: dict[str, Observation] = helper.result()
     except ForkedFailure:
-        seen, theirs_remote = {}, [address for address, _ in items]
-    far = set(theirs_remote)
-    found: dict[str, Observation | None] = {}
-    for address, record in items:
-        if address in seen:
-            found[address] = seen[address]
-            continue
-        target = target_from_settings(record.target, root, trusted=True)
-        if address in far and target.via is not None:
-            target.prefetch(peek(record, "facts"))
-            found[address] = None
-            remote.append((address, record, target))
-        else:
-            found[address] = _observe(target, record)
-    return found
+        return {}
+    return seen
 
 
 def _observe(target: Target, record: BindingRecord) -> Observation:
