@@ -48,8 +48,14 @@ class Bind(Step):
 
     def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
         spec = _spec(change.after)
+        return _deployment(ctx, spec, target_from_settings(dict(spec.target), ctx.root))
+
+    def prepare_early(self, ctx: ApplyContext, change: Change) -> Prepared | None:
+        """Only a target that may deploy in a forked process (``deploys_in_fork``);
+        its certificate's material is read only then."""
+        spec = _spec(change.after)
         target = target_from_settings(dict(spec.target), ctx.root)
-        return Prepared(None, _Deployment(target, certificate_material(ctx, spec.certificate)))
+        return _deployment(ctx, spec, target) if target.deploys_in_fork else None
 
     def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Any:
         deployment: _Deployment = prepared.data
@@ -122,6 +128,10 @@ class Unbind(Step):
             ctx.memory.retirable.setdefault(record.certificate, []).append(
                 (change.before["target"], record.facts)
             )
+
+
+def _deployment(ctx: ApplyContext, spec: BindingSpec, target: Target) -> Prepared:
+    return Prepared(None, _Deployment(target, certificate_material(ctx, spec.certificate)))
 
 
 def certificate_material(ctx: ApplyContext, name: str) -> CertificateMaterial:

@@ -11,8 +11,8 @@ What runs where:
 
 * this process, after each batch of the certificates phase is recorded, takes the
   bindings whose certificate is now issued (``ready``) and whose target deploys
-  locally without shared state (``Target.deploys_in_fork``), prepares them and
-  journals them in one commit, as ``run_batch`` would, then forks;
+  locally without shared state (``Step.prepare_early``: ``Target.deploys_in_fork``),
+  prepares them and journals them in one commit, as ``run_batch`` would, then forks;
 * the child waits until the child before it is done deploying (children take
   turns through a "baton" pipe each holds open while it deploys), acts on them
   exactly as ``run_batch`` would (the runner's ``_act_all``: lanes in threads,
@@ -121,11 +121,10 @@ class EarlyDeploys:
                 waiting.append((change, step))
                 continue
             try:
-                prepared = step.prepare(ctx, change)
+                prepared = step.prepare_early(ctx, change)
             except Exception:  # its phase prepares it again, and reports what failed
                 continue
-            target = getattr(prepared.data, "target", None)
-            if getattr(target, "deploys_in_fork", False):
+            if prepared is not None:
                 chosen.append((change, step, prepared))
         self._waiting = waiting
         if not chosen:

@@ -71,8 +71,8 @@ class Step(ABC):
 
     early: ClassVar[bool] = False
     """True: a ``parallel`` step whose ``act`` may run before its phase, in a forked
-    process, as soon as its dependencies are done (``engine/early_deploy.py``), when
-    its prepared target allows it (``Target.deploys_in_fork``)."""
+    process, as soon as its dependencies are done (``engine/early_deploy.py``), for
+    the changes ``prepare_early`` accepts."""
 
     def lane(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Hashable:
         """Changes of a batch in the same lane act one after another, in plan order;
@@ -85,6 +85,12 @@ class Step(ABC):
 
     def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
         return Prepared()
+
+    def prepare_early(self, ctx: ApplyContext, change: Change) -> Prepared | None:
+        """``prepare`` for an act before the phase (only asked when ``early``), or None
+        when this change waits for its phase; deciding costs no more than a look at
+        the change (None reads no material)."""
+        return None
 
     @abstractmethod
     def act(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> Any:
