@@ -178,7 +178,12 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> ChildRun:
 
 def run_best(argv: list[str], cwd: Path, env: dict[str, str], repeat: int) -> ChildRun:
     """Run ``argv`` ``repeat`` times; the median run (by wall time), with the spread noted."""
-    runs = sorted((run_child(argv, cwd, env) for _ in range(repeat)), key=lambda r: r.seconds)
+    return median_run([run_child(argv, cwd, env) for _ in range(repeat)])
+
+
+def median_run(runs: list[ChildRun]) -> ChildRun:
+    """The median of ``runs`` by wall time, with the spread (fastest, slowest) noted."""
+    runs = sorted(runs, key=lambda r: r.seconds)
     median = runs[len(runs) // 2]
     median.spread = (runs[0].seconds, runs[-1].seconds)
     return median
@@ -440,10 +445,7 @@ def fresh_apply(cli: list[str], workdir: Path, env: dict[str, str], runs: int) -
         require(run.returncode == 0, f"apply exited {run.returncode}", run)
         require("Apply complete" in run.output, "apply did not complete", run)
         results.append(run)
-    results.sort(key=lambda r: r.seconds)
-    median = results[len(results) // 2]
-    median.spread = (results[0].seconds, results[-1].seconds)
-    return median
+    return median_run(results)
 
 
 # -- profiling ---------------------------------------------------------------------------
