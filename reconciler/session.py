@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -316,6 +316,17 @@ class Session:
                   len(recorded.certificates), len(recorded.bindings))  # fmt: skip
         return recorded
 
+    @classmethod
+    def _read_and_close(cls, store: StateStore) -> RecordedState:
+        """``_read_state`` for an operation that needs nothing else of the store: its
+        connection is closed here, not left to the garbage collector (a long-lived
+        caller of ``Session`` would otherwise hold it, and SQLite's ``-wal`` file
+        with it)."""
+        try:
+            return cls._read_state(store)
+        finally:
+            store.close()
+
     @contextlib.contextmanager
     def _existing_state(self, operation: str) -> Iterator[tuple[StateStore, RecordedState]]:
         """The state, opened and locked for ``operation``, for operations that act on
@@ -377,23 +388,23 @@ class Session:
         state creates the state first, under the lock: the MAC needs its key)."""
         when = _moment(at, datetime.now(UTC))
         replacing = self._replacing(replace)
-        store = self.open_store()
-        if out is not None:
-            from reconciler.engine.saved_plan import prepare_state_for_saved_plan, save_plan
+        with contextlib.closing(self.open_store()) as store:
+            if out is not None:
+                from reconciler.engine.saved_plan import prepare_state_for_saved_plan, save_plan
 
-            prepare_state_for_saved_plan(store, self.lock_timeout)
-        recorded = self._read_state(store)
-        change = store.key_store_change if store.exists else None
-        if store.exists and store.upgrade_pending:
-            self._note(UPGRADE_NOTE)
-        running = None
-        if recorded.interrupted:  # steps in progress: dead run, or one still going?
-            holder = store.lock_holder()
-            running = holder.describe() if holder is not None else None
-        the_plan = self._plan_against(store, recorded, when, change, replacing, running)
-        show(the_plan)
-        if out is not None:
-            save_plan(the_plan, store, out)
+                prepare_state_for_saved_plan(store, self.lock_timeout)
+            recorded = self._read_state(store)
+            change = store.key_store_change if store.exists else None
+            if store.exists and store.upgrade_pending:
+                self._note(UPGRADE_NOTE)
+            running = None
+            if recorded.interrupted:  # steps in progress: dead run, or one still going?
+                holder = store.lock_holder()
+                running = holder.describe() if holder is not None else None
+            the_plan = self._plan_against(store, recorded, when, change, replacing, running)
+            show(the_plan)
+            if out is not None:
+                save_plan(the_plan, store, out)
         return the_plan
 
     def apply(
@@ -483,7 +494,7 @@ class Session:
         by ``key=value`` tags."""
         from reconciler.inventory import inventory
 
-        recorded = self._read_state(self._reading_store())
+        recorded = self._read_and_close(self._reading_store())
         rows = inventory(self.reading.desired, recorded, datetime.now(UTC))
         wanted = tag_filter(tags)
         rows["certificates"] = [c for c in rows["certificates"] if tagged(c["tags"], wanted)]
@@ -544,6 +555,26 @@ class Session:
         serve; with ``textfile``, the Prometheus gauges are written there atomically.
         Notifications are sent separately (``notify``), after the caller has shown
         the findings."""
+        wanted = tag_filter(tags)
+        try:
+            window = parse_within(within) if within else None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        now = _moment(at, datetime.now(UTC))
+        reading = self.reading
+        with contextlib.closing(self._reading_store()) as store:
+            return self._check_against(store, reading, now, window, wanted, textfile)
+
+    def _check_against(
+        self,
+        store: StateStore,
+        reading: ReadingView,
+        now: datetime,
+        window: timedelta | None,
+        wanted: dict[str, str],
+        textfile: Path | None,
+    ) -> CheckResult:
+        """``check`` with the state store open (endpoint watches read from it)."""
         from reconciler.engine.check import acm_findings, endpoint_findings, expiry_findings
         from reconciler.engine.watches import endpoint_watches
         from reconciler.monitoring.prometheus import (
@@ -552,14 +583,6 @@ class Session:
             write_textfile,
         )
 
-        wanted = tag_filter(tags)
-        try:
-            window = parse_within(within) if within else None
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        now = _moment(at, datetime.now(UTC))
-        reading = self.reading
-        store = self._reading_store()
         recorded = self._read_state(store)
         desired = reading.desired
         renew_before = {c.address: c.renew_before for c in desired.certificates} | {
@@ -755,13 +778,13 @@ class Session:
         """Every recorded resource (address, kind, status, serial), lock-free."""
         from reconciler.state_view import addresses
 
-        return addresses(self._read_state(self.open_store()))
+        return addresses(self._read_and_close(self.open_store()))
 
     def state_show(self, address: str) -> dict[str, Any]:
         """What the state records about ``address`` (public data only), lock-free."""
         from reconciler.state_view import details
 
-        return details(self._read_state(self.open_store()), address)
+        return details(self._read_and_close(self.open_store()), address)
 
     def state_migrate(self, source: Path, master_key_file: Path | None = None) -> CopyReport:
         """Copy the SQLite state at ``source`` into the configured (empty) backend, with

@@ -275,3 +275,41 @@ def test_no_wal_files_are_left_after_any_command(workspace: Workspace) -> None:
         left = sorted(p.name for p in (ws.root / ".certform").iterdir() if "-wal" in p.name
                       or "-shm" in p.name)  # fmt: skip
         assert left == [], (command, left)
+
+
+SESSION_CALLS = """
+import gc, sys
+from pathlib import Path
+from reconciler.session import Session
+gc.disable()  # what frees an unclosed connection; a long-lived caller may never run it
+root = Path(sys.argv[1])
+session = Session(root / "certform.yaml")
+calls = {
+    "plan": session.plan,
+    "show": session.show,
+    "check": session.check,
+    "state_list": session.state_list,
+    "state_show": lambda: session.state_show("certificate.web"),
+    "show_certificate": lambda: session.show_certificate("certificate.web"),
+    "report": session.report,
+}
+for name, call in calls.items():
+    call()
+    left = sorted(p.name for p in (root / ".certform").iterdir() if "-wal" in p.name)
+    print(name, left)
+"""
+
+
+def test_read_only_session_operations_close_the_state(workspace: Workspace) -> None:
+    """In process (a service built on ``Session``), every read-only operation closes
+    its state connection itself: SQLite's ``-wal`` file is gone after each one, with
+    the cyclic collector that would otherwise free the connection off."""
+    ws = workspace
+    ws.ok("apply", "--auto-approve")
+    out = subprocess.run(
+        [sys.executable, "-c", SESSION_CALLS, str(ws.root)],
+        capture_output=True, text=True, env=ws.env, cwd=ws.root, check=True,
+    )  # fmt: skip
+    lines = out.stdout.splitlines()
+    assert len(lines) == 7, out
+    assert all(line.endswith(" []") for line in lines), out.stdout
