@@ -30,7 +30,9 @@ apply time in proportion:
   (cryptography, pydantic, PyYAML, sqlite3, typer).
 
 Apply at N <= 1,000 runs ``--repeat`` times, each from an empty state and an
-empty cache (the median is reported); larger N once.
+empty cache, in a directory of its own (the median is reported); larger N once.
+Nothing is removed before the last figure: an apply right after the removal of
+thousands of files measures that removal too (``fresh_apply``).
 
 Every phase that fails (a wrong exit code, an unexpected plan, an in-process run
 that did not complete) ends the script with a non-zero exit: ``--smoke`` runs all
@@ -401,23 +403,20 @@ def file_floor(n: int, workdir: Path, sample: Path) -> float:
     root.mkdir()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     os.sync()  # what earlier phases left dirty is not this floor's to write
-    try:
-        start = time.perf_counter()
-        for i in range(n):
-            directory = root / f"c{i}"
-            os.mkdir(directory, 0o750)
-            for data, name, mode in payloads:
-                temp = directory / f".{name}.tmp"
-                fd = os.open(temp, flags, mode)
-                try:
-                    os.write(fd, data)
-                finally:
-                    os.close(fd)
-                os.replace(temp, directory / name)
-        os.sync()
-        return time.perf_counter() - start
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    start = time.perf_counter()
+    for i in range(n):
+        directory = root / f"c{i}"
+        os.mkdir(directory, 0o750)
+        for data, name, mode in payloads:
+            temp = directory / f".{name}.tmp"
+            fd = os.open(temp, flags, mode)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(temp, directory / name)
+    os.sync()
+    return time.perf_counter() - start
 
 
 def import_floor(env: dict[str, str], cwd: Path, repeat: int) -> ChildRun:
@@ -427,21 +426,27 @@ def import_floor(env: dict[str, str], cwd: Path, repeat: int) -> ChildRun:
 
 def fresh_apply(cli: list[str], workdir: Path, env: dict[str, str], runs: int) -> ChildRun:
     """``apply --auto-approve`` from an empty state, deployments and cache, ``runs``
-    times (the median by wall time, the spread noted); each run starts after the
-    previous one's files were removed and written back (neither counted)."""
+    times (the median by wall time, the spread noted), each in a directory of its own
+    holding only the config; the last in ``workdir``, which the plans then use.
+
+    No run follows the removal of another's files: ext4 does not reuse an inode freed
+    in the last minute (five when its table block is still dirty), and scans past each
+    one when it allocates (``recently_deleted``), so an apply right after removing a
+    previous apply's 6,000 files measured that removal.  Four rounds of removing and
+    re-applying in one directory took 1.6, 2.2, 2.5 and 2.7 s (kernel time 1.1 to
+    2.7 s); the same applies in fresh directories 1.3-1.4 s.  Nothing the benchmark
+    writes is removed before its last figure (``main``)."""
     results = []
     for left in reversed(range(runs)):
-        for leftover in (workdir / "out", workdir / ".certform"):
-            shutil.rmtree(leftover, ignore_errors=True)
         # The last run fills the shared cache the plans measured next use, as one apply
         # did before repeats were measured.
-        cache = env[CACHE_ENV] if not left else tempfile.mkdtemp(prefix="certform-bench-cache-")
+        place, cache = workdir, env[CACHE_ENV]
+        if left:
+            place = Path(tempfile.mkdtemp(prefix="apply-", dir=workdir.parent))
+            shutil.copy(workdir / "certform.yaml", place / "certform.yaml")
+            cache = tempfile.mkdtemp(prefix="cache-", dir=workdir.parent)
         os.sync()
-        try:
-            run = run_child([*cli, "apply", "--auto-approve"], workdir, {**env, CACHE_ENV: cache})
-        finally:
-            if cache != env[CACHE_ENV]:
-                shutil.rmtree(cache, ignore_errors=True)
+        run = run_child([*cli, "apply", "--auto-approve"], place, {**env, CACHE_ENV: cache})
         require(run.returncode == 0, f"apply exited {run.returncode}", run)
         require("Apply complete" in run.output, "apply did not complete", run)
         results.append(run)
@@ -481,63 +486,60 @@ class Row:
     """The no-change plan without the parse and validation caches (a fresh CI runner)."""
 
 
-def bench_size(n: int, env: dict[str, str], keep: bool, repeat: int) -> Row:
-    workdir = Path(tempfile.mkdtemp(prefix=f"certform-bench-{n}-"))
-    try:
-        config = write_config(workdir, n)
-        cli = certform_command()
-        print(f"\n[N={n}] workdir {workdir}", flush=True)
+def bench_size(n: int, env: dict[str, str], root: Path, repeat: int) -> Row:
+    """Every measurement at ``n``, in a directory of ``root`` (``main`` removes it)."""
+    (root / str(n)).mkdir()
+    workdir = root / str(n) / "work"
+    workdir.mkdir()
+    config = write_config(workdir, n)
+    cli = certform_command()
+    print(f"\n[N={n}] workdir {workdir}", flush=True)
 
-        version = run_best([*cli, "--version"], workdir, env, repeat)
-        require(version.returncode == 0, "certform --version failed", version)
+    version = run_best([*cli, "--version"], workdir, env, repeat)
+    require(version.returncode == 0, "certform --version failed", version)
 
-        apply = fresh_apply(cli, workdir, env, repeat if n <= APPLY_FLOOR_TARGET_N else 1)
-        print(f"[N={n}] apply {apply.seconds:.2f} s ({apply.summary})", flush=True)
-        files = file_floor(n, workdir, workdir / "out" / "c0")
-        print(f"[N={n}] file floor {files:.2f} s", flush=True)
-        imports = import_floor(env, workdir, repeat)
-        require(imports.returncode == 0, "the import floor's python failed", imports)
-        # Let the kernel write back what apply left dirty, so that write-back does not
-        # slow the plans measured next (it is not part of any of them).
-        start = time.perf_counter()
-        os.sync()
-        settle = time.perf_counter() - start
-        print(f"[N={n}] sync after apply {settle:.2f} s (not counted)", flush=True)
+    apply = fresh_apply(cli, workdir, env, repeat if n <= APPLY_FLOOR_TARGET_N else 1)
+    print(f"[N={n}] apply {apply.seconds:.2f} s ({apply.summary})", flush=True)
+    files = file_floor(n, workdir, workdir / "out" / "c0")
+    print(f"[N={n}] file floor {files:.2f} s", flush=True)
+    imports = import_floor(env, workdir, repeat)
+    require(imports.returncode == 0, "the import floor's python failed", imports)
+    # Let the kernel write back what apply left dirty, so that write-back does not
+    # slow the plans measured next (it is not part of any of them).
+    start = time.perf_counter()
+    os.sync()
+    settle = time.perf_counter() - start
+    print(f"[N={n}] sync after apply {settle:.2f} s (not counted)", flush=True)
 
-        plan = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
-        require(plan.returncode == 0, f"no-change plan exited {plan.returncode}", plan)
-        print(f"[N={n}] no-change plan {plan.seconds:.2f} s", flush=True)
-        # A fresh CI runner has no caches (config/parse_cache.py, validated_cache.py):
-        # the same plan, parsing and validating every file.
-        cold_env = {**env, "CERTFORM_CACHE": "off"}
-        cold = run_best([*cli, "plan", "--detailed-exitcode"], workdir, cold_env, repeat)
-        require(cold.returncode == 0, f"cold no-change plan exited {cold.returncode}", cold)
-        print(f"[N={n}] no-change plan, no caches {cold.seconds:.2f} s", flush=True)
+    plan = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
+    require(plan.returncode == 0, f"no-change plan exited {plan.returncode}", plan)
+    print(f"[N={n}] no-change plan {plan.seconds:.2f} s", flush=True)
+    # A fresh CI runner has no caches (config/parse_cache.py, validated_cache.py):
+    # the same plan, parsing and validating every file.
+    cold_env = {**env, "CERTFORM_CACHE": "off"}
+    cold = run_best([*cli, "plan", "--detailed-exitcode"], workdir, cold_env, repeat)
+    require(cold.returncode == 0, f"cold no-change plan exited {cold.returncode}", cold)
+    print(f"[N={n}] no-change plan, no caches {cold.seconds:.2f} s", flush=True)
 
-        # Same state, same files: the in-process phases of the no-change plan.
-        phases, (in_plan, _) = in_process_plan(config)
-        require(not in_plan.has_changes, "in-process plan found changes")
+    # Same state, same files: the in-process phases of the no-change plan.
+    phases, (in_plan, _) = in_process_plan(config)
+    require(not in_plan.has_changes, "in-process plan found changes")
 
-        write_config(workdir, n, changed=0)
-        one = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
-        require(one.returncode == 2, f"one-change plan exited {one.returncode}, not 2", one)
-        require(
-            one.summary == "1 to replace, 1 to rebind",
-            f"one-change plan summary is {one.summary!r}, not '1 to replace, 1 to rebind'",
-            one,
-        )
-        print(f"[N={n}] one-change plan {one.seconds:.2f} s ({one.summary})", flush=True)
-        write_config(workdir, n)
+    write_config(workdir, n, changed=0)
+    one = run_best([*cli, "plan", "--detailed-exitcode"], workdir, env, repeat)
+    require(one.returncode == 2, f"one-change plan exited {one.returncode}, not 2", one)
+    require(
+        one.summary == "1 to replace, 1 to rebind",
+        f"one-change plan summary is {one.summary!r}, not '1 to replace, 1 to rebind'",
+        one,
+    )
+    print(f"[N={n}] one-change plan {one.seconds:.2f} s ({one.summary})", flush=True)
+    write_config(workdir, n)
 
-        floor = crypto_floor(n)
-        print(f"[N={n}] crypto floor {floor['total']:.2f} s", flush=True)
-        floor.update(files=files, imports=imports.seconds)
-        return Row(n, apply, plan, one, version, floor, phases, repeat, cold)
-    finally:
-        if keep:
-            print(f"[N={n}] kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    floor = crypto_floor(n)
+    print(f"[N={n}] crypto floor {floor['total']:.2f} s", flush=True)
+    floor.update(files=files, imports=imports.seconds)
+    return Row(n, apply, plan, one, version, floor, phases, repeat, cold)
 
 
 def _spread(run: ChildRun) -> str:
@@ -682,10 +684,13 @@ def main() -> None:
     if args.smoke:
         args.sizes, args.repeat, args.profile, args.top = [SMOKE_N], 1, True, 5
 
+    # Everything the benchmark writes goes under one directory, removed only after the
+    # last figure: removing files just before an apply slows it (see ``fresh_apply``).
+    root = Path(tempfile.mkdtemp(prefix="certform-bench-"))
     env = dict(os.environ)
     env[MASTER_KEY_ENV] = base64.b64encode(os.urandom(32)).decode()
     # Private caches: the first command of each N fills them, the plans use them.
-    env[CACHE_ENV] = tempfile.mkdtemp(prefix="certform-bench-cache-")
+    env[CACHE_ENV] = tempfile.mkdtemp(prefix="cache-", dir=root)
     env.pop("CERTFORM_CACHE", None)
     # SIGTERM (e.g. a timeout) unwinds through the finally blocks that stop the servers
     # and remove the temp directories.
@@ -694,56 +699,50 @@ def main() -> None:
     os.environ[MASTER_KEY_ENV] = env[MASTER_KEY_ENV]  # for the in-process phases
     os.environ[CACHE_ENV] = env[CACHE_ENV]
 
-    cache = None
-    if not args.no_bytecode_cache:
-        # PYTHONDONTWRITEBYTECODE (set in some sandboxes) would make every child compile
-        # the package from source; an installed certform has its .pyc files.  Keep them
-        # in a private prefix so the benchmark writes nothing into the source tree.
-        cache = tempfile.mkdtemp(prefix="certform-bench-pyc-")
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = cache
-        warm_bytecode(env)
     try:
-        rows = [bench_size(n, env, args.keep, args.repeat) for n in args.sizes]
+        if not args.no_bytecode_cache:
+            # PYTHONDONTWRITEBYTECODE (set in some sandboxes) would make every child
+            # compile the package from source; an installed certform has its .pyc files.
+            # Keep them in a private prefix so the benchmark writes nothing into the
+            # source tree.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="pyc-", dir=root)
+            warm_bytecode(env, root)
+        rows = [bench_size(n, env, root, args.repeat) for n in args.sizes]
         report(rows)
         if args.profile:
-            run_profiles(min(args.sizes), max(args.sizes), env, args.top)
+            run_profiles(min(args.sizes), max(args.sizes), env, args.top, root)
     finally:
-        if cache:
-            shutil.rmtree(cache, ignore_errors=True)
-        shutil.rmtree(env[CACHE_ENV], ignore_errors=True)
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
-def warm_bytecode(env: dict[str, str]) -> None:
+def warm_bytecode(env: dict[str, str], root: Path) -> None:
     """Fill the private bytecode prefix with what apply and plan import (an apply and
     a plan of two certificates, in a directory of their own), so that no measured run
     compiles modules: ``--version`` alone imports almost nothing."""
-    workdir = Path(tempfile.mkdtemp(prefix="certform-bench-warm-"))
-    try:
-        write_config(workdir, 2)
-        for command in (["apply", "--auto-approve"], ["plan"]):
-            run = run_child([*certform_command(), *command], workdir, env)
-            require(run.returncode == 0, f"warm-up {command[0]} failed", run)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    workdir = Path(tempfile.mkdtemp(prefix="warm-", dir=root))
+    write_config(workdir, 2)
+    for command in (["apply", "--auto-approve"], ["plan"]):
+        run = run_child([*certform_command(), *command], workdir, env)
+        require(run.returncode == 0, f"warm-up {command[0]} failed", run)
 
 
-def run_profiles(apply_n: int, plan_n: int, env: dict[str, str], top: int) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="certform-bench-profile-"))
-    try:
-        (workdir / "apply").mkdir()
-        config = write_config(workdir / "apply", apply_n)
-        profile(f"in-process apply, N={apply_n}", lambda: in_process_apply(config), top)
+def run_profiles(apply_n: int, plan_n: int, env: dict[str, str], top: int, root: Path) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="profile-", dir=root))
+    (workdir / "apply").mkdir()
+    config = write_config(workdir / "apply", apply_n)
+    profile(f"in-process apply, N={apply_n}", lambda: in_process_apply(config), top)
 
-        plan_dir = workdir / "plan"
-        plan_dir.mkdir()
-        plan_config = write_config(plan_dir, plan_n)
-        apply = run_child([*certform_command(), "apply", "--auto-approve"], plan_dir, env)
-        require(apply.returncode == 0, "apply for the plan profile failed", apply)
-        cli_plan(plan_config)  # warm the page cache, as a second plan would find it
-        profile(f"in-process no-change plan, N={plan_n}", lambda: cli_plan(plan_config), top)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    plan_dir = workdir / "plan"
+    plan_dir.mkdir()
+    plan_config = write_config(plan_dir, plan_n)
+    apply = run_child([*certform_command(), "apply", "--auto-approve"], plan_dir, env)
+    require(apply.returncode == 0, "apply for the plan profile failed", apply)
+    cli_plan(plan_config)  # warm the page cache, as a second plan would find it
+    profile(f"in-process no-change plan, N={plan_n}", lambda: cli_plan(plan_config), top)
 
 
 if __name__ == "__main__":
