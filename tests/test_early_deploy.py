@@ -214,3 +214,23 @@ def test_forked_deploys_stay_within_parallelism(workspace: Workspace) -> None:
     assert len((ws.root / "runs.log").read_text().splitlines()) == COUNT
     ws.ok("plan", "--detailed-exitcode")
     assert_consistent(ws, COUNT)
+
+
+@pytest.mark.parametrize(
+    ("extra", "waits"),
+    [
+        ({}, False),
+        ({"post_deploy": ["true"]}, True),
+        ({"verify_endpoint": {"host": "127.0.0.1", "port": 8443}}, True),
+    ],
+)
+def test_only_plain_local_files_deploy_without_lanes(
+    tmp_path: Path, extra: dict[str, object], waits: bool
+) -> None:
+    """A ``files`` deploy that runs no command and no handshake waits for nothing: an
+    early deploy of such bindings writes them one after another in its process
+    (``Step.waits``); any that waits keeps the lanes of ``--parallelism``."""
+    from reconciler.providers.catalog import target_from_settings
+
+    target = target_from_settings({"type": "files", "directory": "out/a", **extra}, tmp_path)
+    assert target.deploy_waits is waits

@@ -143,10 +143,13 @@ def test_a_failing_binding_among_many_fails_only_itself(workspace: Workspace) ->
 
 def test_sigkill_while_one_deploy_of_a_parallel_batch_is_paused(workspace: Workspace) -> None:
     """The paused deploy holds its batch: the other deploys of the batch go on in their
-    threads (their files appear) but nothing is recorded; the next apply recovers."""
+    threads (their files appear) but nothing is recorded; the next apply recovers.
+    The bindings run a post_deploy: a deploy that waits keeps a lane of its own even
+    in a forked early deploy, where plain local files are written one after another
+    (``Step.waits``)."""
     ws = workspace
     count = 8
-    ws.write(config(count))
+    ws.write(config(count).replace("directory: out/c", "post_deploy: ['true'], directory: out/c"))
     marker = ws.root / "paused"
     pause = {
         "CERTFORM_TEST_PAUSE_AT": "binding.files:out/c1:acted",

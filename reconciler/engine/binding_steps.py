@@ -46,6 +46,10 @@ class Bind(Step):
         deployment: _Deployment = prepared.data
         return deployment.target.deploy_lane()
 
+    def waits(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> bool:
+        deployment: _Deployment = prepared.data
+        return deployment.target.deploy_waits
+
     def prepare(self, ctx: ApplyContext, change: Change) -> Prepared:
         spec = _spec(change.after)
         return _deployment(ctx, spec, target_from_settings(dict(spec.target), ctx.root))

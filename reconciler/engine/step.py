@@ -79,6 +79,13 @@ class Step(ABC):
         different lanes may act at the same time.  Only asked when ``parallel``."""
         return change.address
 
+    def waits(self, ctx: ApplyContext, change: Change, prepared: Prepared) -> bool:
+        """Whether ``act`` waits on something besides this machine's CPU and disk (a
+        command, a handshake, the network), so that acts beside it in other lanes
+        gain time.  An early deploy whose acts all do not wait runs them one after
+        another (``early_deploy.py``).  Default: yes."""
+        return True
+
     def batch_key(self, ctx: ApplyContext, change: Change) -> Hashable | None:
         """Changes of one phase with the same key act together; None: alone."""
         return None

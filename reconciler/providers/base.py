@@ -157,6 +157,12 @@ class Target(ABC):
         memory that later steps read.  Default: no."""
         return False
 
+    @property
+    def deploy_waits(self) -> bool:
+        """Whether a deploy waits on something besides this machine's CPU and disk (a
+        command, a handshake, the network): see ``Step.waits``.  Default: yes."""
+        return True
+
     def __init__(
         self,
         config: BaseModel,

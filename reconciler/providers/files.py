@@ -155,6 +155,13 @@ class FilesTarget(Target):
         return () if self.via is not None else (self.directory,)
 
     @property
+    def deploy_waits(self) -> bool:
+        """Local files with no ``post_deploy`` and no ``verify_endpoint`` wait for
+        nothing: writing them is kernel work on this machine's disk."""
+        command, handshake = self.config.post_deploy, self.config.verify_endpoint
+        return self.via is not None or bool(command) or handshake is not None
+
+    @property
     def deploys_in_fork(self) -> bool:
         """Local files (no SSH connection, which lives in this process's event loop)."""
         return self.via is None
