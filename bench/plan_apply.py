@@ -717,6 +717,9 @@ def main() -> None:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+            # ext4 skips the inodes just freed for minutes (see ``fresh_apply``).
+            print("\n(removed what this run wrote: a run started in the next five minutes")
+            print(" creates files more slowly, and its apply figures are higher)")
 
 
 def warm_bytecode(env: dict[str, str], root: Path) -> None:
