@@ -379,15 +379,6 @@ def crypto_floor(n: int) -> dict[str, float]:
     return {"keygen": keygen, "sign": sign, "total": keygen + sign}
 
 
-BINDING_FILES = (
-    ("cert.pem", 0o644),
-    ("chain.pem", 0o644),
-    ("fullchain.pem", 0o644),
-    ("ca.pem", 0o644),
-    ("key.pem", 0o600),
-)
-"""What a ``files`` binding writes (providers/files.py), with the modes it writes them."""
-
 IMPORT_FLOOR_CODE = "import cryptography.x509, pydantic, sqlite3, typer, yaml"
 """The libraries an apply cannot run without: their import is start-up no code of
 certform's can remove."""
@@ -398,7 +389,9 @@ def file_floor(n: int, workdir: Path, sample: Path) -> float:
     (the bytes of the deployed ``sample`` directory, so the sizes are real), each file
     written to a temp name and renamed, then one ``sync``: the kernel's share of a
     crash-safe deploy on the disk the apply ran on."""
-    payloads = [((sample / name).read_bytes(), name, mode) for name, mode in BINDING_FILES]
+    from reconciler.providers.files import FILE_MODES  # what a binding writes, and modes
+
+    payloads = [((sample / name).read_bytes(), name, mode) for name, mode in FILE_MODES.items()]
     root = workdir / "file-floor"
     root.mkdir()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -488,9 +481,8 @@ class Row:
 
 def bench_size(n: int, env: dict[str, str], root: Path, repeat: int) -> Row:
     """Every measurement at ``n``, in a directory of ``root`` (``main`` removes it)."""
-    (root / str(n)).mkdir()
     workdir = root / str(n) / "work"
-    workdir.mkdir()
+    workdir.mkdir(parents=True)
     config = write_config(workdir, n)
     cli = certform_command()
     print(f"\n[N={n}] workdir {workdir}", flush=True)
